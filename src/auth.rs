@@ -1,0 +1,281 @@
+//! Registry credentials in the DockerConfigJSON format that `docker login`
+//! writes and Kubernetes stores as `.dockerconfigjson`: parsing and checking
+//! the document (raw or base64-encoded), and handing it to docker through a
+//! private, short-lived configuration directory. How docker is run is not
+//! this module's business (see `docker`).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine;
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+use crate::secret::Secret;
+
+/// The key under which the docker CLI looks up Docker Hub credentials.
+const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
+
+/// Names operators write for Docker Hub, all meaning [`DOCKER_HUB_KEY`].
+const DOCKER_HUB_ALIASES: &[&str] = &["docker.io", "index.docker.io", "registry-1.docker.io"];
+
+/// Base64 as Kubernetes and `docker login` write it; padding optional.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+/// A checked DockerConfigJSON document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerAuth {
+    /// The registries it holds credentials for, as written.
+    hosts: Vec<String>,
+    /// The `{"auths": ...}` document docker will read.
+    document: Secret,
+}
+
+impl DockerAuth {
+    /// Parses a DockerConfigJSON, raw or base64-encoded. The error names the
+    /// part that is wrong and never quotes the secret.
+    pub fn parse(text: &str) -> Result<DockerAuth, String> {
+        let text = text.trim();
+        let json = if text.starts_with('{') {
+            text.to_string()
+        } else {
+            let compact: String = text.split_whitespace().collect();
+            let bytes = BASE64.decode(compact.as_bytes()).map_err(|_| {
+                "not a DockerConfigJSON: neither JSON nor base64-encoded JSON".to_string()
+            })?;
+            String::from_utf8(bytes).map_err(|_| {
+                "not a DockerConfigJSON: base64 decodes to binary, not JSON".to_string()
+            })?
+        };
+        let root: Value = serde_json::from_str(&json)
+            .map_err(|e| format!("not a DockerConfigJSON: invalid JSON ({e})"))?;
+        let auths = root
+            .as_object()
+            .ok_or("not a DockerConfigJSON: expected a JSON object")?
+            .get("auths")
+            .ok_or("not a DockerConfigJSON: no \"auths\" object")?
+            .as_object()
+            .ok_or("not a DockerConfigJSON: \"auths\" must be an object")?;
+        let mut out = Map::new();
+        let mut hosts = Vec::new();
+        for (host, entry) in auths {
+            check_entry(host, entry)?;
+            hosts.push(host.clone());
+            out.insert(host.clone(), entry.clone());
+        }
+        let hub_entry = hosts
+            .iter()
+            .find(|h| is_docker_hub(h))
+            .map(|h| auths[h.as_str()].clone());
+        if let (Some(entry), false) = (hub_entry, out.contains_key(DOCKER_HUB_KEY)) {
+            out.insert(DOCKER_HUB_KEY.to_string(), entry);
+        }
+        let document = serde_json::json!({ "auths": out }).to_string();
+        Ok(DockerAuth {
+            hosts,
+            document: Secret::new(document),
+        })
+    }
+
+    /// The registries this document has credentials for.
+    pub fn hosts(&self) -> &[String] {
+        &self.hosts
+    }
+}
+
+fn is_docker_hub(host: &str) -> bool {
+    let bare = host
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    DOCKER_HUB_ALIASES.contains(&bare)
+}
+
+fn check_entry(host: &str, entry: &Value) -> Result<(), String> {
+    if host.trim().is_empty() {
+        return Err("auths has an entry with an empty registry name".into());
+    }
+    let entry = entry
+        .as_object()
+        .ok_or_else(|| format!("auths[\"{host}\"] must be an object"))?;
+    let text = |key: &str| {
+        entry
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    if let Some(auth) = entry.get("auth") {
+        let decoded = auth
+            .as_str()
+            .and_then(|a| BASE64.decode(a.trim()).ok())
+            .and_then(|b| String::from_utf8(b).ok());
+        return match decoded {
+            Some(pair) if pair.contains(':') => Ok(()),
+            _ => Err(format!(
+                "auths[\"{host}\"].auth must be base64 of user:password"
+            )),
+        };
+    }
+    if (text("username").is_some() && text("password").is_some())
+        || text("identitytoken").is_some()
+        || text("registrytoken").is_some()
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "auths[\"{host}\"] has no credentials (expected \"auth\", or \"username\" and \"password\")"
+    ))
+}
+
+/// A private docker configuration directory holding one DockerConfigJSON as
+/// `config.json` (directory 0700, file 0600). It is removed when dropped, also
+/// when the docker command that used it failed.
+#[derive(Debug)]
+pub struct PrivateConfigDir {
+    dir: PathBuf,
+}
+
+impl PrivateConfigDir {
+    /// Creates a fresh directory under the system's temporary directory and
+    /// writes `auth` into it.
+    pub fn create(auth: &DockerAuth) -> Result<PrivateConfigDir, Error> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "picture-book-{}-{n}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or_default()
+        ));
+        let fail = |source| Error::Credentials {
+            path: dir.clone(),
+            source,
+        };
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(fail)?;
+        let guard = PrivateConfigDir { dir: dir.clone() };
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.join("config.json"))
+            .map_err(fail)?;
+        file.write_all(auth.document.expose().as_bytes())
+            .map_err(fail)?;
+        Ok(guard)
+    }
+
+    /// The directory to pass as `docker --config`.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for PrivateConfigDir {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_dir_all(&self.dir) {
+            log::warn!(
+                "could not remove private docker configuration {}: {e}",
+                self.dir.display()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    #[test]
+    fn accepts_raw_json() {
+        let doc = format!(
+            r#"{{"auths":{{"reg.example:5000":{{"auth":"{}"}}}}}}"#,
+            b64("u:p")
+        );
+        let auth = DockerAuth::parse(&doc).unwrap();
+        assert_eq!(auth.hosts(), ["reg.example:5000"]);
+    }
+
+    #[test]
+    fn accepts_base64_json_with_line_breaks() {
+        let doc = r#"{"auths":{"q.io":{"username":"u","password":"p"}}}"#;
+        let mut enc = b64(doc);
+        enc.insert(10, '\n');
+        assert_eq!(DockerAuth::parse(&enc).unwrap().hosts(), ["q.io"]);
+    }
+
+    #[test]
+    fn docker_hub_gets_the_key_docker_reads() {
+        let doc = format!(r#"{{"auths":{{"docker.io":{{"auth":"{}"}}}}}}"#, b64("u:p"));
+        let auth = DockerAuth::parse(&doc).unwrap();
+        let written: Value = serde_json::from_str(auth.document.expose()).unwrap();
+        assert!(written["auths"][DOCKER_HUB_KEY]["auth"].is_string());
+        assert!(written["auths"]["docker.io"]["auth"].is_string());
+    }
+
+    #[test]
+    fn errors_name_the_problem_and_not_the_secret() {
+        let cases = [
+            ("hunter2", "neither JSON nor base64"),
+            ("{\"auths\": hunter2}", "invalid JSON"),
+            ("{\"hunter2\": {}}", "no \"auths\" object"),
+            ("{\"auths\": []}", "\"auths\" must be an object"),
+            (
+                "{\"auths\": {\"r.io\": {\"auth\": \"hunter2\"}}}",
+                "auths[\"r.io\"].auth must be base64 of user:password",
+            ),
+            (
+                "{\"auths\": {\"r.io\": {\"username\": \"hunter2\"}}}",
+                "auths[\"r.io\"] has no credentials",
+            ),
+        ];
+        for (input, expected) in cases {
+            let err = DockerAuth::parse(input).unwrap_err();
+            assert!(err.contains(expected), "{input}: {err}");
+            assert!(!err.contains("hunter2"), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_the_document() {
+        let doc = format!(
+            r#"{{"auths":{{"r.io":{{"auth":"{}"}}}}}}"#,
+            b64("u:hunter2")
+        );
+        let auth = DockerAuth::parse(&doc).unwrap();
+        assert!(!format!("{auth:?}").contains(&b64("u:hunter2")));
+    }
+
+    #[test]
+    fn private_dir_is_private_and_removed() {
+        let doc = format!(r#"{{"auths":{{"r.io":{{"auth":"{}"}}}}}}"#, b64("u:p"));
+        let auth = DockerAuth::parse(&doc).unwrap();
+        let dir = PrivateConfigDir::create(&auth).unwrap();
+        let path = dir.path().to_path_buf();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o700);
+        assert_eq!(mode(&path.join("config.json")), 0o600);
+        let written = fs::read_to_string(path.join("config.json")).unwrap();
+        assert!(written.contains("r.io"));
+        drop(dir);
+        assert!(!path.exists());
+    }
+}

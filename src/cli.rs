@@ -1,0 +1,357 @@
+//! The command line: raw flags are read with pico-args into a [`Cli`], the
+//! only form the rest of the program sees. Anything not understood is an
+//! error, never ignored. Help texts live here too.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::display::Verbosity;
+use crate::error::Error;
+
+/// The program's version, from Cargo.toml.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cli {
+    /// `--config FILE`.
+    pub config: Option<PathBuf>,
+    /// From `-q` and `-v`.
+    pub verbosity: Verbosity,
+    /// What to do.
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Mirror once.
+    Load(LoadOptions),
+    /// Validate the configuration and show the schedules.
+    Check,
+    /// The continuous daemon.
+    Sync,
+    /// Print this help text and exit 0.
+    Help(&'static str),
+    /// Print the version and exit 0.
+    Version,
+}
+
+/// Which registries `load` mirrors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// `--registry HOST`.
+    One(String),
+    /// `--all`.
+    All,
+}
+
+/// Options of `load`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Which registries.
+    pub selection: Selection,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// `--json`.
+    pub json: bool,
+}
+
+const MAIN_HELP: &str = "\
+picture-book: mirror container images into container registries
+
+Usage: picture-book [OPTIONS] <COMMAND>
+
+Commands:
+  load    Mirror the images each syncer script lists, once
+  check   Validate the configuration and show the next scheduled runs
+  sync    Run the synchronization daemon
+
+Options:
+  -c, --config <FILE>  Configuration file [default: $PICTURE_BOOK_CONFIG,
+                       else ./config.yaml, else /etc/picture-book/config.yaml]
+  -v, --verbose        Log more (each command run); repeat for more
+  -q, --quiet          Log only warnings and errors
+  -h, --help           Print help (also after a command)
+  -V, --version        Print version
+
+Exit status: 0 every listed image is at its target; 1 at least one is not;
+2 usage or configuration error, nothing attempted.
+
+See picture-book(1) and picture-book.yaml(5).
+";
+
+const LOAD_HELP: &str = "\
+Mirror the images each syncer script lists, once: pull, tag and push each.
+
+Usage: picture-book load [OPTIONS] (--registry <HOST> | --all)
+
+Options:
+  -r, --registry <HOST>  Mirror into the configured registry HOST
+  -a, --all              Mirror into every configured registry, in turn
+  -n, --dry-run          Run the syncer scripts and print the plan (each source
+                         and its target); pull and push nothing
+      --json             Print a machine-readable report on stdout (logs stay
+                         on stderr)
+  -c, --config <FILE>    Configuration file
+  -v, --verbose          Log more; repeat for more
+  -q, --quiet            Log only warnings and errors; print the summary only
+                         when something failed
+  -h, --help             Print help
+
+Exit status: 0 every listed image is at its target; 1 at least one is not
+(a failed pull or push, a failed or hung syncer script, a line that is not an
+image reference, docker unavailable); 2 usage or configuration error.
+";
+
+const CHECK_HELP: &str = "\
+Validate the configuration and print, for each registry, its hostname and its
+next three scheduled runs (RFC 3339, local time; TZ is honoured).
+
+Usage: picture-book check [OPTIONS]
+
+Options:
+  -c, --config <FILE>  Configuration file
+  -v, --verbose        Log more; repeat for more
+  -q, --quiet          Log only warnings and errors
+  -h, --help           Print help
+
+Exit status: 0 the configuration is valid; 2 it is not (each problem is
+listed).
+";
+
+const SYNC_HELP: &str = "\
+Run the synchronization daemon: mirror each registry on its syncPeriod and
+serve the HTTP API.
+
+Usage: picture-book sync [OPTIONS]
+
+Options:
+  -c, --config <FILE>  Configuration file
+  -v, --verbose        Log more; repeat for more
+  -q, --quiet          Log only warnings and errors
+  -h, --help           Print help
+";
+
+/// Every help text, for tests that compare them with the man page.
+pub const HELP_TEXTS: [&str; 4] = [MAIN_HELP, LOAD_HELP, CHECK_HELP, SYNC_HELP];
+
+/// Parses the arguments after the program name.
+pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
+    let mut args = pico_args::Arguments::from_vec(args);
+    let usage = |e: pico_args::Error| Error::Usage(e.to_string());
+    let config: Option<PathBuf> = args.opt_value_from_str(["-c", "--config"]).map_err(usage)?;
+    let registry: Option<String> = args
+        .opt_value_from_str(["-r", "--registry"])
+        .map_err(usage)?;
+    let help = args.contains(["-h", "--help"]);
+    let version = args.contains(["-V", "--version"]);
+    let all = args.contains(["-a", "--all"]);
+    let dry_run = args.contains(["-n", "--dry-run"]);
+    let json = args.contains("--json");
+    let quiet = args.contains(["-q", "--quiet"]);
+    let mut verbose = 0;
+    while args.contains(["-v", "--verbose"]) {
+        verbose += 1;
+    }
+    let command = args.subcommand().map_err(usage)?;
+    let rest = args.finish();
+    if let Some(extra) = rest.first() {
+        let extra = extra.to_string_lossy();
+        return Err(Error::Usage(if extra.starts_with('-') {
+            format!("unknown option '{extra}'")
+        } else {
+            format!("unexpected argument '{extra}'")
+        }));
+    }
+    let verbosity = match (quiet, verbose) {
+        (true, 0) => Verbosity::Quiet,
+        (true, _) => {
+            return Err(Error::Usage(
+                "--quiet and --verbose cannot be used together".into(),
+            ));
+        }
+        (false, 0) => Verbosity::Normal,
+        (false, 1) => Verbosity::Debug,
+        (false, _) => Verbosity::Trace,
+    };
+    let load_only = |name: &str| -> Result<(), Error> {
+        let flag = if registry.is_some() {
+            Some("--registry")
+        } else if all {
+            Some("--all")
+        } else if dry_run {
+            Some("--dry-run")
+        } else if json {
+            Some("--json")
+        } else {
+            None
+        };
+        match flag {
+            Some(f) => Err(Error::Usage(format!("{f} belongs to 'load', not '{name}'"))),
+            None => Ok(()),
+        }
+    };
+    let command = match command.as_deref() {
+        _ if version => Command::Version,
+        None if help => Command::Help(MAIN_HELP),
+        Some("help") => Command::Help(MAIN_HELP),
+        Some("load") if help => Command::Help(LOAD_HELP),
+        Some("check") if help => Command::Help(CHECK_HELP),
+        Some("sync") if help => Command::Help(SYNC_HELP),
+        None => {
+            return Err(Error::Usage(
+                "a command is required: load, check or sync".into(),
+            ));
+        }
+        Some("load") => Command::Load(LoadOptions {
+            selection: match (registry, all) {
+                (Some(host), false) => Selection::One(host),
+                (None, true) => Selection::All,
+                (Some(_), true) => {
+                    return Err(Error::Usage(
+                        "load takes --registry HOST or --all, not both".into(),
+                    ));
+                }
+                (None, false) => {
+                    return Err(Error::Usage("load needs --registry HOST or --all".into()));
+                }
+            },
+            dry_run,
+            json,
+        }),
+        Some(name @ "check") => {
+            load_only(name)?;
+            Command::Check
+        }
+        Some(name @ "sync") => {
+            load_only(name)?;
+            Command::Sync
+        }
+        Some(other) => {
+            return Err(Error::Usage(format!(
+                "unknown command '{other}'; the commands are load, check and sync"
+            )));
+        }
+    };
+    Ok(Cli {
+        config,
+        verbosity,
+        command,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(args: &[&str]) -> Result<Cli, Error> {
+        parse(args.iter().map(OsString::from).collect())
+    }
+
+    fn usage_error(args: &[&str]) -> String {
+        match parse_str(args) {
+            Err(Error::Usage(msg)) => msg,
+            other => panic!("{args:?}: expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn load_forms() {
+        let cli = parse_str(&["load", "--registry", "r.io", "--dry-run", "--json"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Load(LoadOptions {
+                selection: Selection::One("r.io".into()),
+                dry_run: true,
+                json: true
+            })
+        );
+        let cli = parse_str(&["--config", "/x.yaml", "load", "--all", "-vv"]).unwrap();
+        assert_eq!(cli.config, Some(PathBuf::from("/x.yaml")));
+        assert_eq!(cli.verbosity, Verbosity::Trace);
+        assert!(matches!(
+            cli.command,
+            Command::Load(LoadOptions {
+                selection: Selection::All,
+                ..
+            })
+        ));
+        let cli = parse_str(&["load", "--registry=r.io", "--config=c.yaml", "-q"]).unwrap();
+        assert_eq!(cli.verbosity, Verbosity::Quiet);
+        assert_eq!(cli.config, Some(PathBuf::from("c.yaml")));
+    }
+
+    #[test]
+    fn help_and_version_anywhere() {
+        assert_eq!(
+            parse_str(&["--help"]).unwrap().command,
+            Command::Help(MAIN_HELP)
+        );
+        assert_eq!(
+            parse_str(&["help"]).unwrap().command,
+            Command::Help(MAIN_HELP)
+        );
+        assert_eq!(
+            parse_str(&["load", "--help"]).unwrap().command,
+            Command::Help(LOAD_HELP)
+        );
+        assert_eq!(
+            parse_str(&["check", "-h"]).unwrap().command,
+            Command::Help(CHECK_HELP)
+        );
+        assert_eq!(
+            parse_str(&["sync", "--help"]).unwrap().command,
+            Command::Help(SYNC_HELP)
+        );
+        assert_eq!(parse_str(&["-V"]).unwrap().command, Command::Version);
+        assert_eq!(parse_str(&["check"]).unwrap().command, Command::Check);
+    }
+
+    #[test]
+    fn anything_not_understood_is_an_error() {
+        assert_eq!(
+            usage_error(&["load", "--all", "--frobnicate"]),
+            "unknown option '--frobnicate'"
+        );
+        assert_eq!(
+            usage_error(&["load", "--all", "extra"]),
+            "unexpected argument 'extra'"
+        );
+        assert_eq!(
+            usage_error(&["check", "extra"]),
+            "unexpected argument 'extra'"
+        );
+        assert_eq!(
+            usage_error(&["load"]),
+            "load needs --registry HOST or --all"
+        );
+        assert_eq!(
+            usage_error(&["load", "--all", "--registry", "r"]),
+            "load takes --registry HOST or --all, not both"
+        );
+        assert!(usage_error(&["load", "--registry"]).contains("--registry"));
+        assert_eq!(
+            usage_error(&[]),
+            "a command is required: load, check or sync"
+        );
+        assert!(usage_error(&["mirror"]).starts_with("unknown command 'mirror'"));
+        assert_eq!(
+            usage_error(&["check", "--all"]),
+            "--all belongs to 'load', not 'check'"
+        );
+        assert_eq!(
+            usage_error(&["load", "--all", "-q", "-v"]),
+            "--quiet and --verbose cannot be used together"
+        );
+    }
+
+    #[test]
+    fn help_texts_fit_a_terminal() {
+        for text in HELP_TEXTS {
+            for line in text.lines() {
+                assert!(line.chars().count() <= 80, "too long: {line}");
+            }
+        }
+    }
+}

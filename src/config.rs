@@ -1,0 +1,782 @@
+//! The configuration file: where it is found, its schema (the seed's
+//! camelCase keys plus the additions of this project), and validation. Raw
+//! YAML is read into private structs that refuse unknown keys, then checked
+//! as a whole into a [`Config`], the only form the rest of the program sees.
+//! Every problem is reported with its key path; nothing runs on a bad config.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+use crate::auth::DockerAuth;
+use crate::error::Error;
+use crate::reference;
+use crate::schedule::Schedule;
+use crate::script;
+use crate::secret::Secret;
+
+/// The environment variable that names the configuration file.
+pub const CONFIG_ENV: &str = "PICTURE_BOOK_CONFIG";
+/// The system-wide configuration file.
+pub const SYSTEM_CONFIG: &str = "/etc/picture-book/config.yaml";
+/// How long a syncer script may run when `syncerScriptTimeout` is not set.
+pub const DEFAULT_SCRIPT_TIMEOUT: Duration = Duration::from_secs(600);
+/// The API port when `api.port` is not set.
+pub const DEFAULT_API_PORT: u16 = 8001;
+
+/// A valid configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (absolute).
+    pub path: PathBuf,
+    /// The target registries, in file order.
+    pub registries: Vec<Registry>,
+    /// How progress is shown.
+    pub display: DisplayMode,
+    /// The HTTP API of `picture-book sync`.
+    pub api: Api,
+}
+
+/// One target registry and how to fill it.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    /// Target registry host, with optional port.
+    pub hostname: String,
+    /// Prefix for every target repository (may be empty).
+    pub repository: String,
+    /// Credentials for pulling the sources; `None` uses the operator's docker login.
+    pub pull_auth: Option<DockerAuth>,
+    /// Credentials for pushing to `hostname`; `None` uses the operator's docker login.
+    pub push_auth: Option<DockerAuth>,
+    /// When `picture-book sync` runs it; `None` means only on demand.
+    pub schedule: Option<Schedule>,
+    /// The syncer script, as an absolute path.
+    pub script: PathBuf,
+    /// Its arguments, already split into words.
+    pub script_args: Vec<String>,
+    /// How long the script may run.
+    pub script_timeout: Duration,
+    /// Remove local images after a successful push.
+    pub delete_local_images: bool,
+}
+
+/// How progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisplayMode {
+    /// One spinner line per image on a terminal; plain log lines otherwise.
+    Spinner,
+    /// Docker's own progress output, each line prefixed with its image.
+    Verbose,
+}
+
+/// The HTTP API settings.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// Whether `picture-book sync` serves the API.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub address: IpAddr,
+    /// Port to listen on.
+    pub port: u16,
+    /// The bearer token every request must carry, when authentication is on.
+    pub token: Option<Secret>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    registries: Vec<RawRegistry>,
+    #[serde(default)]
+    display: Option<String>,
+    #[serde(default)]
+    api: Option<RawApi>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawRegistry {
+    #[serde(default)]
+    hostname: Option<String>,
+    #[serde(default)]
+    repository: Option<String>,
+    #[serde(default, deserialize_with = "scalar_text")]
+    pull_auth_config: Option<String>,
+    #[serde(default, deserialize_with = "scalar_text")]
+    push_auth_config: Option<String>,
+    #[serde(default)]
+    pull_auth_config_file: Option<PathBuf>,
+    #[serde(default)]
+    push_auth_config_file: Option<PathBuf>,
+    #[serde(default)]
+    sync_period: Option<String>,
+    #[serde(default)]
+    syncer_script: Option<PathBuf>,
+    #[serde(default, deserialize_with = "scalar_text")]
+    syncer_script_args: Option<String>,
+    #[serde(default, deserialize_with = "scalar_text")]
+    syncer_script_timeout: Option<String>,
+    #[serde(default)]
+    delete_local_images: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawApi {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    address: Option<String>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    enable_auth: Option<bool>,
+    #[serde(default, deserialize_with = "scalar_text")]
+    auth_token: Option<String>,
+    #[serde(default)]
+    auth_token_file: Option<PathBuf>,
+}
+
+/// Reads any YAML scalar as text (so `authToken: 1234` is a token, and a
+/// type error never echoes a secret's value), and null as absent.
+fn scalar_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct Text;
+    impl<'de> Visitor<'de> for Text {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(Text)
+        }
+    }
+    d.deserialize_any(Text)
+}
+
+/// Finds the configuration file: `--config`, else `$PICTURE_BOOK_CONFIG`, else
+/// `./config.yaml`, else `/etc/picture-book/config.yaml`.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, Error> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    if let Some(path) = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let candidates = [PathBuf::from("./config.yaml"), PathBuf::from(SYSTEM_CONFIG)];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or(Error::ConfigNotFound {
+            searched: candidates.to_vec(),
+        })
+}
+
+/// Reads and validates the configuration at `path`.
+pub fn load(path: &Path) -> Result<Config, Error> {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let text = fs::read_to_string(&path).map_err(|source| Error::ConfigRead {
+        path: path.clone(),
+        source,
+    })?;
+    parse(&text, &path)
+}
+
+/// Validates configuration `text` read from `path` (relative paths in it
+/// resolve against `path`'s directory).
+pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
+    let invalid = |problems| Error::ConfigInvalid {
+        path: path.to_path_buf(),
+        problems,
+    };
+    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| {
+        let msg = e.to_string();
+        let line = match e.location() {
+            Some(loc) if !msg.contains(" at line ") => format!(" at line {}", loc.line()),
+            _ => String::new(),
+        };
+        invalid(vec![format!("{msg}{line}")])
+    })?;
+    let base = path.parent().unwrap_or(Path::new("/"));
+    let mut problems = Vec::new();
+    let mut registries = Vec::new();
+    if raw.registries.is_empty() {
+        problems.push("registries: at least one registry is required".to_string());
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, r) in raw.registries.into_iter().enumerate() {
+        let mut check = Checker {
+            key: format!("registries[{i}]"),
+            problems: &mut problems,
+        };
+        let host = r.hostname.as_deref().unwrap_or_default().trim().to_string();
+        if !host.is_empty() {
+            if let Some(first) = seen.insert(host.to_ascii_lowercase(), i) {
+                check.problem(
+                    "hostname",
+                    format!("'{host}' is already configured at registries[{first}]"),
+                );
+            }
+        }
+        registries.extend(check.registry(r, base));
+    }
+    let display = match raw.display.as_deref() {
+        None | Some("spinner") => DisplayMode::Spinner,
+        Some("") => DisplayMode::Verbose,
+        Some(other) => {
+            problems.push(format!(
+                "display: unknown value '{other}'; use 'spinner' or '' (docker's own output)"
+            ));
+            DisplayMode::Spinner
+        }
+    };
+    let api = Checker {
+        key: "api".into(),
+        problems: &mut problems,
+    }
+    .api(raw.api, base);
+    if problems.is_empty() {
+        Ok(Config {
+            path: path.to_path_buf(),
+            registries,
+            display,
+            api,
+        })
+    } else {
+        Err(invalid(problems))
+    }
+}
+
+/// Collects problems under a key path.
+struct Checker<'a> {
+    key: String,
+    problems: &'a mut Vec<String>,
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, field: &str, msg: impl fmt::Display) {
+        self.problems.push(format!("{}.{field}: {msg}", self.key));
+    }
+
+    fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        result.map_err(|e| self.problem(field, e)).ok()
+    }
+
+    fn registry(&mut self, r: RawRegistry, base: &Path) -> Option<Registry> {
+        let hostname = r.hostname.unwrap_or_default().trim().to_string();
+        let host_ok = self.check("hostname", reference::check_registry_host(&hostname));
+        let repository = r
+            .repository
+            .unwrap_or_default()
+            .trim()
+            .trim_matches('/')
+            .to_string();
+        let repo_ok = self.check("repository", reference::check_repository(&repository));
+        let pull_auth = self.auth(
+            "pullAuthConfig",
+            r.pull_auth_config,
+            r.pull_auth_config_file,
+            base,
+        );
+        let push_auth = self.auth(
+            "pushAuthConfig",
+            r.push_auth_config,
+            r.push_auth_config_file,
+            base,
+        );
+        let schedule = match r.sync_period.as_deref().map(str::trim) {
+            None | Some("") => Some(None),
+            Some(p) => self.check("syncPeriod", Schedule::parse(p)).map(Some),
+        };
+        let script = self.script(r.syncer_script, base);
+        let script_args = self.check(
+            "syncerScriptArgs",
+            script::split_words(r.syncer_script_args.as_deref().unwrap_or_default()),
+        );
+        let script_timeout = match r.syncer_script_timeout.as_deref() {
+            None => Some(DEFAULT_SCRIPT_TIMEOUT),
+            Some(t) => self.check("syncerScriptTimeout", parse_duration(t)),
+        };
+        Some(Registry {
+            hostname: host_ok.map(|_| hostname)?,
+            repository: repo_ok.map(|_| repository)?,
+            pull_auth: pull_auth?,
+            push_auth: push_auth?,
+            schedule: schedule?,
+            script: script?,
+            script_args: script_args?,
+            script_timeout: script_timeout?,
+            delete_local_images: r.delete_local_images.unwrap_or(false),
+        })
+    }
+
+    /// Reads one DockerConfigJSON from the inline key or its `...File` twin.
+    fn auth(
+        &mut self,
+        key: &str,
+        inline: Option<String>,
+        file: Option<PathBuf>,
+        base: &Path,
+    ) -> Option<Option<DockerAuth>> {
+        let inline = inline.filter(|t| !t.trim().is_empty());
+        let file_key = format!("{key}File");
+        let file = file.filter(|f| !f.as_os_str().is_empty());
+        let (field, text) = match (inline, file) {
+            (None, None) => return Some(None),
+            (Some(_), Some(_)) => {
+                self.problem(key, format!("set {key} or {file_key}, not both"));
+                return None;
+            }
+            (Some(text), None) => (key.to_string(), text),
+            (None, Some(file)) => {
+                let path = base.join(file);
+                warn_if_readable_by_others(&path, &format!("{}.{file_key}", self.key));
+                match fs::read_to_string(&path) {
+                    Ok(text) => (file_key, text),
+                    Err(e) => {
+                        self.problem(&file_key, format!("cannot read {}: {e}", path.display()));
+                        return None;
+                    }
+                }
+            }
+        };
+        self.check(&field, DockerAuth::parse(&text)).map(Some)
+    }
+
+    fn script(&mut self, script: Option<PathBuf>, base: &Path) -> Option<PathBuf> {
+        let Some(script) = script.filter(|s| !s.as_os_str().is_empty()) else {
+            self.problem(
+                "syncerScript",
+                "is required: the executable that prints the images to mirror",
+            );
+            return None;
+        };
+        let path = base.join(script);
+        let result = match fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(format!("{} does not exist", path.display()))
+            }
+            Err(e) => Err(format!("cannot use {}: {e}", path.display())),
+            Ok(m) if !m.is_file() => Err(format!("{} is not a file", path.display())),
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(format!(
+                "{} is not executable (chmod +x it)",
+                path.display()
+            )),
+            Ok(_) => Ok(path),
+        };
+        self.check("syncerScript", result)
+    }
+
+    fn api(&mut self, raw: Option<RawApi>, base: &Path) -> Api {
+        let raw = raw.unwrap_or(RawApi {
+            enabled: None,
+            address: None,
+            port: None,
+            enable_auth: None,
+            auth_token: None,
+            auth_token_file: None,
+        });
+        let enabled = raw.enabled.unwrap_or(false);
+        let address = match raw.address.as_deref().map(str::trim) {
+            None | Some("") => IpAddr::from([127, 0, 0, 1]),
+            Some(a) => self
+                .check(
+                    "address",
+                    a.parse().map_err(|_| format!("'{a}' is not an IP address")),
+                )
+                .unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        };
+        let port = match raw.port {
+            None => DEFAULT_API_PORT,
+            Some(0) => {
+                self.problem("port", "must be between 1 and 65535");
+                DEFAULT_API_PORT
+            }
+            Some(p) => p,
+        };
+        let inline = raw.auth_token.filter(|t| !t.trim().is_empty());
+        let file = raw.auth_token_file.filter(|f| !f.as_os_str().is_empty());
+        let token = match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.problem("authToken", "set authToken or authTokenFile, not both");
+                None
+            }
+            (Some(t), None) => Some(Secret::new(t.trim())),
+            (None, Some(f)) => {
+                let path = base.join(f);
+                warn_if_readable_by_others(&path, "api.authTokenFile");
+                match fs::read_to_string(&path) {
+                    Ok(t) if !t.trim().is_empty() => Some(Secret::new(t.trim())),
+                    Ok(_) => {
+                        self.problem("authTokenFile", format!("{} is empty", path.display()));
+                        None
+                    }
+                    Err(e) => {
+                        self.problem(
+                            "authTokenFile",
+                            format!("cannot read {}: {e}", path.display()),
+                        );
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+        };
+        let enable_auth = raw.enable_auth.unwrap_or(false);
+        if enabled
+            && enable_auth
+            && token.is_none()
+            && !self.problems.iter().any(|p| p.starts_with("api.authToken"))
+        {
+            self.problem(
+                "authToken",
+                "is required when api.enableAuth is true (or set api.authTokenFile)",
+            );
+        }
+        Api {
+            enabled,
+            address,
+            port,
+            token: if enable_auth { token } else { None },
+        }
+    }
+}
+
+fn warn_if_readable_by_others(path: &Path, key: &str) {
+    if let Ok(m) = fs::metadata(path) {
+        if m.permissions().mode() & 0o044 != 0 {
+            log::warn!(
+                "{key}: {} holds a secret but is readable by group or others (chmod 600 it)",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Parses a duration: `90` or `90s` (seconds), `10m`, `2h`, or a sum like `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let bad = || format!("'{text}' is not a duration; use e.g. 90s, 10m, 1h or 1h30m");
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return if secs == 0 {
+            Err("must be longer than 0".into())
+        } else {
+            Ok(Duration::from_secs(secs))
+        };
+    }
+    let mut total = 0u64;
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return Err(bad()),
+        };
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        digits.clear();
+    }
+    if !digits.is_empty() {
+        return Err(bad());
+    }
+    if total == 0 {
+        return Err("must be longer than 0".into());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+impl Config {
+    /// The registry configured for `host` (case-insensitive).
+    pub fn registry(&self, host: &str) -> Result<&Registry, Error> {
+        self.registries
+            .iter()
+            .find(|r| r.hostname.eq_ignore_ascii_case(host))
+            .ok_or_else(|| Error::UnknownRegistry {
+                host: host.to_string(),
+                known: self.registries.iter().map(|r| r.hostname.clone()).collect(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A directory holding an executable `sync.sh` and a config file.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Dir {
+            let dir = std::env::temp_dir().join(format!("pb-config-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            let script = dir.join("sync.sh");
+            fs::write(&script, "#!/bin/sh\necho alpine\n").unwrap();
+            fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+            Dir(dir)
+        }
+
+        fn parse(&self, yaml: &str) -> Result<Config, Error> {
+            parse(yaml, &self.0.join("config.yaml"))
+        }
+
+        fn problems(&self, yaml: &str) -> Vec<String> {
+            match self.parse(yaml) {
+                Err(Error::ConfigInvalid { problems, .. }) => problems,
+                other => panic!("expected invalid config, got {other:?}"),
+            }
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const SEED: &str = r#"
+registries:
+  - hostname: 'my-registry.com'
+    repository: 'test-images'
+    pullAuthConfig: ''
+    pushAuthConfig: ''
+    syncPeriod: '*/1 * * * *'
+    syncerScript: 'sync.sh'
+    syncerScriptArgs: ''
+display: "spinner"
+api:
+  enabled: true
+  port: 8001
+  enableAuth: true
+  authToken: this-is-a-token-lol
+"#;
+
+    #[test]
+    fn seed_schema_is_accepted() {
+        let dir = Dir::new("seed");
+        let c = dir.parse(SEED).unwrap();
+        let r = &c.registries[0];
+        assert_eq!(r.hostname, "my-registry.com");
+        assert_eq!(r.repository, "test-images");
+        assert!(r.pull_auth.is_none() && r.push_auth.is_none());
+        assert_eq!(r.script, dir.0.join("sync.sh"));
+        assert_eq!(r.script_timeout, DEFAULT_SCRIPT_TIMEOUT);
+        assert!(!r.delete_local_images);
+        assert_eq!(c.display, DisplayMode::Spinner);
+        assert!(c.api.enabled);
+        assert_eq!(c.api.port, 8001);
+        assert_eq!(c.api.address.to_string(), "127.0.0.1");
+        assert_eq!(
+            c.api.token.as_ref().unwrap().expose(),
+            "this-is-a-token-lol"
+        );
+    }
+
+    #[test]
+    fn additions_are_accepted() {
+        let dir = Dir::new("additions");
+        let auth = r#"{"auths":{"my-registry.com":{"auth":"dTpw"}}}"#;
+        fs::write(dir.0.join("push.json"), auth).unwrap();
+        fs::write(dir.0.join("token"), "tok\n").unwrap();
+        let yaml = r#"
+registries:
+  - hostname: 127.0.0.1:5000
+    pushAuthConfigFile: push.json
+    pullAuthConfig: eyJhdXRocyI6eyJxLmlvIjp7ImF1dGgiOiJkVHB3In19fQ==
+    syncerScript: ./sync.sh
+    syncerScriptArgs: --channel "stable 2"
+    syncerScriptTimeout: 90s
+    deleteLocalImages: true
+display: ''
+api:
+  address: 0.0.0.0
+  enabled: true
+  enableAuth: true
+  authTokenFile: token
+"#;
+        let c = dir.parse(yaml).unwrap();
+        let r = &c.registries[0];
+        assert_eq!(r.push_auth.as_ref().unwrap().hosts(), ["my-registry.com"]);
+        assert_eq!(r.pull_auth.as_ref().unwrap().hosts(), ["q.io"]);
+        assert_eq!(r.script_args, ["--channel", "stable 2"]);
+        assert_eq!(r.script_timeout, Duration::from_secs(90));
+        assert!(r.delete_local_images);
+        assert!(r.schedule.is_none());
+        assert_eq!(c.display, DisplayMode::Verbose);
+        assert_eq!(c.api.address.to_string(), "0.0.0.0");
+        assert_eq!(c.api.token.as_ref().unwrap().expose(), "tok");
+    }
+
+    #[test]
+    fn each_problem_names_its_key() {
+        let dir = Dir::new("problems");
+        fs::write(dir.0.join("noexec.sh"), "#!/bin/sh\n").unwrap();
+        let yaml = r#"
+registries:
+  - hostname: ''
+    syncerScript: sync.sh
+  - hostname: reg.example.com
+    syncPeriod: '61 * * * *'
+    syncerScript: missing.sh
+  - hostname: reg.example.com
+    syncerScript: noexec.sh
+    pullAuthConfig: '{"auths": {'
+    syncerScriptArgs: '"unbalanced'
+    syncerScriptTimeout: soon
+  - hostname: other.example.com
+    repository: Upper
+    syncerScript: /
+    pushAuthConfig: x
+    pushAuthConfigFile: y
+  - hostname: myregistry
+display: fancy
+api:
+  enabled: true
+  enableAuth: true
+  port: 0
+  address: localhost
+"#;
+        let problems = dir.problems(yaml);
+        let expected = [
+            "registries[0].hostname: must not be empty",
+            "registries[1].syncPeriod: minute field '61': 61 is out of range 0-59",
+            &format!(
+                "registries[1].syncerScript: {} does not exist",
+                dir.0.join("missing.sh").display()
+            ),
+            "registries[2].pullAuthConfig: not a DockerConfigJSON: invalid JSON",
+            &format!(
+                "registries[2].syncerScript: {} is not executable (chmod +x it)",
+                dir.0.join("noexec.sh").display()
+            ),
+            "registries[2].syncerScriptArgs: unterminated double quote",
+            "registries[2].syncerScriptTimeout: 'soon' is not a duration",
+            "registries[2].hostname: 'reg.example.com' is already configured at registries[1]",
+            "registries[3].repository: repository name must be lowercase",
+            "registries[3].pushAuthConfig: set pushAuthConfig or pushAuthConfigFile, not both",
+            "registries[3].syncerScript: / is not a file",
+            "registries[4].hostname: 'myregistry' would be read by docker as a Docker Hub user",
+            "registries[4].syncerScript: is required",
+            "display: unknown value 'fancy'",
+            "api.address: 'localhost' is not an IP address",
+            "api.port: must be between 1 and 65535",
+            "api.authToken: is required when api.enableAuth is true",
+        ];
+        for want in expected {
+            assert!(
+                problems.iter().any(|p| p.starts_with(want)),
+                "missing {want:?} in {problems:#?}"
+            );
+        }
+        assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let dir = Dir::new("unknown");
+        let yaml = "registries:\n  - hostname: reg.example.com\n    syncerScript: sync.sh\n    syncPerod: '* * * * *'\n";
+        let problems = dir.problems(yaml);
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].starts_with("registries[0]: unknown field `syncPerod`"),
+            "{}",
+            problems[0]
+        );
+        assert!(problems[0].contains("line 4"), "{}", problems[0]);
+        let top = dir.problems("registries: []\nregistry: x\n");
+        assert!(
+            top[0].contains("unknown field `registry`") && top[0].contains("line"),
+            "{top:?}"
+        );
+        let api = dir.problems("registries: []\napi:\n  token: x\n");
+        assert!(api[0].starts_with("api: unknown field `token`"), "{api:?}");
+    }
+
+    #[test]
+    fn type_errors_never_echo_secrets() {
+        let dir = Dir::new("secrets");
+        let yaml = "registries:\n  - hostname: r.example.com\n    syncerScript: sync.sh\n    pullAuthConfig: 123456789\napi:\n  authToken: 987654321\n";
+        let problems = dir.problems(yaml);
+        assert!(
+            problems
+                .iter()
+                .all(|p| !p.contains("123456789") && !p.contains("987654321")),
+            "{problems:?}"
+        );
+        assert!(problems[0].starts_with("registries[0].pullAuthConfig: not a DockerConfigJSON"));
+    }
+
+    #[test]
+    fn empty_or_missing_registries() {
+        let dir = Dir::new("empty");
+        assert_eq!(
+            dir.problems("registries: []\n"),
+            ["registries: at least one registry is required"]
+        );
+        assert!(dir.problems("")[0].contains("missing field `registries`"));
+        assert!(dir.problems("registries: [")[0].contains("line"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("600"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("0").unwrap_err().contains("longer than 0"));
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("5m3").is_err());
+    }
+
+    #[test]
+    fn registry_lookup_lists_known_hosts() {
+        let dir = Dir::new("lookup");
+        let c = dir.parse(SEED).unwrap();
+        assert!(c.registry("MY-REGISTRY.com").is_ok());
+        let err = c.registry("nope.example.com").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "no registry 'nope.example.com' in the configuration; configured: my-registry.com"
+        );
+    }
+}

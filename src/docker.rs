@@ -1,0 +1,199 @@
+//! The only module that runs docker: `pull`, `tag`, `push`, `rmi` and the
+//! daemon check, each through `process` with a time limit. Credentials reach
+//! docker as a private `--config` directory, never as arguments. Docker's own
+//! error text is kept; a daemon that cannot be reached is told apart from an
+//! image that failed.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use crate::auth::{DockerAuth, PrivateConfigDir};
+use crate::error::Error;
+use crate::process::{self, Failure, Finished, Spec};
+
+/// The docker CLI, looked up on `PATH`.
+pub const DOCKER: &str = "docker";
+/// How long one pull or push may take before it is killed.
+pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long a quick command (tag, rmi, version) may take.
+const QUICK_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest docker error text kept in a message.
+const MAX_DETAIL: usize = 600;
+
+/// Phrases with which the docker CLI says it cannot reach the daemon.
+const UNREACHABLE: &[&str] = &[
+    "Cannot connect to the Docker daemon",
+    "Is the docker daemon running",
+    "error during connect",
+    "permission denied while trying to connect to the Docker daemon",
+];
+
+/// A handle on the docker CLI.
+#[derive(Debug, Clone)]
+pub struct Docker {
+    program: OsString,
+}
+
+impl Default for Docker {
+    fn default() -> Self {
+        Docker {
+            program: OsString::from(DOCKER),
+        }
+    }
+}
+
+impl Docker {
+    /// Checks that the docker CLI exists and reaches a daemon; returns the
+    /// daemon's version.
+    pub fn check_daemon(&self) -> Result<String, Error> {
+        let args = ["version", "--format", "{{.Server.Version}}"];
+        let done = self.run(&args, None, QUICK_TIMEOUT, &mut |_| {})?;
+        Ok(done.stdout.trim().to_string())
+    }
+
+    /// `docker pull image`, with `auth` when given; `out` sees each output line.
+    pub fn pull(
+        &self,
+        image: &str,
+        auth: Option<&DockerAuth>,
+        out: &mut dyn FnMut(&str),
+    ) -> Result<(), Error> {
+        self.run(&["pull", image], auth, TRANSFER_TIMEOUT, out)
+            .map(drop)
+    }
+
+    /// `docker tag source target`.
+    pub fn tag(&self, source: &str, target: &str) -> Result<(), Error> {
+        self.run(&["tag", source, target], None, QUICK_TIMEOUT, &mut |_| {})
+            .map(drop)
+    }
+
+    /// `docker push image`, with `auth` when given; `out` sees each output line.
+    pub fn push(
+        &self,
+        image: &str,
+        auth: Option<&DockerAuth>,
+        out: &mut dyn FnMut(&str),
+    ) -> Result<(), Error> {
+        self.run(&["push", image], auth, TRANSFER_TIMEOUT, out)
+            .map(drop)
+    }
+
+    /// `docker rmi images...`.
+    pub fn remove(&self, images: &[&str]) -> Result<(), Error> {
+        let mut args = vec!["rmi"];
+        args.extend_from_slice(images);
+        self.run(&args, None, QUICK_TIMEOUT, &mut |_| {}).map(drop)
+    }
+
+    fn run(
+        &self,
+        args: &[&str],
+        auth: Option<&DockerAuth>,
+        timeout: Duration,
+        out: &mut dyn FnMut(&str),
+    ) -> Result<Finished, Error> {
+        let command = format!("docker {}", args.join(" "));
+        let private = auth.map(PrivateConfigDir::create).transpose()?;
+        let mut argv: Vec<OsString> = Vec::new();
+        if let Some(dir) = &private {
+            argv.push("--config".into());
+            argv.push(dir.path().into());
+        }
+        argv.extend(args.iter().map(OsString::from));
+        let spec = Spec::new(self.program.clone(), argv, timeout);
+        log::debug!("running {command}");
+        let result = process::run(&spec, &mut |_, line| out(line));
+        drop(private);
+        let done = result.map_err(|failure| match failure {
+            Failure::NotFound => Error::DockerNotFound {
+                program: self.program.to_string_lossy().into_owned(),
+            },
+            Failure::Spawn(e) => Error::DockerFailed {
+                command: command.clone(),
+                detail: format!("cannot start docker: {e}"),
+            },
+            Failure::TimedOut => Error::DockerTimedOut {
+                command: command.clone(),
+                after: timeout,
+            },
+        })?;
+        if done.status.success() {
+            return Ok(done);
+        }
+        let detail = error_text(&done);
+        if UNREACHABLE.iter().any(|p| detail.contains(p)) {
+            Err(Error::DockerUnreachable { detail })
+        } else {
+            Err(Error::DockerFailed { command, detail })
+        }
+    }
+}
+
+/// Docker's error text: its non-empty stderr lines, joined, bounded.
+fn error_text(done: &Finished) -> String {
+    let lines: Vec<&str> = done
+        .stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut text = if lines.is_empty() {
+        format!(
+            "docker ended with {} and no message",
+            done.describe_status()
+        )
+    } else {
+        lines.join("; ")
+    };
+    if text.len() > MAX_DETAIL {
+        let mut cut = MAX_DETAIL;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+
+    fn finished(stderr: &str) -> Finished {
+        Finished {
+            status: ExitStatus::from_raw(256),
+            stdout: String::new(),
+            stderr: stderr.to_string(),
+        }
+    }
+
+    #[test]
+    fn error_text_joins_lines_and_bounds_length() {
+        assert_eq!(
+            error_text(&finished("\nError response from daemon: x\n\n")),
+            "Error response from daemon: x"
+        );
+        assert_eq!(error_text(&finished("a\nb\n")), "a; b");
+        assert_eq!(
+            error_text(&finished("")),
+            "docker ended with exit status 1 and no message"
+        );
+        assert!(error_text(&finished(&"é".repeat(1000))).ends_with('…'));
+    }
+
+    #[test]
+    fn missing_docker_is_named() {
+        let docker = Docker {
+            program: "/nonexistent/docker".into(),
+        };
+        let err = docker.check_daemon().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "command not found: /nonexistent/docker (picture-book needs the docker CLI on PATH)"
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! The one error type of picture-book. Every variant carries the context an
+//! operator needs to act (file, key, image, command, the child's own words),
+//! and its `Display` is a single line. Secrets never reach these messages:
+//! callers pass only names, paths and the output of child processes, which
+//! never see a secret in their arguments.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything that can stop a command or an image.
+#[derive(Debug)]
+pub enum Error {
+    /// The command line is wrong: unknown flag, stray argument, missing value.
+    Usage(String),
+    /// No configuration file exists at any of the places looked at.
+    ConfigNotFound {
+        /// Every place looked at, in order.
+        searched: Vec<PathBuf>,
+    },
+    /// The configuration file exists but could not be read.
+    ConfigRead {
+        /// The file.
+        path: PathBuf,
+        /// Why reading failed.
+        source: io::Error,
+    },
+    /// The configuration was read but is not valid; every problem is listed.
+    ConfigInvalid {
+        /// The file.
+        path: PathBuf,
+        /// One line per problem, each starting with the key's path.
+        problems: Vec<String>,
+    },
+    /// `--registry` names a hostname that the configuration does not have.
+    UnknownRegistry {
+        /// The hostname asked for.
+        host: String,
+        /// The hostnames the configuration has.
+        known: Vec<String>,
+    },
+    /// The docker CLI is not installed (not on `PATH`).
+    DockerNotFound {
+        /// The program looked for.
+        program: String,
+    },
+    /// The docker CLI runs but cannot reach a docker daemon.
+    DockerUnreachable {
+        /// What docker said.
+        detail: String,
+    },
+    /// A docker command for one image failed.
+    DockerFailed {
+        /// The command, e.g. `docker pull alpine:3.19`.
+        command: String,
+        /// Docker's own error text.
+        detail: String,
+    },
+    /// A docker command ran past its time limit and was killed.
+    DockerTimedOut {
+        /// The command.
+        command: String,
+        /// The limit.
+        after: Duration,
+    },
+    /// The syncer script could not be started.
+    ScriptSpawn {
+        /// The script.
+        script: PathBuf,
+        /// Why it could not start.
+        source: io::Error,
+    },
+    /// The syncer script exited with a failure status; its list is not used.
+    ScriptFailed {
+        /// The script.
+        script: PathBuf,
+        /// How it ended (`exit status: 3`, `signal: 9`).
+        status: String,
+        /// The last line it wrote to stderr, if any.
+        last_stderr: Option<String>,
+    },
+    /// The syncer script ran past `syncerScriptTimeout` and was killed with its children.
+    ScriptTimedOut {
+        /// The script.
+        script: PathBuf,
+        /// The limit.
+        after: Duration,
+    },
+    /// A private docker configuration for credentials could not be written.
+    Credentials {
+        /// What could not be written.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Writing the result to standard output failed.
+    Output(io::Error),
+}
+
+impl Error {
+    /// True for errors that happen before anything is attempted: usage and
+    /// configuration. These exit with status 2.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Error::Usage(_)
+                | Error::ConfigNotFound { .. }
+                | Error::ConfigRead { .. }
+                | Error::ConfigInvalid { .. }
+                | Error::UnknownRegistry { .. }
+        )
+    }
+
+    /// True when the docker daemon as a whole is unusable, so that further
+    /// images cannot succeed either and the run should stop.
+    pub fn is_docker_down(&self) -> bool {
+        matches!(
+            self,
+            Error::DockerNotFound { .. } | Error::DockerUnreachable { .. }
+        )
+    }
+}
+
+/// Formats a duration the way the configuration accepts it (`90s`, `10m`, `1h`).
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs > 0 && secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else if secs > 0 && secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else if secs > 0 || d.is_zero() {
+        format!("{secs}s")
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(msg) => write!(f, "{msg} (see 'picture-book --help')"),
+            Error::ConfigNotFound { searched } => {
+                let list: Vec<String> = searched.iter().map(|p| p.display().to_string()).collect();
+                write!(
+                    f,
+                    "no configuration file found; looked at: {}; pass --config FILE or set PICTURE_BOOK_CONFIG",
+                    list.join(", ")
+                )
+            }
+            Error::ConfigRead { path, source } => {
+                write!(f, "cannot read configuration {}: {source}", path.display())
+            }
+            Error::ConfigInvalid { path, problems } => {
+                write!(f, "invalid configuration {}: ", path.display())?;
+                if let [one] = problems.as_slice() {
+                    write!(f, "{one}")
+                } else {
+                    write!(f, "{} problems:", problems.len())?;
+                    for p in problems {
+                        write!(f, "\n  {p}")?;
+                    }
+                    Ok(())
+                }
+            }
+            Error::UnknownRegistry { host, known } => write!(
+                f,
+                "no registry '{host}' in the configuration; configured: {}",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+            Error::DockerNotFound { program } => write!(
+                f,
+                "command not found: {program} (picture-book needs the docker CLI on PATH)"
+            ),
+            Error::DockerUnreachable { detail } => {
+                write!(f, "cannot reach the docker daemon: {detail}")
+            }
+            Error::DockerFailed { command, detail } => write!(f, "{command} failed: {detail}"),
+            Error::DockerTimedOut { command, after } => write!(
+                f,
+                "{command} did not finish within {} and was killed",
+                human_duration(*after)
+            ),
+            Error::ScriptSpawn { script, source } => {
+                write!(f, "cannot run syncer script {}: {source}", script.display())
+            }
+            Error::ScriptFailed {
+                script,
+                status,
+                last_stderr,
+            } => {
+                write!(
+                    f,
+                    "syncer script {} failed ({status}); nothing was mirrored",
+                    script.display()
+                )?;
+                if let Some(line) = last_stderr {
+                    write!(f, "; it said: {line}")?;
+                }
+                Ok(())
+            }
+            Error::ScriptTimedOut { script, after } => write!(
+                f,
+                "syncer script {} did not finish within {} (syncerScriptTimeout) and was killed with its children; nothing was mirrored",
+                script.display(),
+                human_duration(*after)
+            ),
+            Error::Credentials { path, source } => write!(
+                f,
+                "cannot write a private docker configuration in {}: {source}",
+                path.display()
+            ),
+            Error::Output(source) => write!(f, "cannot write to standard output: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::ConfigRead { source, .. }
+            | Error::ScriptSpawn { source, .. }
+            | Error::Credentials { source, .. }
+            | Error::Output(source) => Some(source),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_the_config() {
+        assert_eq!(human_duration(Duration::from_secs(600)), "10m");
+        assert_eq!(human_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(human_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(human_duration(Duration::from_millis(250)), "250ms");
+    }
+
+    #[test]
+    fn config_errors_list_every_problem() {
+        let e = Error::ConfigInvalid {
+            path: PathBuf::from("/etc/picture-book/config.yaml"),
+            problems: vec![
+                "registries[0].hostname: must not be empty".into(),
+                "registries[1].syncPeriod: bad".into(),
+            ],
+        };
+        let text = e.to_string();
+        assert!(text.contains("2 problems"), "{text}");
+        assert!(text.contains("\n  registries[0].hostname: must not be empty"));
+        assert!(text.contains("\n  registries[1].syncPeriod: bad"));
+    }
+
+    #[test]
+    fn not_found_lists_places() {
+        let e = Error::ConfigNotFound {
+            searched: vec![PathBuf::from("./config.yaml"), PathBuf::from("/etc/x.yaml")],
+        };
+        assert_eq!(
+            e.to_string(),
+            "no configuration file found; looked at: ./config.yaml, /etc/x.yaml; pass --config FILE or set PICTURE_BOOK_CONFIG"
+        );
+    }
+}

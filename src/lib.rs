@@ -1,0 +1,134 @@
+//! picture-book mirrors container images into container registries: for each
+//! configured target registry, a syncer script lists images, and docker pulls,
+//! retags and pushes them. This crate root wires the commands together; each
+//! concern lives in its own module.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod display;
+pub mod docker;
+pub mod error;
+pub mod exit;
+pub mod mirror;
+pub mod process;
+pub mod reference;
+pub mod report;
+pub mod schedule;
+pub mod script;
+pub mod secret;
+
+use std::io::Write;
+
+use chrono::{Local, SecondsFormat};
+
+use crate::cli::{Cli, Command, LoadOptions, Selection};
+use crate::display::{Progress, Verbosity};
+use crate::docker::Docker;
+use crate::error::Error;
+use crate::exit::ExitCode;
+use crate::report::{RegistryReport, Report};
+
+/// Runs the command `cli` asks for and returns the exit status it calls for.
+pub fn run(cli: &Cli) -> Result<ExitCode, Error> {
+    match &cli.command {
+        Command::Help(text) => {
+            print_out(text)?;
+            Ok(ExitCode::Success)
+        }
+        Command::Version => {
+            print_out(&format!("picture-book {}\n", cli::VERSION))?;
+            Ok(ExitCode::Success)
+        }
+        Command::Check => check(cli),
+        Command::Load(options) => load(cli, options),
+        Command::Sync => Err(Error::Usage(
+            "'sync' (the daemon) is not available in this version yet; use 'load' from cron meanwhile".into(),
+        )),
+    }
+}
+
+fn print_out(text: &str) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .map_err(Error::Output)
+}
+
+/// `check`: validate, then print each registry's next three runs.
+fn check(cli: &Cli) -> Result<ExitCode, Error> {
+    let config = config::load(&config::locate(cli.config.as_deref())?)?;
+    let now = Local::now();
+    let mut text = String::new();
+    for r in &config.registries {
+        let runs: Vec<String> = match &r.schedule {
+            Some(s) => s
+                .upcoming(&now, 3)
+                .iter()
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, false))
+                .collect(),
+            None => vec!["unscheduled".to_string()],
+        };
+        text.push_str(&format!("{} {}\n", r.hostname, runs.join(" ")));
+    }
+    print_out(&text)?;
+    log::info!(
+        "{}: valid, {} registries",
+        config.path.display(),
+        config.registries.len()
+    );
+    Ok(ExitCode::Success)
+}
+
+/// `load`: mirror the selected registries once, one after another.
+fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
+    let config = config::load(&config::locate(cli.config.as_deref())?)?;
+    let registries = match &options.selection {
+        Selection::One(host) => vec![config.registry(host)?],
+        Selection::All => config.registries.iter().collect(),
+    };
+    let docker = Docker::default();
+    let ready = if options.dry_run {
+        Ok(())
+    } else {
+        docker
+            .check_daemon()
+            .map(|version| log::debug!("docker daemon {version}"))
+    };
+    if let Err(e) = &ready {
+        log::error!("{e}");
+    }
+    let progress = Progress::new(config.display, cli.verbosity);
+    let run_options = mirror::Options {
+        dry_run: options.dry_run,
+    };
+    let mut report = Report {
+        dry_run: options.dry_run,
+        registries: Vec::new(),
+    };
+    for registry in registries {
+        let result = match &ready {
+            Ok(()) => mirror::run(registry, &docker, &progress, run_options),
+            Err(e) => {
+                let started = Local::now();
+                let mut r = RegistryReport::start(&registry.hostname, started);
+                r.error = Some(e.to_string());
+                r.finish(started)
+            }
+        };
+        report.registries.push(result);
+    }
+    let code = report.exit_code();
+    if options.json {
+        let mut json =
+            serde_json::to_string_pretty(&report).map_err(|e| Error::Output(e.into()))?;
+        json.push('\n');
+        print_out(&json)?;
+    } else if cli.verbosity != Verbosity::Quiet || code != ExitCode::Success {
+        print_out(&report.summary())?;
+    }
+    Ok(code)
+}

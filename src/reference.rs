@@ -1,0 +1,490 @@
+//! Image references and target naming. Parses the Docker reference grammar
+//! (`[domain[:port]/]path[:tag][@digest]`) by hand, and maps a source to the
+//! name it gets at the target registry. Nothing here touches docker or the
+//! network.
+
+use std::fmt;
+
+/// Longest repository name (domain and path) docker accepts.
+const MAX_NAME_LEN: usize = 255;
+/// Longest tag docker accepts.
+const MAX_TAG_LEN: usize = 128;
+
+/// A parsed image reference, as a syncer script lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Reference {
+    /// Registry domain with optional port, when the reference names one.
+    domain: Option<String>,
+    /// Repository path after the domain, as written (`library/alpine`, `alpine`).
+    path: String,
+    /// Tag, when written.
+    tag: Option<String>,
+    /// Digest (`sha256:...`), when written.
+    digest: Option<String>,
+}
+
+impl Reference {
+    /// Parses `text`, returning a message that says what is wrong.
+    pub fn parse(text: &str) -> Result<Reference, String> {
+        if text.is_empty() {
+            return Err("empty image reference".into());
+        }
+        if let Some(c) = text.chars().find(|c| c.is_whitespace()) {
+            return Err(format!("contains whitespace ({c:?})"));
+        }
+        let (name_tag, digest) = match text.split_once('@') {
+            Some((n, d)) => {
+                check_digest(d)?;
+                (n, Some(d.to_string()))
+            }
+            None => (text, None),
+        };
+        let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match name_tag[last_slash..].rfind(':') {
+            Some(i) => {
+                let (n, t) = name_tag.split_at(last_slash + i);
+                let t = &t[1..];
+                check_tag(t)?;
+                (n, Some(t.to_string()))
+            }
+            None => (name_tag, None),
+        };
+        if name.is_empty() {
+            return Err("missing repository name".into());
+        }
+        if name.len() > MAX_NAME_LEN {
+            return Err(format!(
+                "repository name longer than {MAX_NAME_LEN} characters"
+            ));
+        }
+        let (domain, path) = match name.split_once('/') {
+            Some((first, rest)) if looks_like_domain(first) => {
+                check_domain(first)?;
+                (Some(first.to_string()), rest)
+            }
+            _ => (None, name),
+        };
+        check_path(path)?;
+        Ok(Reference {
+            domain,
+            path: path.to_string(),
+            tag,
+            digest,
+        })
+    }
+
+    /// The repository path after the registry domain, as written.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The digest, when the reference pins one.
+    pub fn digest(&self) -> Option<&str> {
+        self.digest.as_deref()
+    }
+
+    /// The repository name with its domain, as written.
+    pub fn name(&self) -> String {
+        match &self.domain {
+            Some(d) => format!("{d}/{}", self.path),
+            None => self.path.clone(),
+        }
+    }
+
+    /// What `docker pull` is given: `name@digest` when a digest is pinned (a
+    /// tag next to it only names the target), else `name:tag`, with `latest`
+    /// written out when no tag is given.
+    pub fn pull_name(&self) -> String {
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => format!("{}@{d}", self.name()),
+            (None, Some(t)) => format!("{}:{t}", self.name()),
+            (None, None) => format!("{}:latest", self.name()),
+        }
+    }
+
+    /// The tag the image gets at the target: its own tag, else `latest` for a
+    /// plain name, else, for a bare digest, `<algorithm>-<hex>` (the source
+    /// digest, since a tag is needed to push and the pushed digest may differ).
+    pub fn target_tag(&self) -> String {
+        match (&self.tag, &self.digest) {
+            (Some(t), _) => t.clone(),
+            (None, Some(d)) => d.replacen(':', "-", 1),
+            (None, None) => "latest".into(),
+        }
+    }
+
+    /// The full target name: `<hostname>/<repository>/<path>:<tag>`, where the
+    /// repository prefix is left out when empty, and not added again when the
+    /// path already starts with all of its components followed by more.
+    pub fn target(&self, hostname: &str, repository: &str) -> String {
+        let repository = repository.trim_matches('/');
+        let prefixed = repository.is_empty() || {
+            let repo: Vec<&str> = repository.split('/').collect();
+            let path: Vec<&str> = self.path.split('/').collect();
+            path.len() > repo.len() && path[..repo.len()] == repo[..]
+        };
+        let tag = self.target_tag();
+        if prefixed {
+            format!("{hostname}/{}:{tag}", self.path)
+        } else {
+            format!("{hostname}/{repository}/{}:{tag}", self.path)
+        }
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Docker's rule: the first component is a registry domain when it contains a
+/// `.` or a `:`, is `localhost`, or has upper-case letters.
+fn looks_like_domain(first: &str) -> bool {
+    first.contains(['.', ':'])
+        || first == "localhost"
+        || first.chars().any(|c| c.is_ascii_uppercase())
+}
+
+/// Checks that `host` is usable as the registry part of a docker image name:
+/// a domain or IP address with an optional port, which docker will read as a
+/// registry (so a bare word like `myregistry` is refused).
+pub fn check_registry_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if host.contains("://") {
+        return Err(format!(
+            "'{host}' must be a host name, without a scheme like https://"
+        ));
+    }
+    if host.contains('/') {
+        return Err(format!(
+            "'{host}' must be a host name without a path; put the path in 'repository'"
+        ));
+    }
+    check_domain(host)?;
+    if !looks_like_domain(host) {
+        return Err(format!(
+            "'{host}' would be read by docker as a Docker Hub user, not a registry; use a name with a dot, a :port, or localhost"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a `repository` prefix: path components as in an image name.
+pub fn check_repository(repository: &str) -> Result<(), String> {
+    let trimmed = repository.trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok(());
+    }
+    check_path(trimmed)
+}
+
+fn check_domain(domain: &str) -> Result<(), String> {
+    let bad = || format!("invalid registry domain '{domain}'");
+    let (host, port) = if let Some(rest) = domain.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']').ok_or_else(bad)?;
+        if ip.is_empty() || !ip.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
+            return Err(bad());
+        }
+        match after {
+            "" => (None, None),
+            p => (None, Some(p.strip_prefix(':').ok_or_else(bad)?)),
+        }
+    } else {
+        match domain.split_once(':') {
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(domain), None),
+        }
+    };
+    if let Some(host) = host {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if !host.split('.').all(label_ok) {
+            return Err(bad());
+        }
+    }
+    if let Some(port) = port {
+        if port.is_empty()
+            || !port.chars().all(|c| c.is_ascii_digit())
+            || port.parse::<u16>().is_err()
+        {
+            return Err(format!("invalid port in registry domain '{domain}'"));
+        }
+    }
+    Ok(())
+}
+
+fn check_path(path: &str) -> Result<(), String> {
+    for component in path.split('/') {
+        if component.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(format!("repository name must be lowercase: '{path}'"));
+        }
+        if !path_component_ok(component) {
+            return Err(format!(
+                "invalid repository name component '{component}' in '{path}'"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+fn path_component_ok(c: &str) -> bool {
+    let b = c.as_bytes();
+    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-')) {
+            return false;
+        }
+    }
+    true
+}
+
+/// `[\w][\w.-]{0,127}`
+fn check_tag(tag: &str) -> Result<(), String> {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut chars = tag.chars();
+    let ok = chars.next().is_some_and(word)
+        && chars.all(|c| word(c) || c == '.' || c == '-')
+        && tag.len() <= MAX_TAG_LEN;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid tag '{tag}'"))
+    }
+}
+
+fn check_digest(digest: &str) -> Result<(), String> {
+    let bad = || format!("invalid digest '{digest}'");
+    let (algorithm, hex) = digest.split_once(':').ok_or_else(bad)?;
+    let algorithm_ok = algorithm.split(['-', '_', '+', '.']).all(|part| {
+        part.starts_with(|c: char| c.is_ascii_alphabetic())
+            && part.chars().all(|c| c.is_ascii_alphanumeric())
+    });
+    let hex_ok = hex.len() >= 32 && hex.chars().all(|c| c.is_ascii_hexdigit());
+    let known_ok = match algorithm {
+        "sha256" => hex.len() == 64,
+        "sha512" => hex.len() == 128,
+        _ => true,
+    } && (algorithm != "sha256" && algorithm != "sha512"
+        || !hex.chars().any(|c| c.is_ascii_uppercase()));
+    if algorithm_ok && hex_ok && known_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn target(src: &str, host: &str, repo: &str) -> String {
+        Reference::parse(src).unwrap().target(host, repo)
+    }
+
+    /// The naming table of the man page, row by row.
+    #[test]
+    fn naming_table() {
+        let rows: &[(&str, &str, &str)] = &[
+            (
+                "alpine:3.19",
+                "test-images",
+                "reg.example.com/test-images/alpine:3.19",
+            ),
+            (
+                "alpine",
+                "test-images",
+                "reg.example.com/test-images/alpine:latest",
+            ),
+            (
+                "docker.io/library/alpine:3.19",
+                "test-images",
+                "reg.example.com/test-images/library/alpine:3.19",
+            ),
+            (
+                "quay.io/jetstack/cert-manager-controller:v1.14.0",
+                "test-images",
+                "reg.example.com/test-images/jetstack/cert-manager-controller:v1.14.0",
+            ),
+            (
+                "127.0.0.1:5001/team/app:1.0",
+                "test-images",
+                "reg.example.com/test-images/team/app:1.0",
+            ),
+            (
+                "localhost/app:2",
+                "test-images",
+                "reg.example.com/test-images/app:2",
+            ),
+            ("alpine:3.19", "", "reg.example.com/alpine:3.19"),
+            (
+                "rancher/fleet:v0.9.0",
+                "rancher",
+                "reg.example.com/rancher/fleet:v0.9.0",
+            ),
+            (
+                "rancher-labs/x:1",
+                "rancher",
+                "reg.example.com/rancher/rancher-labs/x:1",
+            ),
+            (
+                "rancher:v2.8",
+                "rancher",
+                "reg.example.com/rancher/rancher:v2.8",
+            ),
+            ("a/b/c:1", "a/b", "reg.example.com/a/b/c:1"),
+            ("a/c:1", "a/b", "reg.example.com/a/b/a/c:1"),
+            (
+                &format!("alpine:3.19@{D}"),
+                "mirror",
+                "reg.example.com/mirror/alpine:3.19",
+            ),
+            (
+                &format!("alpine@{D}"),
+                "mirror",
+                &format!("reg.example.com/mirror/alpine:sha256-{}", &D[7..]),
+            ),
+        ];
+        for (src, repo, want) in rows {
+            assert_eq!(
+                &target(src, "reg.example.com", repo),
+                want,
+                "{src} with repository '{repo}'"
+            );
+        }
+    }
+
+    #[test]
+    fn repository_slashes_are_trimmed() {
+        assert_eq!(target("x:1", "h:5000", "/team/"), "h:5000/team/x:1");
+    }
+
+    #[test]
+    fn parts_are_split_like_docker() {
+        let r = Reference::parse("localhost:5000/a/b:v1").unwrap();
+        assert_eq!(r.name(), "localhost:5000/a/b");
+        assert_eq!(r.path(), "a/b");
+        assert_eq!(r.pull_name(), "localhost:5000/a/b:v1");
+        let r = Reference::parse("localhost:5000").unwrap();
+        assert_eq!(
+            (r.name(), r.target_tag()),
+            ("localhost".to_string(), "5000".to_string())
+        );
+        let r = Reference::parse("[::1]:5000/x").unwrap();
+        assert_eq!(r.name(), "[::1]:5000/x");
+        assert_eq!(r.pull_name(), "[::1]:5000/x:latest");
+    }
+
+    #[test]
+    fn digest_pulls_by_digest_and_pushes_the_tag() {
+        let r = Reference::parse(&format!("quay.io/x/y:1.2@{D}")).unwrap();
+        assert_eq!(r.pull_name(), format!("quay.io/x/y@{D}"));
+        assert_eq!(r.target_tag(), "1.2");
+        assert_eq!(r.digest(), Some(D));
+        assert_eq!(r.to_string(), format!("quay.io/x/y:1.2@{D}"));
+    }
+
+    #[test]
+    fn invalid_references_say_why() {
+        let cases = [
+            ("", "empty"),
+            ("Alpine:3", "lowercase"),
+            ("docker.io/Library/alpine", "lowercase"),
+            ("alpine:", "invalid tag"),
+            ("alpine:-x", "invalid tag"),
+            ("alpine:3 # comment", "whitespace"),
+            ("alpine@sha256:abc", "invalid digest"),
+            ("a//b", "invalid repository name component ''"),
+            ("a-/b", "invalid repository name component 'a-'"),
+            ("reg.io:99999/x", "invalid port"),
+            ("bad_host.io/x", "invalid registry domain"),
+            (":tag", "missing repository name"),
+            ("x/", "invalid repository name component ''"),
+        ];
+        for (input, want) in cases {
+            let err = Reference::parse(input).unwrap_err();
+            assert!(err.contains(want), "{input:?}: {err}");
+        }
+        let long = format!("{}:1", "a".repeat(300));
+        assert!(
+            Reference::parse(&long)
+                .unwrap_err()
+                .contains("longer than 255")
+        );
+        let tag = format!("a:{}", "t".repeat(129));
+        assert!(Reference::parse(&tag).unwrap_err().contains("invalid tag"));
+    }
+
+    #[test]
+    fn component_separators() {
+        for ok in ["a", "a.b", "a_b", "a__b", "a-b", "a---b", "a1.b2_c3__d4-e5"] {
+            assert!(path_component_ok(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a.", "a..b", "a___b", "a._b", "_a"] {
+            assert!(!path_component_ok(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn registry_hosts() {
+        for ok in [
+            "my-registry.com",
+            "127.0.0.1:5000",
+            "localhost",
+            "localhost:5000",
+            "reg.io:443",
+            "[::1]:5000",
+        ] {
+            assert_eq!(check_registry_host(ok), Ok(()), "{ok}");
+        }
+        let cases = [
+            ("", "must not be empty"),
+            ("https://reg.io", "without a scheme"),
+            ("reg.io/team", "without a path"),
+            ("myregistry", "Docker Hub user"),
+            ("reg..io", "invalid registry domain"),
+            ("reg.io:port", "invalid port"),
+        ];
+        for (input, want) in cases {
+            let err = check_registry_host(input).unwrap_err();
+            assert!(err.contains(want), "{input:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn repository_prefixes() {
+        assert_eq!(check_repository(""), Ok(()));
+        assert_eq!(check_repository("team/mirror"), Ok(()));
+        assert!(check_repository("Team").unwrap_err().contains("lowercase"));
+        assert!(check_repository("a b").is_err());
+    }
+}

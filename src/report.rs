@@ -1,0 +1,223 @@
+//! The result of a run: per registry, each listed image with its source,
+//! target, outcome and error. It is what `--json` prints, what the human
+//! summary is made from, and what decides the exit status.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Local, SecondsFormat};
+use serde::Serialize;
+
+use crate::exit::ExitCode;
+
+/// What became of one listed image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// Pulled, tagged and pushed: it is at the target.
+    Mirrored,
+    /// It is not at the target; `error` says why.
+    Failed,
+    /// Not tried, because the run stopped first (`error` of the registry says why).
+    NotAttempted,
+    /// `--dry-run`: it would be mirrored.
+    Planned,
+}
+
+/// One listed image.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageReport {
+    /// Its line in the syncer script's output.
+    pub line: usize,
+    /// The source as listed.
+    pub source: String,
+    /// Where it goes; absent for a line that is not an image reference.
+    pub target: Option<String>,
+    /// What became of it.
+    pub outcome: Outcome,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One registry's run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryReport {
+    /// The target registry.
+    pub hostname: String,
+    /// When the run started (RFC 3339, local time).
+    pub started: String,
+    /// How long it took, in seconds.
+    pub seconds: f64,
+    /// What stopped the run as a whole (syncer script, docker daemon).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Images now at the target.
+    pub mirrored: usize,
+    /// Images not at the target (failed or not attempted).
+    pub failed: usize,
+    /// Every listed line, in order.
+    pub images: Vec<ImageReport>,
+}
+
+impl RegistryReport {
+    /// A report for a run of `hostname` that starts now.
+    pub fn start(hostname: &str, started: DateTime<Local>) -> RegistryReport {
+        RegistryReport {
+            hostname: hostname.to_string(),
+            started: started.to_rfc3339_opts(SecondsFormat::Secs, false),
+            seconds: 0.0,
+            error: None,
+            mirrored: 0,
+            failed: 0,
+            images: Vec::new(),
+        }
+    }
+
+    /// Closes the report: counts the outcomes and records the duration.
+    pub fn finish(mut self, started: DateTime<Local>) -> RegistryReport {
+        let count = |o: Outcome| self.images.iter().filter(|i| i.outcome == o).count();
+        self.mirrored = count(Outcome::Mirrored);
+        self.failed = count(Outcome::Failed) + count(Outcome::NotAttempted);
+        let elapsed = (Local::now() - started).num_milliseconds().max(0) as f64 / 1000.0;
+        self.seconds = (elapsed * 10.0).round() / 10.0;
+        self
+    }
+
+    /// True when every listed image is at the target (or, in a dry run,
+    /// would be tried) and nothing stopped the run.
+    pub fn is_complete(&self) -> bool {
+        self.error.is_none() && self.failed == 0
+    }
+}
+
+/// The whole `load`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// True for `--dry-run`: nothing was pulled or pushed.
+    pub dry_run: bool,
+    /// One entry per registry, in the order run.
+    pub registries: Vec<RegistryReport>,
+}
+
+impl Report {
+    /// The exit status this report calls for.
+    pub fn exit_code(&self) -> ExitCode {
+        if self.registries.iter().all(RegistryReport::is_complete) {
+            ExitCode::Success
+        } else {
+            ExitCode::Incomplete
+        }
+    }
+
+    /// The human summary: a line per registry, then each failure with its
+    /// reason (and, for a dry run, each planned image).
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        for r in &self.registries {
+            let _ = write!(out, "{}: ", r.hostname);
+            if self.dry_run {
+                let planned = r
+                    .images
+                    .iter()
+                    .filter(|i| i.outcome == Outcome::Planned)
+                    .count();
+                let _ = write!(out, "{planned} to mirror (dry run)");
+            } else {
+                let _ = write!(out, "{} mirrored, {} failed", r.mirrored, r.failed);
+            }
+            if r.failed > 0 && self.dry_run {
+                let _ = write!(out, ", {} invalid", r.failed);
+            }
+            let _ = writeln!(out, " ({:.1}s)", r.seconds);
+            if let Some(e) = &r.error {
+                let _ = writeln!(out, "  error: {e}");
+            }
+            for i in &r.images {
+                match (i.outcome, &i.target, &i.error) {
+                    (Outcome::Planned, Some(t), _) => {
+                        let _ = writeln!(out, "  {} -> {t}", i.source);
+                    }
+                    (Outcome::Failed, _, Some(e)) => {
+                        let _ = writeln!(out, "  failed: line {}: {}: {e}", i.line, i.source);
+                    }
+                    (Outcome::NotAttempted, _, _) => {
+                        let _ = writeln!(out, "  not attempted: {}", i.source);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(outcome: Outcome, error: Option<&str>) -> ImageReport {
+        ImageReport {
+            line: 3,
+            source: "alpine:3".into(),
+            target: Some("r.io/m/alpine:3".into()),
+            outcome,
+            error: error.map(String::from),
+        }
+    }
+
+    fn report(images: Vec<ImageReport>, error: Option<&str>) -> Report {
+        let now = Local::now();
+        let mut r = RegistryReport::start("r.io", now);
+        r.images = images;
+        r.error = error.map(String::from);
+        Report {
+            dry_run: false,
+            registries: vec![r.finish(now)],
+        }
+    }
+
+    #[test]
+    fn all_mirrored_is_success() {
+        let r = report(vec![image(Outcome::Mirrored, None)], None);
+        assert_eq!(r.exit_code(), ExitCode::Success);
+        assert!(r.summary().starts_with("r.io: 1 mirrored, 0 failed"));
+    }
+
+    #[test]
+    fn any_failure_or_run_error_is_incomplete() {
+        let failed = report(
+            vec![
+                image(Outcome::Mirrored, None),
+                image(Outcome::Failed, Some("denied")),
+            ],
+            None,
+        );
+        assert_eq!(failed.exit_code(), ExitCode::Incomplete);
+        assert!(
+            failed
+                .summary()
+                .contains("  failed: line 3: alpine:3: denied\n")
+        );
+        let stopped = report(vec![], Some("syncer script failed"));
+        assert_eq!(stopped.exit_code(), ExitCode::Incomplete);
+        assert!(
+            stopped
+                .summary()
+                .contains("  error: syncer script failed\n")
+        );
+        let skipped = report(vec![image(Outcome::NotAttempted, None)], None);
+        assert_eq!(skipped.exit_code(), ExitCode::Incomplete);
+    }
+
+    #[test]
+    fn json_uses_camel_case() {
+        let r = report(vec![image(Outcome::NotAttempted, None)], None);
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["dryRun"], false);
+        assert_eq!(v["registries"][0]["images"][0]["outcome"], "notAttempted");
+        assert!(v["registries"][0]["images"][0].get("error").is_none());
+    }
+}

@@ -1,0 +1,267 @@
+//! The syncer script contract: splitting `syncerScriptArgs` into words the way
+//! a POSIX shell would, running the script (directly, no shell) under its time
+//! limit, and reading its stdout as the list of images to mirror.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::process::{self, Failure, Spec, Stream};
+use crate::reference::Reference;
+
+/// One image reference the script listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its line number in the script's output, from 1.
+    pub line: usize,
+    /// The parsed reference.
+    pub reference: Reference,
+}
+
+/// A line of the script's output that is not an image reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidLine {
+    /// Its line number, from 1.
+    pub line: usize,
+    /// The line, trimmed.
+    pub text: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// What a syncer script listed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The references, in order, each once.
+    pub images: Vec<Listed>,
+    /// Lines that are not references.
+    pub invalid: Vec<InvalidLine>,
+}
+
+/// Reads a script's stdout: one reference per line, surrounding whitespace
+/// trimmed, blank lines and `#` comments skipped, duplicates kept once.
+pub fn parse_list(stdout: &str) -> Listing {
+    let mut listing = Listing::default();
+    let mut seen = HashSet::new();
+    for (i, raw) in stdout.lines().enumerate() {
+        let text = raw.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        match Reference::parse(text) {
+            Ok(reference) => {
+                if seen.insert(reference.clone()) {
+                    listing.images.push(Listed {
+                        line: i + 1,
+                        reference,
+                    });
+                } else {
+                    log::debug!("line {}: {text} is listed again; mirroring it once", i + 1);
+                }
+            }
+            Err(reason) => listing.invalid.push(InvalidLine {
+                line: i + 1,
+                text: text.to_string(),
+                reason,
+            }),
+        }
+    }
+    listing
+}
+
+/// Runs the syncer script and returns its listing. A script that exits with a
+/// failure or runs past `timeout` yields an error and no listing: a
+/// half-printed list must not be taken for the whole list.
+pub fn run(script: &Path, args: &[String], timeout: Duration) -> Result<Listing, Error> {
+    let name = script.file_name().map_or_else(
+        || script.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    log::debug!("running syncer script {}", script.display());
+    let spec = Spec::new(script.as_os_str(), args, timeout);
+    let mut last_stderr = None;
+    let result = process::run(&spec, &mut |stream, line| {
+        if stream == Stream::Stderr && !line.trim().is_empty() {
+            log::info!("{name}: {line}");
+            last_stderr = Some(line.trim().to_string());
+        }
+    });
+    let finished = result.map_err(|failure| match failure {
+        Failure::TimedOut => Error::ScriptTimedOut {
+            script: script.to_path_buf(),
+            after: timeout,
+        },
+        Failure::NotFound => Error::ScriptSpawn {
+            script: script.to_path_buf(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        },
+        Failure::Spawn(source) => Error::ScriptSpawn {
+            script: script.to_path_buf(),
+            source,
+        },
+    })?;
+    if !finished.status.success() {
+        return Err(Error::ScriptFailed {
+            script: script.to_path_buf(),
+            status: finished.describe_status(),
+            last_stderr,
+        });
+    }
+    Ok(parse_list(&finished.stdout))
+}
+
+/// Splits `text` into words as a POSIX shell does, without expanding anything:
+/// blanks separate words, single quotes keep everything literally, double
+/// quotes keep everything but `\"`, `\\`, `\$` and `` \` ``, and a backslash
+/// outside quotes keeps the next character.
+pub fn split_words(text: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' | '\n' => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated single quote".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => word.push(c),
+                            Some('\n') => {}
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => return Err("unterminated double quote".into()),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated double quote".into()),
+                    }
+                }
+            }
+            '\\' => match chars.next() {
+                Some('\n') => {}
+                Some(c) => {
+                    in_word = true;
+                    word.push(c);
+                }
+                None => return Err("backslash at the end".into()),
+            },
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_split_like_a_shell() {
+        let cases: &[(&str, &[&str])] = &[
+            ("", &[]),
+            ("   ", &[]),
+            ("a b  c", &["a", "b", "c"]),
+            ("--channel \"stable 2\"", &["--channel", "stable 2"]),
+            ("--x='a b' c", &["--x=a b", "c"]),
+            ("'it''s'", &["its"]),
+            (r#""say \"hi\"""#, &["say \"hi\""]),
+            (r#""a\nb""#, &["a\\nb"]),
+            (r"a\ b", &["a b"]),
+            ("''", &[""]),
+            ("a\"\"b", &["ab"]),
+            ("$HOME *", &["$HOME", "*"]),
+            ("a\\\nb", &["ab"]),
+            ("\ta\n b", &["a", "b"]),
+        ];
+        for (input, want) in cases {
+            assert_eq!(split_words(input).unwrap(), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn unbalanced_quotes_are_errors() {
+        assert_eq!(
+            split_words("'abc").unwrap_err(),
+            "unterminated single quote"
+        );
+        assert_eq!(
+            split_words("\"abc").unwrap_err(),
+            "unterminated double quote"
+        );
+        assert_eq!(split_words("abc\\").unwrap_err(), "backslash at the end");
+    }
+
+    #[test]
+    fn list_skips_blanks_comments_and_duplicates() {
+        let out =
+            "  alpine:3.19  \n\n# comment\nbusybox\nalpine:3.19\nNot An Image\n\tquay.io/a/b:1\n";
+        let listing = parse_list(out);
+        let names: Vec<(usize, String)> = listing
+            .images
+            .iter()
+            .map(|l| (l.line, l.reference.to_string()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (1, "alpine:3.19".to_string()),
+                (4, "busybox".to_string()),
+                (7, "quay.io/a/b:1".to_string())
+            ]
+        );
+        assert_eq!(listing.invalid.len(), 1);
+        assert_eq!(listing.invalid[0].line, 6);
+        assert_eq!(listing.invalid[0].text, "Not An Image");
+        assert!(listing.invalid[0].reason.contains("whitespace"));
+    }
+
+    #[test]
+    fn failing_script_yields_no_list() {
+        let err = run(
+            Path::new("/bin/sh"),
+            &["-c".into(), "echo alpine; echo broken >&2; exit 4".into()],
+            Duration::from_secs(10),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("exit status 4"), "{text}");
+        assert!(text.contains("it said: broken"), "{text}");
+    }
+
+    #[test]
+    fn hanging_script_is_killed() {
+        let err = run(
+            Path::new("/bin/sh"),
+            &["-c".into(), "echo alpine; sleep 300".into()],
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::ScriptTimedOut { .. }), "{err}");
+    }
+}
