@@ -75,11 +75,9 @@ fn check(cli: &Cli) -> Result<ExitCode, Error> {
         text.push_str(&format!("{} {}\n", r.hostname, runs.join(" ")));
     }
     print_out(&text)?;
-    log::info!(
-        "{}: valid, {} registries",
-        config.path.display(),
-        config.registries.len()
-    );
+    let n = config.registries.len();
+    let noun = if n == 1 { "registry" } else { "registries" };
+    log::info!("{}: valid ({n} {noun})", config.path.display());
     Ok(ExitCode::Success)
 }
 

@@ -118,18 +118,20 @@ impl Report {
         let mut out = String::new();
         for r in &self.registries {
             let _ = write!(out, "{}: ", r.hostname);
-            if self.dry_run {
+            if r.error.is_some() && r.images.is_empty() {
+                let _ = write!(out, "failed");
+            } else if self.dry_run {
                 let planned = r
                     .images
                     .iter()
                     .filter(|i| i.outcome == Outcome::Planned)
                     .count();
                 let _ = write!(out, "{planned} to mirror (dry run)");
+                if r.failed > 0 {
+                    let _ = write!(out, ", {} invalid", r.failed);
+                }
             } else {
                 let _ = write!(out, "{} mirrored, {} failed", r.mirrored, r.failed);
-            }
-            if r.failed > 0 && self.dry_run {
-                let _ = write!(out, ", {} invalid", r.failed);
             }
             let _ = writeln!(out, " ({:.1}s)", r.seconds);
             if let Some(e) = &r.error {
@@ -202,6 +204,7 @@ mod tests {
                 .contains("  failed: line 3: alpine:3: denied\n")
         );
         let stopped = report(vec![], Some("syncer script failed"));
+        assert!(stopped.summary().starts_with("r.io: failed ("));
         assert_eq!(stopped.exit_code(), ExitCode::Incomplete);
         assert!(
             stopped

@@ -124,10 +124,12 @@ impl Schedule {
     }
 
     /// The first fire time strictly after `after`, in `after`'s time zone.
+    /// A local time that occurs twice yields its earlier instant; one that
+    /// is already past is skipped.
     pub fn next_after<Tz: TimeZone>(&self, after: &DateTime<Tz>) -> Option<DateTime<Tz>> {
         self.any_of
             .iter()
-            .filter_map(|s| s.after(after).next())
+            .filter_map(|s| s.after(after).find(|t| t > after))
             .min()
     }
 

@@ -1,0 +1,509 @@
+//! The real test environment, started by the tests themselves: one docker
+//! daemon shared by the whole test binary, a distribution registry per test
+//! (optionally with htpasswd authentication), images built offline, and a
+//! runner for the real `picture-book` binary. Everything lives under one
+//! temporary directory; a watchdog process stops the daemons and removes the
+//! directory when the test binary exits, however it exits.
+
+use std::fs;
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+/// How long the binary under test may run before the test fails.
+const RUN_LIMIT: Duration = Duration::from_secs(180);
+
+/// The per-binary temporary root (short: unix socket paths are limited).
+pub fn root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let dir = PathBuf::from(format!("/tmp/pbe-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create test root");
+        start_watchdog(&dir);
+        dir
+    })
+}
+
+/// A fresh directory under the root.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = root().join(format!("{name}-{}", N.fetch_add(1, Ordering::Relaxed)));
+    fs::create_dir_all(&dir).expect("create dir");
+    dir
+}
+
+/// Stops everything listed in `<root>/pids` and removes the root once this
+/// process is gone.
+fn start_watchdog(dir: &Path) {
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+         for p in $(cat {d}/pids 2>/dev/null); do kill $p 2>/dev/null; done; \
+         for i in $(seq 1 40); do alive=0; for p in $(cat {d}/pids 2>/dev/null); do kill -0 $p 2>/dev/null && alive=1; done; [ $alive = 0 ] && break; sleep 0.25; done; \
+         for p in $(cat {d}/pids 2>/dev/null); do kill -9 $p 2>/dev/null; done; \
+         rm -rf {d}",
+        pid = std::process::id(),
+        d = dir.display()
+    );
+    // Not waited for: it outlives this process on purpose.
+    #[allow(clippy::zombie_processes)]
+    Command::new("/bin/sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("start watchdog");
+}
+
+fn remember_pid(pid: u32) {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root().join("pids"))
+        .expect("pids file");
+    writeln!(f, "{pid}").expect("write pid");
+}
+
+/// The shared docker daemon.
+pub struct Dockerd {
+    /// `unix://...`, for `DOCKER_HOST`.
+    pub host: String,
+}
+
+/// The docker daemon of this test binary, started on first use.
+pub fn dockerd() -> &'static Dockerd {
+    static DOCKERD: OnceLock<Dockerd> = OnceLock::new();
+    DOCKERD.get_or_init(|| {
+        let dir = root().join("d");
+        fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("docker.sock");
+        let log = fs::File::create(dir.join("dockerd.log")).unwrap();
+        // Not waited for: the watchdog stops it after this process exits.
+        #[allow(clippy::zombie_processes)]
+        let child = Command::new("dockerd")
+            .args([
+                "--storage-driver=vfs",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+            ])
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect(
+                "dockerd must be installed (Debian package docker.io) and the tests run as root",
+            );
+        remember_pid(child.id());
+        let d = Dockerd {
+            host: format!("unix://{}", sock.display()),
+        };
+        let started = Instant::now();
+        loop {
+            let ok = docker_cmd(&d.host)
+                .args(["version", "--format", "{{.Server.Version}}"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if ok {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "dockerd did not come up; see {}",
+                dir.join("dockerd.log").display()
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+        d
+    })
+}
+
+fn docker_cmd(host: &str) -> Command {
+    let mut c = Command::new("docker");
+    c.env("DOCKER_HOST", host)
+        .env("DOCKER_BUILDKIT", "0")
+        .env("DOCKER_CLI_HINTS", "false");
+    c
+}
+
+/// Runs docker against the shared daemon and returns its stdout; panics on failure.
+pub fn docker(args: &[&str]) -> String {
+    let out = docker_cmd(&dockerd().host)
+        .args(args)
+        .output()
+        .expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs docker against the shared daemon; true when it succeeded.
+pub fn docker_ok(args: &[&str]) -> bool {
+    docker_cmd(&dockerd().host)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A distribution registry on 127.0.0.1.
+pub struct Registry {
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    dir: PathBuf,
+    child: Child,
+    creds: Option<(String, String)>,
+}
+
+impl Registry {
+    /// An anonymous registry.
+    pub fn start() -> Registry {
+        Registry::launch(None)
+    }
+
+    /// A registry that requires `user`/`pass` (htpasswd, bcrypt).
+    pub fn with_auth(user: &str, pass: &str) -> Registry {
+        Registry::launch(Some((user.to_string(), pass.to_string())))
+    }
+
+    fn launch(creds: Option<(String, String)>) -> Registry {
+        let dir = fresh_dir("registry");
+        let port = free_port();
+        let mut cfg = format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        );
+        if let Some((user, pass)) = &creds {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, pass])
+                .output()
+                .expect("htpasswd (apache2-utils) must be installed");
+            fs::write(dir.join("htpasswd"), &out.stdout).unwrap();
+            cfg.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                dir.join("htpasswd").display()
+            ));
+        }
+        fs::write(dir.join("config.yml"), cfg).unwrap();
+        let log = fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry) must be installed");
+        remember_pid(child.id());
+        let reg = Registry {
+            host: format!("127.0.0.1:{port}"),
+            dir,
+            child,
+            creds,
+        };
+        let started = Instant::now();
+        while reg.get("/v2/").is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "registry on {port} did not come up"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        reg
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .into()
+    }
+
+    /// GETs `path` with the registry's credentials; returns status and body.
+    pub fn get(&self, path: &str) -> Result<(u16, String), ureq::Error> {
+        self.fetch(path).map(|(status, _, body)| (status, body))
+    }
+
+    /// The manifest digest of `repo:tag`, or None when absent.
+    pub fn manifest_digest(&self, repo: &str, tag: &str) -> Option<String> {
+        let (status, digest, _) = self
+            .fetch(&format!("/v2/{repo}/manifests/{tag}"))
+            .expect("registry answers");
+        if status == 200 { digest } else { None }
+    }
+
+    /// GETs `path`; returns status, `Docker-Content-Digest` and body.
+    fn fetch(&self, path: &str) -> Result<(u16, Option<String>, String), ureq::Error> {
+        let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+        let mut req = Registry::agent()
+            .get(&format!("http://{}{path}", self.host))
+            .header("Accept", accept);
+        if let Some((u, p)) = &self.creds {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            req = req.header("Authorization", &format!("Basic {token}"));
+        }
+        let mut resp = req.call()?;
+        let status = resp.status().as_u16();
+        let digest = resp
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        Ok((status, digest, resp.body_mut().read_to_string()?))
+    }
+
+    /// The image config digest (image ID) of `repo:tag`, or None when absent.
+    pub fn config_digest(&self, repo: &str, tag: &str) -> Option<String> {
+        let (status, body) = self
+            .get(&format!("/v2/{repo}/manifests/{tag}"))
+            .expect("registry answers");
+        if status == 404 {
+            return None;
+        }
+        assert_eq!(status, 200, "manifest {repo}:{tag}: {body}");
+        let manifest: serde_json::Value = serde_json::from_str(&body).unwrap();
+        Some(
+            manifest["config"]["digest"]
+                .as_str()
+                .expect("single-platform manifest")
+                .to_string(),
+        )
+    }
+
+    /// The repositories the registry holds.
+    pub fn catalog(&self) -> Vec<String> {
+        let (status, body) = self.get("/v2/_catalog").expect("registry answers");
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["repositories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// A DockerConfigJSON for this registry with the given credentials.
+    pub fn auth_json(&self, user: &str, pass: &str) -> String {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        format!(r#"{{"auths":{{"{}":{{"auth":"{token}"}}}}}}"#, self.host)
+    }
+
+    /// Builds an image of `layers` random layers, pushes it here as
+    /// `repo:tag`, removes it from the daemon, and returns its config digest.
+    pub fn push_image(&self, repo: &str, tag: &str, layers: usize) -> String {
+        let name = format!("{}/{repo}:{tag}", self.host);
+        let ctx = fresh_dir("build");
+        let mut dockerfile = String::from("FROM scratch\n");
+        for i in 0..layers {
+            let mut data = vec![0u8; 64 * 1024];
+            fs::File::open("/dev/urandom")
+                .unwrap()
+                .read_exact(&mut data)
+                .unwrap();
+            fs::write(ctx.join(format!("f{i}")), &data).unwrap();
+            dockerfile.push_str(&format!("COPY f{i} /f{i}\n"));
+        }
+        fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+        docker(&["build", "-q", "-t", &name, ctx.to_str().unwrap()]);
+        let id = docker(&["image", "inspect", "--format", "{{.Id}}", &name])
+            .trim()
+            .to_string();
+        let mut push = docker_cmd(&dockerd().host);
+        if let Some((u, p)) = &self.creds {
+            let cfg = fresh_dir("push-config");
+            fs::write(cfg.join("config.json"), self.auth_json(u, p)).unwrap();
+            push.arg("--config").arg(&cfg);
+        }
+        let out = push.args(["push", &name]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "push {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        docker(&["rmi", &name]);
+        id
+    }
+
+    /// The registry's log (access log included).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory holding a config file and syncer scripts for one test.
+pub struct Workspace {
+    /// The directory.
+    pub dir: PathBuf,
+}
+
+impl Workspace {
+    /// A fresh workspace.
+    pub fn new() -> Workspace {
+        Workspace {
+            dir: fresh_dir("ws"),
+        }
+    }
+
+    /// Writes an executable script `name` with `body` (a shell script).
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// A script that prints `images`, one per line.
+    pub fn list_script(&self, name: &str, images: &[String]) -> PathBuf {
+        let body: String = images.iter().map(|i| format!("echo '{i}'\n")).collect();
+        self.script(name, &body)
+    }
+
+    /// Writes a file.
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Writes `config.yaml`.
+    pub fn config(&self, yaml: &str) -> PathBuf {
+        self.file("config.yaml", yaml)
+    }
+
+    /// A run of picture-book with this workspace as working directory.
+    pub fn run(&self) -> Run {
+        Run::new(&self.dir)
+    }
+}
+
+/// What the binary did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// stdout and stderr together, for searching.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// A builder for one run of the real binary.
+pub struct Run {
+    cmd: Command,
+    with_daemon: bool,
+}
+
+impl Run {
+    fn new(dir: &Path) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_picture-book"));
+        cmd.current_dir(dir)
+            .env_remove("PICTURE_BOOK_CONFIG")
+            .env("DOCKER_CONFIG", dir.join(".docker"))
+            .stdin(Stdio::null());
+        Run {
+            cmd,
+            with_daemon: true,
+        }
+    }
+
+    /// Adds arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(mut self, args: I) -> Run {
+        self.cmd.args(args);
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Run {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// Does not point DOCKER_HOST at the shared daemon (nor start it).
+    pub fn without_daemon(mut self) -> Run {
+        self.with_daemon = false;
+        self
+    }
+
+    /// Runs to the end (or panics after RUN_LIMIT).
+    pub fn run(mut self) -> Outcome {
+        if self.with_daemon {
+            self.cmd.env("DOCKER_HOST", &dockerd().host);
+        }
+        let started = Instant::now();
+        let child = self
+            .cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run picture-book");
+        let pid = child.id();
+        let waiter = thread::spawn(move || child.wait_with_output());
+        while !waiter.is_finished() {
+            if started.elapsed() > RUN_LIMIT {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                panic!("picture-book ran longer than {RUN_LIMIT:?}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let out: Output = waiter.join().unwrap().expect("wait for picture-book");
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            elapsed: started.elapsed(),
+        }
+    }
+}

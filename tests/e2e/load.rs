@@ -1,0 +1,471 @@
+//! `picture-book load` against the real thing: images built offline, pushed
+//! to a source registry, mirrored by the binary through the shared docker
+//! daemon, and checked by reading the target registry's API.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+
+use crate::harness::{Registry, Workspace, docker_ok};
+
+fn single(target: &Registry, extra: &str) -> String {
+    format!(
+        "registries:\n  - hostname: '{}'\n    repository: mirror\n    syncerScript: sync.sh\n{extra}",
+        target.host
+    )
+}
+
+fn json(out: &crate::harness::Outcome) -> serde_json::Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.stdout))
+}
+
+#[test]
+fn mirrors_several_multilayer_images_under_a_prefix() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    let app = src.push_image("team/app", "1.0", 3);
+    let web = src.push_image("team/web", "2.1", 2);
+    let tool = src.push_image("tool", "latest", 4);
+    let ws = Workspace::new();
+    ws.list_script(
+        "sync.sh",
+        &[
+            format!("{}/team/app:1.0", src.host),
+            format!("{}/team/web:2.1", src.host),
+            format!("{}/tool", src.host),
+        ],
+    );
+    ws.config(&single(&dst, ""));
+    let out = ws.run().args(["load", "--registry", &dst.host]).run();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(dst.config_digest("mirror/team/app", "1.0"), Some(app));
+    assert_eq!(dst.config_digest("mirror/team/web", "2.1"), Some(web));
+    assert_eq!(dst.config_digest("mirror/tool", "latest"), Some(tool));
+    assert!(
+        out.stdout
+            .contains(&format!("{}: 3 mirrored, 0 failed", dst.host)),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn credentials_reach_docker_privately_and_never_show() {
+    let src = Registry::with_auth("puller", "pull-secret-81f3");
+    let dst = Registry::with_auth("pusher", "push-secret-c07e");
+    let id = src.push_image("private/app", "7", 2);
+    let ws = Workspace::new();
+    ws.list_script("sync.sh", &[format!("{}/private/app:7", src.host)]);
+    let push_b64 = base64::engine::general_purpose::STANDARD
+        .encode(dst.auth_json("pusher", "push-secret-c07e"));
+    let push_file = ws.file("push-auth", &push_b64);
+    fs::set_permissions(
+        &push_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    ws.config(&single(
+        &dst,
+        &format!(
+            "    pullAuthConfig: '{}'\n    pushAuthConfigFile: push-auth\n",
+            src.auth_json("puller", "pull-secret-81f3")
+        ),
+    ));
+    // A docker wrapper on PATH records every argument list docker is given.
+    let bin = ws.dir.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let real = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v docker"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let argv_log = ws.dir.join("argv.log");
+    ws.script(
+        "bin/docker",
+        &format!(
+            "echo \"$*\" >> {}\nexec {} \"$@\"",
+            argv_log.display(),
+            real.trim()
+        ),
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = ws
+        .run()
+        .env("PATH", &path)
+        .args(["load", "--all", "-v"])
+        .run();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(dst.config_digest("mirror/private/app", "7"), Some(id));
+
+    let argv = fs::read_to_string(&argv_log).unwrap();
+    let secrets = [
+        "pull-secret-81f3".to_string(),
+        "push-secret-c07e".to_string(),
+        base64::engine::general_purpose::STANDARD.encode("puller:pull-secret-81f3"),
+        base64::engine::general_purpose::STANDARD.encode("pusher:push-secret-c07e"),
+        push_b64,
+    ];
+    for s in &secrets {
+        assert!(
+            !argv.contains(s.as_str()),
+            "secret in docker's arguments: {argv}"
+        );
+        assert!(
+            !out.all().contains(s.as_str()),
+            "secret in output: {}",
+            out.all()
+        );
+    }
+    let private_dirs: Vec<&str> = argv
+        .lines()
+        .filter_map(|l| l.strip_prefix("--config "))
+        .map(|rest| rest.split(' ').next().unwrap())
+        .collect();
+    assert!(
+        argv.lines()
+            .any(|l| l.starts_with("--config ") && l.contains(" pull ")),
+        "{argv}"
+    );
+    assert!(
+        argv.lines()
+            .any(|l| l.starts_with("--config ") && l.contains(" push ")),
+        "{argv}"
+    );
+    for dir in private_dirs {
+        assert!(
+            !Path::new(dir).exists(),
+            "private docker config {dir} was left behind"
+        );
+    }
+}
+
+#[test]
+fn wrong_credentials_fail_each_image_with_a_clear_error() {
+    let src = Registry::start();
+    let dst = Registry::with_auth("pusher", "right-password");
+    src.push_image("a", "1", 1);
+    src.push_image("b", "1", 1);
+    let ws = Workspace::new();
+    ws.list_script(
+        "sync.sh",
+        &[format!("{}/a:1", src.host), format!("{}/b:1", src.host)],
+    );
+    ws.config(&single(
+        &dst,
+        &format!(
+            "    pushAuthConfig: '{}'\n",
+            dst.auth_json("pusher", "wrong-password-5a1")
+        ),
+    ));
+    let out = ws.run().args(["load", "--all", "--json"]).run();
+    assert_eq!(out.code, 1, "{out:?}");
+    let report = json(&out);
+    let images = report["registries"][0]["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2);
+    for image in images {
+        assert_eq!(image["outcome"], "failed");
+        let error = image["error"].as_str().unwrap();
+        assert!(
+            error.starts_with(&format!("docker push {}/mirror/", dst.host)),
+            "{error}"
+        );
+        assert!(
+            error.to_lowercase().contains("unauthorized")
+                || error.contains("authentication required"),
+            "{error}"
+        );
+    }
+    assert!(!out.all().contains("wrong-password-5a1"));
+    assert!(dst.catalog().is_empty());
+}
+
+#[test]
+fn a_missing_image_fails_alone() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    let one = src.push_image("one", "1", 2);
+    let three = src.push_image("three", "3", 2);
+    let ws = Workspace::new();
+    ws.list_script(
+        "sync.sh",
+        &[
+            format!("{}/one:1", src.host),
+            format!("{}/two:2", src.host),
+            format!("{}/three:3", src.host),
+        ],
+    );
+    ws.config(&single(&dst, ""));
+    let out = ws
+        .run()
+        .args(["load", "--registry", &dst.host, "--json"])
+        .run();
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(dst.config_digest("mirror/one", "1"), Some(one));
+    assert_eq!(dst.config_digest("mirror/three", "3"), Some(three));
+    assert_eq!(dst.config_digest("mirror/two", "2"), None);
+    let report = json(&out);
+    let r = &report["registries"][0];
+    assert_eq!(
+        (r["mirrored"].as_u64(), r["failed"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let images = r["images"].as_array().unwrap();
+    let outcomes: Vec<&str> = images
+        .iter()
+        .map(|i| i["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["mirrored", "failed", "mirrored"]);
+    assert_eq!(images[1]["line"], 2);
+    assert_eq!(images[1]["source"], format!("{}/two:2", src.host));
+    assert_eq!(images[1]["target"], format!("{}/mirror/two:2", dst.host));
+    let error = images[1]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!("docker pull {}/two:2 failed: ", src.host)),
+        "{error}"
+    );
+    assert!(
+        error.contains("not found") || error.contains("unknown"),
+        "docker's own words: {error}"
+    );
+}
+
+#[test]
+fn a_failing_script_mirrors_nothing() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    src.push_image("one", "1", 1);
+    let ws = Workspace::new();
+    ws.script(
+        "sync.sh",
+        &format!(
+            "echo {}/one:1\necho 'upstream API down' >&2\nexit 3",
+            src.host
+        ),
+    );
+    ws.config(&single(&dst, ""));
+    let out = ws.run().args(["load", "--all"]).run();
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("failed (exit status 3); nothing was mirrored; it said: upstream API down"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("sync.sh: upstream API down"),
+        "script stderr goes to the log: {}",
+        out.stderr
+    );
+    assert!(dst.catalog().is_empty());
+}
+
+/// Processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<String> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(needle))
+        .collect()
+}
+
+#[test]
+fn a_hanging_script_is_killed_with_its_children() {
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    // Durations unique to this test run, to find exactly these processes.
+    let child = format!("sleep 86399.{}", std::process::id());
+    let script = format!("sleep 86398.{}", std::process::id());
+    ws.script(
+        "sync.sh",
+        &format!("echo alpine:3.19\n{child} &\n{script}\necho never"),
+    );
+    ws.config(&single(&dst, "    syncerScriptTimeout: 2s\n"));
+    let out = ws.run().args(["load", "--all"]).run();
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.elapsed < Duration::from_secs(30),
+        "took {:?}",
+        out.elapsed
+    );
+    assert!(
+        out.stdout.contains(
+            "did not finish within 2s (syncerScriptTimeout) and was killed with its children"
+        ),
+        "{}",
+        out.stdout
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        processes_with(&child),
+        Vec::<String>::new(),
+        "the script's child outlived it"
+    );
+    assert_eq!(
+        processes_with(&script),
+        Vec::<String>::new(),
+        "the script outlived its timeout"
+    );
+    assert!(dst.catalog().is_empty());
+}
+
+#[test]
+fn garbage_lines_are_reported_and_the_rest_still_mirror() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    let good = src.push_image("good", "1", 1);
+    let ws = Workspace::new();
+    ws.script(
+        "sync.sh",
+        &format!("printf 'Not/An:Image!\\n'\nhead -c 64 /dev/zero | tr '\\\\0' '\\\\377'; echo\necho '  {}/good:1  '\necho 'https://x.io/y:1'", src.host),
+    );
+    ws.config(&single(&dst, ""));
+    let out = ws.run().args(["load", "--all", "--json"]).run();
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(dst.config_digest("mirror/good", "1"), Some(good));
+    let report = json(&out);
+    let images = report["registries"][0]["images"].as_array().unwrap();
+    let lines: Vec<(u64, &str)> = images
+        .iter()
+        .map(|i| (i["line"].as_u64().unwrap(), i["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        lines,
+        [(1, "failed"), (2, "failed"), (3, "mirrored"), (4, "failed")]
+    );
+    for i in [0, 1, 3] {
+        assert!(
+            images[i]["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("not an image reference: "),
+            "{}",
+            images[i]
+        );
+        assert!(images[i]["target"].is_null());
+    }
+}
+
+#[test]
+fn dry_run_plans_and_touches_nothing() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    src.push_image("app", "1", 1);
+    let ws = Workspace::new();
+    ws.list_script(
+        "sync.sh",
+        &[
+            format!("{}/app:1", src.host),
+            "quay.io/jetstack/cert-manager-controller:v1.14.0".into(),
+        ],
+    );
+    ws.config(&single(&dst, ""));
+    let out = ws.run().args(["load", "--all", "--dry-run"]).run();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains(&format!(
+            "  {}/app:1 -> {}/mirror/app:1\n",
+            src.host, dst.host
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains(&format!("  quay.io/jetstack/cert-manager-controller:v1.14.0 -> {}/mirror/jetstack/cert-manager-controller:v1.14.0\n", dst.host)));
+    assert!(dst.catalog().is_empty());
+    assert!(!dst.log().contains("\"PUT "), "dry run wrote to the target");
+    assert!(
+        !src.log().contains("\"GET /v2/app/manifests/"),
+        "dry run pulled from the source"
+    );
+    assert!(
+        !docker_ok(&["image", "inspect", &format!("{}/app:1", src.host)]),
+        "dry run pulled"
+    );
+    let planned = json(
+        &ws.run()
+            .args(["load", "--all", "--dry-run", "--json"])
+            .run(),
+    );
+    assert_eq!(planned["dryRun"], true);
+    assert_eq!(planned["registries"][0]["images"][0]["outcome"], "planned");
+}
+
+#[test]
+fn delete_local_images_cleans_the_daemon() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    src.push_image("keep", "1", 1);
+    src.push_image("drop", "1", 1);
+    for (name, delete) in [("keep", false), ("drop", true)] {
+        let ws = Workspace::new();
+        ws.list_script("sync.sh", &[format!("{}/{name}:1", src.host)]);
+        ws.config(&single(&dst, &format!("    deleteLocalImages: {delete}\n")));
+        let out = ws.run().args(["load", "--all"]).run();
+        assert_eq!(out.code, 0, "{out:?}");
+        let source = format!("{}/{name}:1", src.host);
+        let target = format!("{}/mirror/{name}:1", dst.host);
+        assert!(dst.config_digest(&format!("mirror/{name}"), "1").is_some());
+        assert_eq!(
+            docker_ok(&["image", "inspect", &source]),
+            !delete,
+            "{source}"
+        );
+        assert_eq!(
+            docker_ok(&["image", "inspect", &target]),
+            !delete,
+            "{target}"
+        );
+    }
+}
+
+#[test]
+fn empty_display_passes_docker_output_through_prefixed() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    src.push_image("loud", "1", 2);
+    let ws = Workspace::new();
+    ws.list_script("sync.sh", &[format!("{}/loud:1", src.host)]);
+    ws.config(&format!("{}display: ''\n", single(&dst, "")));
+    let out = ws.run().args(["load", "--all"]).run();
+    assert_eq!(out.code, 0, "{out:?}");
+    let prefix = format!("[{}/loud:1] ", src.host);
+    let docker_lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .collect();
+    assert!(
+        docker_lines
+            .iter()
+            .any(|l| l.contains("Pulling from loud") || l.contains("Pull complete")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        docker_lines.iter().any(|l| l.contains("digest: sha256:")),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn digest_references_pull_by_digest_and_push_a_tag() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    let id = src.push_image("pinned", "1", 1);
+    let digest = src.manifest_digest("pinned", "1").expect("pushed");
+    let ws = Workspace::new();
+    ws.list_script(
+        "sync.sh",
+        &[
+            format!("{}/pinned@{digest}", src.host),
+            format!("{}/pinned:stable@{digest}", src.host),
+        ],
+    );
+    ws.config(&single(&dst, ""));
+    let out = ws.run().args(["load", "--all"]).run();
+    assert_eq!(out.code, 0, "{out:?}");
+    let digest_tag = digest.replacen(':', "-", 1);
+    assert_eq!(
+        dst.config_digest("mirror/pinned", &digest_tag),
+        Some(id.clone())
+    );
+    assert_eq!(dst.config_digest("mirror/pinned", "stable"), Some(id));
+}
