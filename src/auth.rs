@@ -136,9 +136,13 @@ fn check_entry(host: &str, entry: &Value) -> Result<(), String> {
     ))
 }
 
-/// A private docker configuration directory holding one DockerConfigJSON as
-/// `config.json` (directory 0700, file 0600). It is removed when dropped, also
-/// when the docker command that used it failed.
+/// Prefix of the private directories, followed by the owning process id.
+const DIR_PREFIX: &str = "picture-book-";
+
+/// A private docker configuration directory (mode 0700) whose `config.json`
+/// (mode 0600) holds the operator's own docker settings (proxies, current
+/// context) with the given credentials in place of theirs. It is removed
+/// when dropped, also when the docker command that used it failed.
 #[derive(Debug)]
 pub struct PrivateConfigDir {
     dir: PathBuf,
@@ -146,12 +150,20 @@ pub struct PrivateConfigDir {
 
 impl PrivateConfigDir {
     /// Creates a fresh directory under the system's temporary directory and
-    /// writes `auth` into it.
+    /// writes `auth` into it, with the operator's settings.
     pub fn create(auth: &DockerAuth) -> Result<PrivateConfigDir, Error> {
+        PrivateConfigDir::create_with(auth, operator_config_dir())
+    }
+
+    /// As [`PrivateConfigDir::create`], with the settings of `operator`.
+    fn create_with(
+        auth: &DockerAuth,
+        operator: Option<PathBuf>,
+    ) -> Result<PrivateConfigDir, Error> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!(
-            "picture-book-{}-{n}-{}",
+            "{DIR_PREFIX}{}-{n}-{}",
             std::process::id(),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -167,13 +179,28 @@ impl PrivateConfigDir {
             .create(&dir)
             .map_err(fail)?;
         let guard = PrivateConfigDir { dir: dir.clone() };
+        let mut config = operator
+            .as_ref()
+            .and_then(|d| fs::read_to_string(d.join("config.json")).ok())
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default();
+        for key in ["auths", "credsStore", "credHelpers"] {
+            config.remove(key);
+        }
+        let auths: Value =
+            serde_json::from_str(auth.document.expose()).map_err(|e| fail(e.into()))?;
+        config.insert("auths".into(), auths["auths"].clone());
+        if let Some(contexts) = operator.map(|d| d.join("contexts")).filter(|c| c.is_dir()) {
+            std::os::unix::fs::symlink(contexts, dir.join("contexts")).map_err(fail)?;
+        }
         let mut file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(dir.join("config.json"))
             .map_err(fail)?;
-        file.write_all(auth.document.expose().as_bytes())
+        file.write_all(Value::Object(config).to_string().as_bytes())
             .map_err(fail)?;
         Ok(guard)
     }
@@ -190,6 +217,42 @@ impl Drop for PrivateConfigDir {
             log::warn!(
                 "could not remove private docker configuration {}: {e}",
                 self.dir.display()
+            );
+        }
+    }
+}
+
+/// The operator's docker configuration directory: `$DOCKER_CONFIG`, else
+/// `~/.docker`.
+fn operator_config_dir() -> Option<PathBuf> {
+    std::env::var_os("DOCKER_CONFIG")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
+}
+
+/// Removes private configuration directories left behind by picture-book
+/// processes that no longer exist (killed with SIGKILL, or a power cut).
+pub fn remove_stale_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(DIR_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if fs::remove_dir_all(entry.path()).is_ok() {
+            log::info!(
+                "removed {} left behind by an earlier run",
+                entry.path().display()
             );
         }
     }
@@ -265,6 +328,20 @@ mod tests {
     }
 
     #[test]
+    fn stale_dirs_of_dead_processes_are_removed() {
+        let dead = std::env::temp_dir().join(format!("{DIR_PREFIX}3999999999-0-0"));
+        let mine = std::env::temp_dir().join(format!("{DIR_PREFIX}{}-999-0", std::process::id()));
+        for d in [&dead, &mine] {
+            fs::create_dir_all(d).unwrap();
+            fs::write(d.join("config.json"), "{}").unwrap();
+        }
+        remove_stale_dirs();
+        assert!(!dead.exists());
+        assert!(mine.exists(), "a live process's directory is kept");
+        fs::remove_dir_all(mine).unwrap();
+    }
+
+    #[test]
     fn private_dir_is_private_and_removed() {
         let doc = format!(r#"{{"auths":{{"r.io":{{"auth":"{}"}}}}}}"#, b64("u:p"));
         let auth = DockerAuth::parse(&doc).unwrap();
@@ -277,5 +354,40 @@ mod tests {
         assert!(written.contains("r.io"));
         drop(dir);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn operator_settings_are_kept_and_their_credentials_replaced() {
+        let operator = std::env::temp_dir().join(format!("pb-operator-{}", std::process::id()));
+        fs::create_dir_all(operator.join("contexts/meta")).unwrap();
+        fs::write(
+            operator.join("config.json"),
+            r#"{"auths":{"old.io":{"auth":"b2xkOm9sZA=="}},"credsStore":"pass","credHelpers":{"r.io":"ecr-login"},"proxies":{"default":{"httpProxy":"http://proxy:3128"}},"currentContext":"remote"}"#,
+        )
+        .unwrap();
+        let doc = format!(r#"{{"auths":{{"r.io":{{"auth":"{}"}}}}}}"#, b64("u:p"));
+        let auth = DockerAuth::parse(&doc).unwrap();
+        let dir = PrivateConfigDir::create_with(&auth, Some(operator.clone())).unwrap();
+        let written: Value =
+            serde_json::from_str(&fs::read_to_string(dir.path().join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            written["proxies"]["default"]["httpProxy"],
+            "http://proxy:3128"
+        );
+        assert_eq!(written["currentContext"], "remote");
+        assert!(written.get("credsStore").is_none() && written.get("credHelpers").is_none());
+        assert!(written["auths"]["r.io"].is_object());
+        assert!(written["auths"].get("old.io").is_none());
+        assert!(
+            dir.path().join("contexts/meta").is_dir(),
+            "contexts are shared"
+        );
+        drop(dir);
+        assert!(
+            operator.join("contexts/meta").is_dir(),
+            "removing the private dir keeps the operator's contexts"
+        );
+        fs::remove_dir_all(operator).unwrap();
     }
 }

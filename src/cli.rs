@@ -133,7 +133,7 @@ Options:
   -h, --help           Print help
 ";
 
-/// Every help text, for tests that compare them with the man page.
+/// Every help text.
 pub const HELP_TEXTS: [&str; 4] = [MAIN_HELP, LOAD_HELP, CHECK_HELP, SYNC_HELP];
 
 /// Parses the arguments after the program name.
@@ -144,6 +144,14 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
     let registry: Option<String> = args
         .opt_value_from_str(["-r", "--registry"])
         .map_err(usage)?;
+    if let Some(host) = registry
+        .as_deref()
+        .filter(|h| h.starts_with('-') || h.is_empty())
+    {
+        return Err(Error::Usage(format!(
+            "--registry needs a hostname, not '{host}'"
+        )));
+    }
     let help = args.contains(["-h", "--help"]);
     let version = args.contains(["-V", "--version"]);
     let all = args.contains(["-a", "--all"]);
@@ -155,6 +163,10 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
         verbose += 1;
     }
     let command = args.subcommand().map_err(usage)?;
+    let help_topic: Option<String> = match command.as_deref() {
+        Some("help") => args.opt_free_from_str().map_err(usage)?,
+        _ => None,
+    };
     let rest = args.finish();
     if let Some(extra) = rest.first() {
         let extra = extra.to_string_lossy();
@@ -193,9 +205,24 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
         }
     };
     let command = match command.as_deref() {
-        _ if version => Command::Version,
+        None if version => Command::Version,
+        Some(name) if version => {
+            return Err(Error::Usage(format!(
+                "unexpected argument '{name}' after --version"
+            )));
+        }
         None if help => Command::Help(MAIN_HELP),
-        Some("help") => Command::Help(MAIN_HELP),
+        Some("help") => match help_topic.as_deref() {
+            None => Command::Help(MAIN_HELP),
+            Some("load") => Command::Help(LOAD_HELP),
+            Some("check") => Command::Help(CHECK_HELP),
+            Some("sync") => Command::Help(SYNC_HELP),
+            Some(other) => {
+                return Err(Error::Usage(format!(
+                    "no help for '{other}'; the commands are load, check and sync"
+                )));
+            }
+        },
         Some("load") if help => Command::Help(LOAD_HELP),
         Some("check") if help => Command::Help(CHECK_HELP),
         Some("sync") if help => Command::Help(SYNC_HELP),
@@ -305,11 +332,32 @@ mod tests {
             Command::Help(SYNC_HELP)
         );
         assert_eq!(parse_str(&["-V"]).unwrap().command, Command::Version);
+        assert_eq!(
+            parse_str(&["help", "load"]).unwrap().command,
+            Command::Help(LOAD_HELP)
+        );
+        assert_eq!(
+            parse_str(&["help", "sync"]).unwrap().command,
+            Command::Help(SYNC_HELP)
+        );
         assert_eq!(parse_str(&["check"]).unwrap().command, Command::Check);
     }
 
     #[test]
     fn anything_not_understood_is_an_error() {
+        assert_eq!(
+            usage_error(&["--version", "bogus"]),
+            "unexpected argument 'bogus' after --version"
+        );
+        assert_eq!(
+            usage_error(&["load", "--registry", "--all"]),
+            "--registry needs a hostname, not '--all'"
+        );
+        assert!(usage_error(&["help", "mirror"]).starts_with("no help for 'mirror'"));
+        assert_eq!(
+            usage_error(&["help", "load", "x"]),
+            "unexpected argument 'x'"
+        );
         assert_eq!(
             usage_error(&["load", "--all", "--frobnicate"]),
             "unknown option '--frobnicate'"

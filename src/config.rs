@@ -28,6 +28,8 @@ pub const CONFIG_ENV: &str = "PICTURE_BOOK_CONFIG";
 pub const SYSTEM_CONFIG: &str = "/etc/picture-book/config.yaml";
 /// How long a syncer script may run when `syncerScriptTimeout` is not set.
 pub const DEFAULT_SCRIPT_TIMEOUT: Duration = Duration::from_secs(600);
+/// The longest `syncerScriptTimeout` accepted.
+pub const MAX_SCRIPT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// The API port when `api.port` is not set.
 pub const DEFAULT_API_PORT: u16 = 8001;
 
@@ -216,22 +218,27 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
         path: path.to_path_buf(),
         problems,
     };
-    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| {
-        let msg = e.to_string();
-        let line = match e.location() {
-            Some(loc) if !msg.contains(" at line ") => format!(" at line {}", loc.line()),
-            _ => String::new(),
-        };
-        invalid(vec![format!("{msg}{line}")])
-    })?;
+    let (raw, mut problems) = match serde_yaml::from_str::<RawConfig>(text) {
+        Ok(raw) => {
+            let entries = raw.registries.into_iter().enumerate().collect();
+            (
+                Salvaged {
+                    entries,
+                    display: raw.display,
+                    api: raw.api,
+                },
+                Vec::new(),
+            )
+        }
+        Err(e) => match salvage(text, &e) {
+            Some(salvaged) => salvaged,
+            None => return Err(invalid(vec![render_yaml_error(&e)])),
+        },
+    };
     let base = path.parent().unwrap_or(Path::new("/"));
-    let mut problems = Vec::new();
     let mut registries = Vec::new();
-    if raw.registries.is_empty() {
-        problems.push("registries: at least one registry is required".to_string());
-    }
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for (i, r) in raw.registries.into_iter().enumerate() {
+    for (i, r) in raw.entries {
         let mut check = Checker {
             key: format!("registries[{i}]"),
             problems: &mut problems,
@@ -246,6 +253,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
             }
         }
         registries.extend(check.registry(r, base));
+    }
+    if registries.is_empty() && problems.is_empty() {
+        problems.push("registries: at least one registry is required".to_string());
     }
     let display = match raw.display.as_deref() {
         None | Some("spinner") => DisplayMode::Spinner,
@@ -272,6 +282,171 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
     } else {
         Err(invalid(problems))
     }
+}
+
+/// The parts of a configuration that deserialized.
+struct Salvaged {
+    /// Registry entries with their index in the file.
+    entries: Vec<(usize, RawRegistry)>,
+    display: Option<String>,
+    api: Option<RawApi>,
+}
+
+/// The keys each level of the file accepts (they must match the `Raw*`
+/// structs; a unit test checks that serde names the same ones).
+pub const TOP_KEYS: &[&str] = &["registries", "display", "api"];
+/// The keys of a registry entry.
+pub const REGISTRY_KEYS: &[&str] = &[
+    "hostname",
+    "repository",
+    "pullAuthConfig",
+    "pushAuthConfig",
+    "pullAuthConfigFile",
+    "pushAuthConfigFile",
+    "syncPeriod",
+    "syncerScript",
+    "syncerScriptArgs",
+    "syncerScriptTimeout",
+    "deleteLocalImages",
+];
+/// The keys of `api`.
+pub const API_KEYS: &[&str] = &[
+    "enabled",
+    "address",
+    "port",
+    "enableAuth",
+    "authToken",
+    "authTokenFile",
+];
+
+/// `msg at line N` for a serde_yaml error.
+fn render_yaml_error(e: &serde_yaml::Error) -> String {
+    let msg = e.to_string();
+    match e.location() {
+        Some(loc) if !msg.contains(" at line ") => format!("{msg} at line {}", loc.line()),
+        _ => msg,
+    }
+}
+
+/// After the typed parse failed with `first`, reads the file again as plain
+/// YAML to find every other problem: all unknown keys, and the entries that
+/// do deserialize (so they can be checked too). None when the YAML itself
+/// does not parse.
+fn salvage(text: &str, first: &serde_yaml::Error) -> Option<(Salvaged, Vec<String>)> {
+    use serde_yaml::Value;
+    let first_text = render_yaml_error(first);
+    let mut problems = vec![first_text.clone()];
+    let mut report = |p: String| {
+        let core = p.split(" at line ").next().unwrap_or(&p).to_string();
+        if !first_text.contains(&core) && !problems.contains(&p) {
+            problems.push(p);
+        }
+    };
+    let root: Value = serde_yaml::from_str(text).ok()?;
+    let root = root.as_mapping()?;
+    let unknown = |map: &serde_yaml::Mapping, known: &[&str]| -> Vec<String> {
+        map.keys()
+            .map(|k| k.as_str().map_or_else(|| format!("{k:?}"), String::from))
+            .filter(|k| !known.contains(&k.as_str()))
+            .collect()
+    };
+    for key in unknown(root, TOP_KEYS) {
+        report(format!(
+            "unknown field `{key}`, expected one of {}",
+            quoted(TOP_KEYS)
+        ));
+    }
+    let mut salvaged = Salvaged {
+        entries: Vec::new(),
+        display: None,
+        api: None,
+    };
+    match root.get("registries") {
+        Some(Value::Sequence(entries)) => {
+            for (i, entry) in entries.iter().enumerate() {
+                let bad_keys = entry
+                    .as_mapping()
+                    .map(|m| unknown(m, REGISTRY_KEYS))
+                    .unwrap_or_default();
+                for key in &bad_keys {
+                    report(format!(
+                        "registries[{i}]: unknown field `{key}`, expected one of {}",
+                        quoted(REGISTRY_KEYS)
+                    ));
+                }
+                match serde_yaml::from_value::<RawRegistry>(entry.clone()) {
+                    Ok(raw) => salvaged.entries.push((i, raw)),
+                    Err(_) if bad_keys.is_empty() => report(entry_error::<RawRegistry>(
+                        &format!("registries[{i}]"),
+                        entry,
+                        REGISTRY_KEYS,
+                    )),
+                    Err(_) => {}
+                }
+            }
+        }
+        Some(_) => {}
+        None => report("missing field `registries`".into()),
+    }
+    if let Some(display) = root.get("display") {
+        match serde_yaml::from_value::<Option<String>>(display.clone()) {
+            Ok(d) => salvaged.display = d,
+            Err(e) => report(format!("display: {e}")),
+        }
+    }
+    if let Some(api) = root.get("api") {
+        let bad_keys = api
+            .as_mapping()
+            .map(|m| unknown(m, API_KEYS))
+            .unwrap_or_default();
+        for key in &bad_keys {
+            report(format!(
+                "api: unknown field `{key}`, expected one of {}",
+                quoted(API_KEYS)
+            ));
+        }
+        match serde_yaml::from_value::<Option<RawApi>>(api.clone()) {
+            Ok(a) => salvaged.api = a,
+            Err(_) if bad_keys.is_empty() => {
+                report(entry_error::<Option<RawApi>>("api", api, API_KEYS))
+            }
+            Err(_) => {}
+        }
+    }
+    Some((salvaged, problems))
+}
+
+/// Why `entry` (at `key`) does not deserialize as `T`, with the failing
+/// field named: the entry is written out and read back, since serde_yaml
+/// tracks field paths only when reading text (the line it gives is then
+/// meaningless and dropped).
+fn entry_error<T: serde::de::DeserializeOwned>(
+    key: &str,
+    entry: &serde_yaml::Value,
+    fields: &[&str],
+) -> String {
+    let msg = serde_yaml::to_string(entry)
+        .ok()
+        .and_then(|text| serde_yaml::from_str::<T>(&text).err())
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| "cannot be read".into());
+    let msg = msg.split(" at line ").next().unwrap_or(&msg);
+    let names_field = fields.iter().any(|f| {
+        msg.strip_prefix(f)
+            .is_some_and(|rest| rest.starts_with(": "))
+    });
+    if names_field {
+        format!("{key}.{msg}")
+    } else {
+        format!("{key}: {msg}")
+    }
+}
+
+fn quoted(keys: &[&str]) -> String {
+    keys.iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Collects problems under a key path.
@@ -320,9 +495,18 @@ impl Checker<'_> {
             "syncerScriptArgs",
             script::split_words(r.syncer_script_args.as_deref().unwrap_or_default()),
         );
-        let script_timeout = match r.syncer_script_timeout.as_deref() {
-            None => Some(DEFAULT_SCRIPT_TIMEOUT),
-            Some(t) => self.check("syncerScriptTimeout", parse_duration(t)),
+        let script_timeout = match r.syncer_script_timeout.as_deref().map(str::trim) {
+            None | Some("") => Some(DEFAULT_SCRIPT_TIMEOUT),
+            Some(t) => self.check(
+                "syncerScriptTimeout",
+                parse_duration(t).and_then(|d| {
+                    if d > MAX_SCRIPT_TIMEOUT {
+                        Err(format!("'{t}' is longer than the longest allowed, 24h"))
+                    } else {
+                        Ok(d)
+                    }
+                }),
+            ),
         };
         Some(Registry {
             hostname: host_ok.map(|_| hostname)?,
@@ -777,6 +961,112 @@ api:
         assert_eq!(
             err,
             "no registry 'nope.example.com' in the configuration; configured: my-registry.com"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_even_after_a_type_error() {
+        let dir = Dir::new("salvage");
+        let yaml = "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\n    syncPerod: x\n    colour: blue\n  - hostname: b.example.com\n    syncerScript: sync.sh\n    deleteLocalImages: maybe\n  - hostname: c.example.com\n    syncerScript: sync.sh\n    syncPeriod: '0 25 * * *'\nfrobnicate: 1\napi:\n  prot: 80\n";
+        let problems = dir.problems(yaml);
+        let expected = [
+            "registries[0]: unknown field `syncPerod`",
+            "registries[0]: unknown field `colour`",
+            "registries[1].deleteLocalImages: invalid type: string \"maybe\", expected a boolean",
+            "registries[2].syncPeriod: hour field '25'",
+            "unknown field `frobnicate`",
+            "api: unknown field `prot`",
+        ];
+        for want in expected {
+            assert!(
+                problems.iter().any(|p| p.starts_with(want)),
+                "missing {want:?} in {problems:#?}"
+            );
+        }
+        assert!(
+            problems[0].contains("line 4"),
+            "the first problem keeps its line: {}",
+            problems[0]
+        );
+        assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    }
+
+    #[test]
+    fn key_lists_match_what_serde_accepts() {
+        let dir = Dir::new("keys");
+        let expected_one_of = |yaml: &str| {
+            let p = dir.problems(yaml).remove(0);
+            p.split("expected one of ")
+                .nth(1)
+                .unwrap()
+                .split(" at line")
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            expected_one_of("registries:\n  - zzz: 1\n"),
+            quoted(REGISTRY_KEYS)
+        );
+        assert_eq!(
+            expected_one_of("registries: []\napi:\n  zzz: 1\n"),
+            quoted(API_KEYS)
+        );
+        assert_eq!(
+            expected_one_of("zzz: 1\nregistries: []\n"),
+            quoted(TOP_KEYS)
+        );
+    }
+
+    #[test]
+    fn secret_files_that_cannot_be_used_are_named() {
+        let dir = Dir::new("files");
+        fs::write(dir.0.join("empty-token"), "  \n").unwrap();
+        let yaml = "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\n    pullAuthConfigFile: nope.json\napi:\n  enabled: true\n  enableAuth: true\n  authTokenFile: empty-token\n";
+        let problems = dir.problems(yaml);
+        let missing = dir.0.join("nope.json");
+        assert!(
+            problems[0].starts_with(&format!(
+                "registries[0].pullAuthConfigFile: cannot read {}: ",
+                missing.display()
+            )),
+            "{problems:?}"
+        );
+        assert_eq!(
+            problems[1],
+            format!(
+                "api.authTokenFile: {} is empty",
+                dir.0.join("empty-token").display()
+            )
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let both = "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\napi:\n  authToken: t\n  authTokenFile: empty-token\n";
+        assert_eq!(
+            dir.problems(both),
+            ["api.authToken: set authToken or authTokenFile, not both"]
+        );
+    }
+
+    #[test]
+    fn script_timeouts() {
+        let dir = Dir::new("timeouts");
+        let with = |t: &str| {
+            format!(
+                "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\n    syncerScriptTimeout: {t}\n"
+            )
+        };
+        assert_eq!(
+            dir.parse(&with("''")).unwrap().registries[0].script_timeout,
+            DEFAULT_SCRIPT_TIMEOUT
+        );
+        assert_eq!(
+            dir.parse(&with("24h")).unwrap().registries[0].script_timeout,
+            MAX_SCRIPT_TIMEOUT
+        );
+        assert!(dir.problems(&with("25h"))[0].contains("longer than the longest allowed, 24h"));
+        assert!(
+            dir.problems(&with("18446744073709551615"))[0]
+                .contains("longer than the longest allowed")
         );
     }
 }

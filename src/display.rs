@@ -6,6 +6,7 @@
 //! stdout and are not this module's business.
 
 use std::io::{self, IsTerminal, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -165,7 +166,7 @@ impl Step {
     }
 }
 
-/// One image's place in the run, for progress lines: `[n/m] source`.
+/// One image's place in a run, for progress lines: `registry [n/m] source`.
 #[derive(Debug, Clone)]
 pub struct Item {
     id: usize,
@@ -176,11 +177,12 @@ pub struct Item {
 }
 
 impl Item {
-    /// Item `n` of `of`, mirroring `source` to `target`.
-    pub fn new(n: usize, of: usize, source: &str, target: &str) -> Item {
+    /// Item `n` of `of` of a run for `registry`, mirroring `source` to `target`.
+    pub fn new(registry: &str, n: usize, of: usize, source: &str, target: &str) -> Item {
+        static IDS: AtomicUsize = AtomicUsize::new(0);
         Item {
-            id: n,
-            label: format!("[{n}/{of}]"),
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            label: format!("{registry} [{n}/{of}]"),
             source: source.to_string(),
             target: target.to_string(),
             started: Instant::now(),

@@ -5,11 +5,12 @@
 //! image that failed.
 
 use std::ffi::OsString;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{DockerAuth, PrivateConfigDir};
 use crate::error::Error;
-use crate::process::{self, Failure, Finished, Spec};
+use crate::process::{self, Cancel, Failure, Finished, Spec};
 
 /// The docker CLI, looked up on `PATH`.
 pub const DOCKER: &str = "docker";
@@ -28,21 +29,27 @@ const UNREACHABLE: &[&str] = &[
     "permission denied while trying to connect to the Docker daemon",
 ];
 
-/// A handle on the docker CLI.
+/// A handle on the docker CLI. Every command it runs honours its [`Cancel`].
 #[derive(Debug, Clone)]
 pub struct Docker {
     program: OsString,
-}
-
-impl Default for Docker {
-    fn default() -> Self {
-        Docker {
-            program: OsString::from(DOCKER),
-        }
-    }
+    cancel: Arc<Cancel>,
 }
 
 impl Docker {
+    /// The docker CLI on `PATH`, whose commands stop when `cancel` says so.
+    pub fn new(cancel: Arc<Cancel>) -> Docker {
+        Docker {
+            program: OsString::from(DOCKER),
+            cancel,
+        }
+    }
+
+    /// The cancellation its commands honour.
+    pub fn cancel(&self) -> &Cancel {
+        &self.cancel
+    }
+
     /// Checks that the docker CLI exists and reaches a daemon; returns the
     /// daemon's version.
     pub fn check_daemon(&self) -> Result<String, Error> {
@@ -103,7 +110,7 @@ impl Docker {
         argv.extend(args.iter().map(OsString::from));
         let spec = Spec::new(self.program.clone(), argv, timeout);
         log::debug!("running {command}");
-        let result = process::run(&spec, &mut |_, line| out(line));
+        let result = process::run(&spec, &self.cancel, &mut |_, line| out(line));
         drop(private);
         let done = result.map_err(|failure| match failure {
             Failure::NotFound => Error::DockerNotFound {
@@ -116,6 +123,9 @@ impl Docker {
             Failure::TimedOut => Error::DockerTimedOut {
                 command: command.clone(),
                 after: timeout,
+            },
+            Failure::Cancelled => Error::Interrupted {
+                command: command.clone(),
             },
         })?;
         if done.status.success() {
@@ -189,6 +199,7 @@ mod tests {
     fn missing_docker_is_named() {
         let docker = Docker {
             program: "/nonexistent/docker".into(),
+            cancel: Arc::default(),
         };
         let err = docker.check_daemon().unwrap_err();
         assert_eq!(

@@ -87,6 +87,11 @@ pub enum Error {
         /// The limit.
         after: Duration,
     },
+    /// A child process was stopped because picture-book is shutting down.
+    Interrupted {
+        /// The command, e.g. `docker pull alpine:3.19` or the script's path.
+        command: String,
+    },
     /// A private docker configuration for credentials could not be written.
     Credentials {
         /// What could not be written.
@@ -96,6 +101,8 @@ pub enum Error {
     },
     /// Writing the result to standard output failed.
     Output(io::Error),
+    /// The signal handlers could not be installed.
+    Signals(io::Error),
 }
 
 impl Error {
@@ -209,12 +216,16 @@ impl fmt::Display for Error {
                 script.display(),
                 human_duration(*after)
             ),
+            Error::Interrupted { command } => {
+                write!(f, "{command} was stopped: picture-book is shutting down")
+            }
             Error::Credentials { path, source } => write!(
                 f,
                 "cannot write a private docker configuration in {}: {source}",
                 path.display()
             ),
             Error::Output(source) => write!(f, "cannot write to standard output: {source}"),
+            Error::Signals(source) => write!(f, "cannot install signal handlers: {source}"),
         }
     }
 }
@@ -225,7 +236,8 @@ impl std::error::Error for Error {
             Error::ConfigRead { source, .. }
             | Error::ScriptSpawn { source, .. }
             | Error::Credentials { source, .. }
-            | Error::Output(source) => Some(source),
+            | Error::Output(source)
+            | Error::Signals(source) => Some(source),
             _ => None,
         }
     }

@@ -20,8 +20,10 @@ pub mod report;
 pub mod schedule;
 pub mod script;
 pub mod secret;
+pub mod signals;
 
 use std::io::Write;
+use std::sync::Arc;
 
 use chrono::{Local, SecondsFormat};
 
@@ -30,6 +32,7 @@ use crate::display::{Progress, Verbosity};
 use crate::docker::Docker;
 use crate::error::Error;
 use crate::exit::ExitCode;
+use crate::process::Cancel;
 use crate::report::{RegistryReport, Report};
 
 /// Runs the command `cli` asks for and returns the exit status it calls for.
@@ -88,7 +91,10 @@ fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
         Selection::One(host) => vec![config.registry(host)?],
         Selection::All => config.registries.iter().collect(),
     };
-    let docker = Docker::default();
+    auth::remove_stale_dirs();
+    let cancel = Arc::new(Cancel::default());
+    signals::cancel_on_stop(cancel.clone())?;
+    let docker = Docker::new(cancel.clone());
     let ready = if options.dry_run {
         Ok(())
     } else {
@@ -100,20 +106,29 @@ fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
         log::error!("{e}");
     }
     let progress = Progress::new(config.display, cli.verbosity);
-    let run_options = mirror::Options {
+    let stop = || cancel.is_cancelled().then(|| "interrupted".to_string());
+    let ctx = mirror::Context {
+        docker: &docker,
+        progress: &progress,
         dry_run: options.dry_run,
+        stop: &stop,
+        on_image: &|_, _, _| {},
     };
     let mut report = Report {
         dry_run: options.dry_run,
         registries: Vec::new(),
     };
     for registry in registries {
-        let result = match &ready {
-            Ok(()) => mirror::run(registry, &docker, &progress, run_options),
-            Err(e) => {
+        let not_run = match &ready {
+            Err(e) => Some(e.to_string()),
+            Ok(()) => stop().map(|why| format!("not run: {why}")),
+        };
+        let result = match not_run {
+            None => mirror::run(registry, &ctx),
+            Some(why) => {
                 let started = Local::now();
                 let mut r = RegistryReport::start(&registry.hostname, started);
-                r.error = Some(e.to_string());
+                r.error = Some(why);
                 r.finish(started)
             }
         };

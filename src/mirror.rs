@@ -1,8 +1,9 @@
 //! One run over one registry: run its syncer script, plan a target for each
 //! listed image, and move each with docker (pull, tag, push, and optionally
 //! remove the local copies). One image failing does not stop the others; a
-//! docker daemon that is gone does. `load` calls this once per registry and
-//! the daemon once per scheduled run.
+//! docker daemon that is gone does, and so does the caller's stop request
+//! (pause, shutdown), after the image in progress. `load` calls this once per
+//! registry and the daemon once per scheduled run.
 
 use std::collections::HashMap;
 
@@ -13,24 +14,27 @@ use crate::display::{Item, Progress, Step};
 use crate::docker::Docker;
 use crate::error::Error;
 use crate::reference::Reference;
-use crate::report::{ImageReport, Outcome, RegistryReport};
+use crate::report::{ImageReport, Outcome, RegistryReport, RunOutcome};
 use crate::script;
 
-/// How a run behaves.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
+/// What a run needs besides the registry.
+pub struct Context<'a> {
+    /// The docker CLI (and, through it, the cancellation of children).
+    pub docker: &'a Docker,
+    /// Where progress is shown.
+    pub progress: &'a Progress,
     /// Run the script and plan, but pull and push nothing.
     pub dry_run: bool,
+    /// Asked before each image; `Some(reason)` stops the run there (pause,
+    /// shutdown), leaving the image in progress to finish.
+    pub stop: &'a (dyn Fn() -> Option<String> + Sync),
+    /// Told when an image starts: its number, the total, its source.
+    pub on_image: &'a (dyn Fn(usize, usize, &str) + Sync),
 }
 
 /// Mirrors what `registry`'s syncer script lists; never fails as a whole,
 /// everything that went wrong is in the report.
-pub fn run(
-    registry: &Registry,
-    docker: &Docker,
-    progress: &Progress,
-    options: Options,
-) -> RegistryReport {
+pub fn run(registry: &Registry, ctx: &Context<'_>) -> RegistryReport {
     let started = Local::now();
     let mut report = RegistryReport::start(&registry.hostname, started);
     log::info!(
@@ -42,6 +46,7 @@ pub fn run(
         &registry.script,
         &registry.script_args,
         registry.script_timeout,
+        ctx.docker.cancel(),
     ) {
         Ok(listing) => listing,
         Err(e) => {
@@ -52,32 +57,43 @@ pub fn run(
     };
 
     let mut planned: Vec<(usize, Reference, String)> = Vec::new();
-    let mut filled: HashMap<String, (usize, String)> = HashMap::new();
+    let mut filled: HashMap<String, (usize, String, String)> = HashMap::new();
     for listed in listing.images {
         let source = listed.reference.to_string();
+        let identity = listed.reference.identity();
         let target = listed
             .reference
             .target(&registry.hostname, &registry.repository);
-        if let Some((line, other)) = filled.get(&target) {
-            let error = format!(
-                "maps to {target}, which line {line} ({other}) already fills; not mirrored"
-            );
-            log::error!(
-                "{}: line {}: {source}: {error}",
-                registry.hostname,
-                listed.line
-            );
-            report.images.push(ImageReport {
-                line: listed.line,
-                source,
-                target: Some(target),
-                outcome: Outcome::Failed,
-                error: Some(error),
-            });
-            continue;
+        match filled.get(&target) {
+            Some((line, _, same)) if *same == identity => {
+                log::debug!(
+                    "{}: line {}: {source} is line {line} again; mirroring it once",
+                    registry.hostname,
+                    listed.line
+                );
+            }
+            Some((line, other, _)) => {
+                let error = format!(
+                    "maps to {target}, which line {line} ({other}) already fills; not mirrored"
+                );
+                log::error!(
+                    "{}: line {}: {source}: {error}",
+                    registry.hostname,
+                    listed.line
+                );
+                report.images.push(ImageReport {
+                    line: listed.line,
+                    source,
+                    target: Some(target),
+                    outcome: Outcome::Failed,
+                    error: Some(error),
+                });
+            }
+            None => {
+                filled.insert(target.clone(), (listed.line, source, identity));
+                planned.push((listed.line, listed.reference, target));
+            }
         }
-        filled.insert(target.clone(), (listed.line, source));
-        planned.push((listed.line, listed.reference, target));
     }
     for bad in listing.invalid {
         let error = format!("not an image reference: {}", bad.reason);
@@ -97,34 +113,40 @@ pub fn run(
     }
 
     let total = planned.len();
-    let mut stopped: Option<Error> = None;
+    let mut stopped: Option<String> = None;
     for (n, (line, reference, target)) in planned.into_iter().enumerate() {
         let source = reference.to_string();
-        let (outcome, error) = if options.dry_run {
+        if stopped.is_none() && !ctx.dry_run {
+            if let Some(why) = (ctx.stop)() {
+                log::warn!(
+                    "{}: stopping after {n} of {total} images: {why}",
+                    registry.hostname
+                );
+                stopped = Some(format!("stopped after {n} of {total} images: {why}"));
+                report.outcome = RunOutcome::Stopped;
+            }
+        }
+        let (outcome, error) = if ctx.dry_run {
             (Outcome::Planned, None)
         } else if stopped.is_some() {
             (Outcome::NotAttempted, None)
         } else {
-            let item = Item::new(n + 1, total, &source, &target);
-            match transfer(registry, docker, progress, &item, &reference, &target) {
-                Ok(()) => {
-                    progress.finished(&item, None);
-                    (Outcome::Mirrored, None)
-                }
+            (ctx.on_image)(n + 1, total, &source);
+            let item = Item::new(&registry.hostname, n + 1, total, &source, &target);
+            let result = transfer(registry, ctx, &item, &reference, &target);
+            let error = result.as_ref().err().map(ToString::to_string);
+            ctx.progress.finished(&item, error.as_deref());
+            match result {
+                Ok(()) => (Outcome::Mirrored, None),
                 Err(e) if e.is_docker_down() => {
-                    progress.finished(&item, Some(&e.to_string()));
                     log::error!(
                         "{}: docker is unavailable; the remaining images are not attempted",
                         registry.hostname
                     );
-                    stopped = Some(e);
+                    stopped = Some(e.to_string());
                     (Outcome::NotAttempted, None)
                 }
-                Err(e) => {
-                    let text = e.to_string();
-                    progress.finished(&item, Some(&text));
-                    (Outcome::Failed, Some(text))
-                }
+                Err(_) => (Outcome::Failed, error),
             }
         };
         report.images.push(ImageReport {
@@ -136,19 +158,19 @@ pub fn run(
         });
     }
     report.images.sort_by_key(|i| i.line);
-    report.error = stopped.map(|e| e.to_string());
+    report.error = stopped;
     report.finish(started)
 }
 
 /// Pulls, tags and pushes one image, then removes the local copies if asked.
 fn transfer(
     registry: &Registry,
-    docker: &Docker,
-    progress: &Progress,
+    ctx: &Context<'_>,
     item: &Item,
     reference: &Reference,
     target: &str,
 ) -> Result<(), Error> {
+    let (docker, progress) = (ctx.docker, ctx.progress);
     let source = reference.pull_name();
     let mut out = |line: &str| progress.output(item, line);
     progress.step(item, Step::Pulling);

@@ -8,13 +8,73 @@ use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long to wait for the pipes to close after the child was killed, in
-/// case a process escaped its group and holds them open.
+/// How long a child may take to exit after SIGTERM before it gets SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(5);
+/// How long to wait for the pipes to close after SIGKILL, in case a process
+/// escaped its group and holds them open.
 const KILL_GRACE: Duration = Duration::from_secs(5);
+/// How long output may keep flowing after the child itself exited, before
+/// the background processes it left holding its pipes are killed.
+const LINGER: Duration = Duration::from_secs(2);
+/// How often a running child checks whether it was cancelled.
+const CANCEL_POLL: Duration = Duration::from_millis(200);
+/// How long a child may go on after a cancellation before it is terminated.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// A request, shared by every child a command starts, to stop early: each
+/// running child is terminated once `grace` has passed since the request
+/// (a second request makes it immediate). Children started after the
+/// request are refused.
+#[derive(Debug)]
+pub struct Cancel {
+    since: Mutex<Option<Instant>>,
+    grace: Duration,
+}
+
+impl Default for Cancel {
+    fn default() -> Self {
+        Cancel::new(SHUTDOWN_GRACE)
+    }
+}
+
+impl Cancel {
+    /// A cancellation that lets children run on for `grace`.
+    pub fn new(grace: Duration) -> Cancel {
+        Cancel {
+            since: Mutex::new(None),
+            grace,
+        }
+    }
+
+    /// Requests the stop; a second call terminates running children at once.
+    pub fn cancel(&self) {
+        let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        *since = Some(match *since {
+            None => now,
+            Some(_) => now.checked_sub(self.grace).unwrap_or(now),
+        });
+    }
+
+    /// True once a stop was requested.
+    pub fn is_cancelled(&self) -> bool {
+        self.since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// When running children must be terminated, once a stop was requested.
+    fn deadline(&self) -> Option<Instant> {
+        let since = *self.since.lock().unwrap_or_else(|p| p.into_inner());
+        since.map(|s| s + self.grace)
+    }
+}
 
 /// A command to run.
 #[derive(Debug, Clone)]
@@ -82,6 +142,8 @@ pub enum Failure {
     Spawn(io::Error),
     /// It ran past its time limit; it and its process group were killed.
     TimedOut,
+    /// It was terminated, with its process group, because of a [`Cancel`].
+    Cancelled,
 }
 
 enum Event {
@@ -90,9 +152,28 @@ enum Event {
     Exit(io::Result<ExitStatus>),
 }
 
+/// Where a child is on its way out.
+enum Ending {
+    /// Running normally.
+    No,
+    /// SIGTERM sent to its group at this instant.
+    Terminated(Instant, Failure),
+    /// SIGKILL sent to its group at this instant.
+    Killed(Instant, Failure),
+}
+
 /// Runs `spec` to its end, calling `on_line` with each line of output (without
-/// its line ending) as it arrives, and returns everything it wrote.
-pub fn run(spec: &Spec, on_line: &mut dyn FnMut(Stream, &str)) -> Result<Finished, Failure> {
+/// its line ending) as it arrives, and returns everything it wrote. A child
+/// that runs past its time limit, or past `cancel`'s grace, gets SIGTERM, and
+/// SIGKILL if it is still there after a few seconds, with its process group.
+pub fn run(
+    spec: &Spec,
+    cancel: &Cancel,
+    on_line: &mut dyn FnMut(Stream, &str),
+) -> Result<Finished, Failure> {
+    if cancel.is_cancelled() && cancel.deadline().is_some_and(|d| d <= Instant::now()) {
+        return Err(Failure::Cancelled);
+    }
     let mut child = Command::new(&spec.program)
         .args(&spec.args)
         .stdin(Stdio::null())
@@ -117,14 +198,27 @@ pub fn run(spec: &Spec, on_line: &mut dyn FnMut(Stream, &str)) -> Result<Finishe
         let _ = tx.send(Event::Exit(status));
     });
 
-    let mut deadline = Instant::now() + spec.timeout;
-    let mut killed = false;
+    let started = Instant::now();
+    let timeout_at = started
+        .checked_add(spec.timeout)
+        .unwrap_or(started + Duration::from_secs(10 * 365 * 86400));
+    let mut exited_at: Option<Instant> = None;
+    let mut ending = Ending::No;
     let mut open_streams = 2;
     let mut status = None;
     let (mut stdout, mut stderr) = (String::new(), String::new());
     while open_streams > 0 || status.is_none() {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
+        let now = Instant::now();
+        let wake = match &ending {
+            Ending::No => {
+                let limit = cancel.deadline().map_or(timeout_at, |d| d.min(timeout_at));
+                let limit = exited_at.map_or(limit, |at| limit.min(at + LINGER));
+                limit.min(now + CANCEL_POLL)
+            }
+            Ending::Terminated(at, _) => *at + TERM_GRACE,
+            Ending::Killed(at, _) => *at + KILL_GRACE,
+        };
+        match rx.recv_timeout(wake.saturating_duration_since(now)) {
             Ok(Event::Line(stream, line)) => {
                 on_line(stream, &line);
                 let buf = match stream {
@@ -137,25 +231,46 @@ pub fn run(spec: &Spec, on_line: &mut dyn FnMut(Stream, &str)) -> Result<Finishe
             Ok(Event::Eof) => open_streams -= 1,
             Ok(Event::Exit(result)) => {
                 status = Some(result.map_err(Failure::Spawn)?);
+                exited_at = Some(Instant::now());
             }
-            Err(RecvTimeoutError::Timeout) if !killed => {
-                kill_group(pid);
-                killed = true;
-                deadline = Instant::now() + KILL_GRACE;
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                let now = Instant::now();
+                if matches!(ending, Ending::No) && exited_at.is_some_and(|at| now >= at + LINGER) {
+                    log::warn!(
+                        "{} exited but left background processes holding its output; killed them",
+                        spec.program.to_string_lossy()
+                    );
+                    signal_group(pid, libc::SIGKILL);
+                    break;
+                }
+                ending = match ending {
+                    Ending::No if now >= timeout_at => {
+                        signal_group(pid, libc::SIGTERM);
+                        Ending::Terminated(now, Failure::TimedOut)
+                    }
+                    Ending::No if cancel.deadline().is_some_and(|d| now >= d) => {
+                        signal_group(pid, libc::SIGTERM);
+                        Ending::Terminated(now, Failure::Cancelled)
+                    }
+                    Ending::Terminated(at, why) if now >= at + TERM_GRACE => {
+                        signal_group(pid, libc::SIGKILL);
+                        Ending::Killed(now, why)
+                    }
+                    Ending::Killed(at, _) if now >= at + KILL_GRACE => break,
+                    other => other,
+                };
             }
-            Err(_) => break,
         }
     }
-    if killed {
-        return Err(Failure::TimedOut);
-    }
-    match status {
-        Some(status) => Ok(Finished {
+    match (ending, status) {
+        (Ending::Terminated(_, why) | Ending::Killed(_, why), _) => Err(why),
+        (Ending::No, Some(status)) => Ok(Finished {
             status,
             stdout,
             stderr,
         }),
-        None => Err(Failure::TimedOut),
+        (Ending::No, None) => Err(Failure::Spawn(io::Error::other("lost track of the child"))),
     }
 }
 
@@ -180,9 +295,9 @@ fn drain(pipe: impl Read + Send + 'static, stream: Stream, tx: mpsc::Sender<Even
     });
 }
 
-/// Sends SIGKILL to the process group led by `pid`.
+/// Sends `signal` to the process group led by `pid`.
 #[allow(unsafe_code)]
-fn kill_group(pid: u32) {
+fn signal_group(pid: u32, signal: libc::c_int) {
     let Ok(pgid) = libc::pid_t::try_from(pid) else {
         return;
     };
@@ -190,7 +305,7 @@ fn kill_group(pid: u32) {
     // negative pid addresses the process group the child leads (it was
     // started with process_group(0), so its pgid is its pid).
     unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
+        libc::kill(-pgid, signal);
     }
 }
 
@@ -201,6 +316,7 @@ mod tests {
     fn sh(script: &str, timeout: Duration) -> Result<Finished, Failure> {
         run(
             &Spec::new("/bin/sh", ["-c", script], timeout),
+            &Cancel::default(),
             &mut |_, _| {},
         )
     }
@@ -213,7 +329,10 @@ mod tests {
             ["-c", "echo out; echo err >&2; exit 3"],
             Duration::from_secs(10),
         );
-        let done = run(&spec, &mut |s, l| seen.push((s, l.to_string()))).unwrap();
+        let done = run(&spec, &Cancel::default(), &mut |s, l| {
+            seen.push((s, l.to_string()))
+        })
+        .unwrap();
         assert_eq!(done.stdout, "out\n");
         assert_eq!(done.stderr, "err\n");
         assert_eq!(done.status.code(), Some(3));
@@ -229,7 +348,10 @@ mod tests {
             Vec::<String>::new(),
             Duration::from_secs(1),
         );
-        assert!(matches!(run(&spec, &mut |_, _| {}), Err(Failure::NotFound)));
+        assert!(matches!(
+            run(&spec, &Cancel::default(), &mut |_, _| {}),
+            Err(Failure::NotFound)
+        ));
     }
 
     #[test]
@@ -248,11 +370,22 @@ mod tests {
     }
 
     #[test]
-    fn a_background_child_holding_the_pipe_is_killed_at_the_deadline() {
+    fn background_children_left_holding_the_pipe_are_killed_soon_after_exit() {
         let started = Instant::now();
-        let result = sh("sleep 300 & echo listed", Duration::from_millis(500));
-        assert!(matches!(result, Err(Failure::TimedOut)));
-        assert!(started.elapsed() < Duration::from_secs(5));
+        let done = sh("sleep 300 & echo listed", Duration::from_secs(600)).unwrap();
+        assert_eq!(done.stdout, "listed\n");
+        assert!(done.status.success());
+        let took = started.elapsed();
+        assert!(
+            took >= LINGER && took < LINGER + Duration::from_secs(3),
+            "{took:?}"
+        );
+    }
+
+    #[test]
+    fn an_enormous_timeout_does_not_overflow() {
+        let done = sh("echo ok", Duration::MAX).unwrap();
+        assert_eq!(done.stdout, "ok\n");
     }
 
     #[test]
@@ -264,5 +397,58 @@ mod tests {
         .unwrap();
         assert_eq!(done.stdout.len(), 1_000_001);
         assert!(done.status.success());
+    }
+
+    #[test]
+    fn a_child_that_ignores_sigterm_is_killed() {
+        let started = Instant::now();
+        let result = sh(
+            "trap '' TERM; sleep 300 & wait; sleep 300",
+            Duration::from_millis(200),
+        );
+        assert!(matches!(result, Err(Failure::TimedOut)));
+        let took = started.elapsed();
+        assert!(
+            took >= TERM_GRACE && took < TERM_GRACE + Duration::from_secs(4),
+            "{took:?}"
+        );
+    }
+
+    #[test]
+    fn cancel_terminates_after_its_grace() {
+        let cancel = std::sync::Arc::new(Cancel::new(Duration::from_millis(500)));
+        let c = cancel.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(200));
+            c.cancel();
+        });
+        let started = Instant::now();
+        let spec = Spec::new("/bin/sh", ["-c", "sleep 300"], Duration::from_secs(600));
+        let result = run(&spec, &cancel, &mut |_, _| {});
+        assert!(matches!(result, Err(Failure::Cancelled)));
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(700) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+        let again = run(&spec, &cancel, &mut |_, _| {});
+        assert!(
+            matches!(again, Err(Failure::Cancelled)),
+            "nothing starts after the grace"
+        );
+    }
+
+    #[test]
+    fn a_second_cancel_is_immediate() {
+        let cancel = Cancel::new(Duration::from_secs(3600));
+        cancel.cancel();
+        cancel.cancel();
+        let started = Instant::now();
+        let spec = Spec::new("/bin/sh", ["-c", "sleep 300"], Duration::from_secs(600));
+        assert!(matches!(
+            run(&spec, &cancel, &mut |_, _| {}),
+            Err(Failure::Cancelled)
+        ));
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 }

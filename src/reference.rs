@@ -29,8 +29,17 @@ impl Reference {
         if text.is_empty() {
             return Err("empty image reference".into());
         }
-        if let Some(c) = text.chars().find(|c| c.is_whitespace()) {
-            return Err(format!("contains whitespace ({c:?})"));
+        if let Some(c) = text.chars().find(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "contains whitespace or a control character ({c:?})"
+            ));
+        }
+        if text.len() == 64
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err("a 64-character hexadecimal string is an image ID, not a name".into());
         }
         let (name_tag, digest) = match text.split_once('@') {
             Some((n, d)) => {
@@ -103,13 +112,35 @@ impl Reference {
     }
 
     /// The tag the image gets at the target: its own tag, else `latest` for a
-    /// plain name, else, for a bare digest, `<algorithm>-<hex>` (the source
-    /// digest, since a tag is needed to push and the pushed digest may differ).
+    /// plain name, else, for a bare digest, `<algorithm>-<hex>` cut to the
+    /// 128 characters a tag may have (the source digest, since a tag is
+    /// needed to push and the pushed digest may differ).
     pub fn target_tag(&self) -> String {
         match (&self.tag, &self.digest) {
             (Some(t), _) => t.clone(),
-            (None, Some(d)) => d.replacen(':', "-", 1),
+            (None, Some(d)) => d.replacen(':', "-", 1).chars().take(MAX_TAG_LEN).collect(),
             (None, None) => "latest".into(),
+        }
+    }
+
+    /// The image this reference means, spelt one way: Docker Hub's implied
+    /// domain and `library/` written out, `latest` when neither tag nor
+    /// digest is given. `alpine` and `docker.io/library/alpine:latest` have
+    /// the same identity.
+    pub fn identity(&self) -> String {
+        let domain = match self.domain.as_deref() {
+            None | Some("index.docker.io" | "registry-1.docker.io") => "docker.io",
+            Some(d) => d,
+        };
+        let path = if domain == "docker.io" && !self.path.contains('/') {
+            format!("library/{}", self.path)
+        } else {
+            self.path.clone()
+        };
+        match (&self.tag, &self.digest) {
+            (_, Some(d)) => format!("{domain}/{path}@{d}"),
+            (Some(t), None) => format!("{domain}/{path}:{t}"),
+            (None, None) => format!("{domain}/{path}:latest"),
         }
     }
 
@@ -280,21 +311,26 @@ fn check_tag(tag: &str) -> Result<(), String> {
     }
 }
 
+/// `sha256:<64 hex>`, `sha384:<96 hex>` or `sha512:<128 hex>`, lower case:
+/// the digests docker can pull by.
 fn check_digest(digest: &str) -> Result<(), String> {
-    let bad = || format!("invalid digest '{digest}'");
+    let bad = || {
+        format!(
+            "invalid digest '{digest}' (expected sha256:, sha384: or sha512: and lower-case hex)"
+        )
+    };
     let (algorithm, hex) = digest.split_once(':').ok_or_else(bad)?;
-    let algorithm_ok = algorithm.split(['-', '_', '+', '.']).all(|part| {
-        part.starts_with(|c: char| c.is_ascii_alphabetic())
-            && part.chars().all(|c| c.is_ascii_alphanumeric())
-    });
-    let hex_ok = hex.len() >= 32 && hex.chars().all(|c| c.is_ascii_hexdigit());
-    let known_ok = match algorithm {
-        "sha256" => hex.len() == 64,
-        "sha512" => hex.len() == 128,
-        _ => true,
-    } && (algorithm != "sha256" && algorithm != "sha512"
-        || !hex.chars().any(|c| c.is_ascii_uppercase()));
-    if algorithm_ok && hex_ok && known_ok {
+    let len = match algorithm {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return Err(bad()),
+    };
+    if hex.len() == len
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         Ok(())
     } else {
         Err(bad())
@@ -423,6 +459,16 @@ mod tests {
             ("alpine:-x", "invalid tag"),
             ("alpine:3 # comment", "whitespace"),
             ("alpine@sha256:abc", "invalid digest"),
+            (
+                "alpine@md5:0123456789abcdef0123456789abcdef",
+                "invalid digest",
+            ),
+            (
+                &format!("alpine@sha256:{}", "A".repeat(64)),
+                "invalid digest",
+            ),
+            (&"ab12".repeat(16), "image ID"),
+            ("a\u{7}b", "control character"),
             ("a//b", "invalid repository name component ''"),
             ("a-/b", "invalid repository name component 'a-'"),
             ("reg.io:99999/x", "invalid port"),
@@ -430,7 +476,7 @@ mod tests {
             (":tag", "missing repository name"),
             ("x/", "invalid repository name component ''"),
         ];
-        for (input, want) in cases {
+        for (input, want) in &cases {
             let err = Reference::parse(input).unwrap_err();
             assert!(err.contains(want), "{input:?}: {err}");
         }
@@ -486,5 +532,24 @@ mod tests {
         assert_eq!(check_repository("team/mirror"), Ok(()));
         assert!(check_repository("Team").unwrap_err().contains("lowercase"));
         assert!(check_repository("a b").is_err());
+    }
+
+    #[test]
+    fn long_digests_give_tags_docker_accepts() {
+        let r = Reference::parse(&format!("x@sha512:{}", "e".repeat(128))).unwrap();
+        assert_eq!(r.target_tag().len(), 128);
+        assert!(r.target_tag().starts_with("sha512-eee"));
+    }
+
+    #[test]
+    fn identity_ignores_how_docker_hub_is_spelt() {
+        let id = |s: &str| Reference::parse(s).unwrap().identity();
+        assert_eq!(id("alpine"), "docker.io/library/alpine:latest");
+        assert_eq!(id("alpine:latest"), id("docker.io/library/alpine"));
+        assert_eq!(id("library/x:latest"), id("index.docker.io/library/x"));
+        assert_eq!(id("user/app:1"), "docker.io/user/app:1");
+        assert_eq!(id("quay.io/a/b"), "quay.io/a/b:latest");
+        assert_ne!(id("alpine:3"), id("alpine:3.19"));
+        assert_eq!(id(&format!("a:1@{D}")), id(&format!("a@{D}")));
     }
 }

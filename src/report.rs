@@ -23,6 +23,18 @@ pub enum Outcome {
     Planned,
 }
 
+/// How a registry's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RunOutcome {
+    /// Every listed image is at the target.
+    Success,
+    /// Something failed: an image, the syncer script, docker.
+    Failed,
+    /// Stopped early on request (pause, shutdown, interrupt).
+    Stopped,
+}
+
 /// One listed image.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -50,6 +62,8 @@ pub struct RegistryReport {
     pub started: String,
     /// How long it took, in seconds.
     pub seconds: f64,
+    /// How it ended.
+    pub outcome: RunOutcome,
     /// What stopped the run as a whole (syncer script, docker daemon).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -68,6 +82,7 @@ impl RegistryReport {
             hostname: hostname.to_string(),
             started: started.to_rfc3339_opts(SecondsFormat::Secs, false),
             seconds: 0.0,
+            outcome: RunOutcome::Success,
             error: None,
             mirrored: 0,
             failed: 0,
@@ -82,6 +97,9 @@ impl RegistryReport {
         self.failed = count(Outcome::Failed) + count(Outcome::NotAttempted);
         let elapsed = (Local::now() - started).num_milliseconds().max(0) as f64 / 1000.0;
         self.seconds = (elapsed * 10.0).round() / 10.0;
+        if self.outcome != RunOutcome::Stopped && (self.error.is_some() || self.failed > 0) {
+            self.outcome = RunOutcome::Failed;
+        }
         self
     }
 
@@ -128,7 +146,7 @@ impl Report {
                     .count();
                 let _ = write!(out, "{planned} to mirror (dry run)");
                 if r.failed > 0 {
-                    let _ = write!(out, ", {} invalid", r.failed);
+                    let _ = write!(out, ", {} failed", r.failed);
                 }
             } else {
                 let _ = write!(out, "{} mirrored, {} failed", r.mirrored, r.failed);

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::process::{self, Failure, Spec, Stream};
+use crate::process::{self, Cancel, Failure, Spec, Stream};
 use crate::reference::Reference;
 
 /// One image reference the script listed.
@@ -73,7 +73,12 @@ pub fn parse_list(stdout: &str) -> Listing {
 /// Runs the syncer script and returns its listing. A script that exits with a
 /// failure or runs past `timeout` yields an error and no listing: a
 /// half-printed list must not be taken for the whole list.
-pub fn run(script: &Path, args: &[String], timeout: Duration) -> Result<Listing, Error> {
+pub fn run(
+    script: &Path,
+    args: &[String],
+    timeout: Duration,
+    cancel: &Cancel,
+) -> Result<Listing, Error> {
     let name = script.file_name().map_or_else(
         || script.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
@@ -81,7 +86,7 @@ pub fn run(script: &Path, args: &[String], timeout: Duration) -> Result<Listing,
     log::debug!("running syncer script {}", script.display());
     let spec = Spec::new(script.as_os_str(), args, timeout);
     let mut last_stderr = None;
-    let result = process::run(&spec, &mut |stream, line| {
+    let result = process::run(&spec, cancel, &mut |stream, line| {
         if stream == Stream::Stderr && !line.trim().is_empty() {
             log::info!("{name}: {line}");
             last_stderr = Some(line.trim().to_string());
@@ -91,6 +96,9 @@ pub fn run(script: &Path, args: &[String], timeout: Duration) -> Result<Listing,
         Failure::TimedOut => Error::ScriptTimedOut {
             script: script.to_path_buf(),
             after: timeout,
+        },
+        Failure::Cancelled => Error::Interrupted {
+            command: script.display().to_string(),
         },
         Failure::NotFound => Error::ScriptSpawn {
             script: script.to_path_buf(),
@@ -247,6 +255,7 @@ mod tests {
             Path::new("/bin/sh"),
             &["-c".into(), "echo alpine; echo broken >&2; exit 4".into()],
             Duration::from_secs(10),
+            &Cancel::default(),
         )
         .unwrap_err();
         let text = err.to_string();
@@ -260,6 +269,7 @@ mod tests {
             Path::new("/bin/sh"),
             &["-c".into(), "echo alpine; sleep 300".into()],
             Duration::from_millis(300),
+            &Cancel::default(),
         )
         .unwrap_err();
         assert!(matches!(err, Error::ScriptTimedOut { .. }), "{err}");

@@ -282,3 +282,78 @@ fn unreachable_daemon_is_said_once() {
             .contains("cannot reach the docker daemon")
     );
 }
+
+#[test]
+fn script_arguments_are_split_like_a_shell_and_passed_as_words() {
+    let ws = Workspace::new();
+    let args_file = ws.dir.join("args");
+    ws.script(
+        "sync.sh",
+        &format!(
+            "for a in \"$@\"; do printf '%s\\n' \"$a\" >> {}; done\necho alpine",
+            args_file.display()
+        ),
+    );
+    ws.config(concat!(
+        "registries:\n  - hostname: r.example.com\n    syncerScript: sync.sh\n",
+        "    syncerScriptArgs: >-\n      --channel \"stable 2\" \"it's\" '$HOME' a\\ b\n",
+    ));
+    let out = ws
+        .run()
+        .without_daemon()
+        .args(["load", "--all", "--dry-run"])
+        .run();
+    assert_eq!(out.code, 0, "{out:?}");
+    let got = std::fs::read_to_string(&args_file).unwrap();
+    assert_eq!(got, "--channel\nstable 2\nit's\n$HOME\na b\n");
+}
+
+#[test]
+fn spellings_of_one_image_plan_once_and_collisions_fail() {
+    let ws = Workspace::new();
+    ws.list_script(
+        "sync.sh",
+        &[
+            "alpine".into(),
+            "alpine:latest".into(),
+            "docker.io/library/alpine".into(),
+            "quay.io/x/app:1".into(),
+            "ghcr.io/x/app:1".into(),
+        ],
+    );
+    ws.config(
+        "registries:\n  - hostname: r.example.com\n    repository: m\n    syncerScript: sync.sh\n",
+    );
+    let out = ws
+        .run()
+        .without_daemon()
+        .args(["load", "--all", "--dry-run", "--json"])
+        .run();
+    assert_eq!(out.code, 1, "{out:?}");
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let images = report["registries"][0]["images"].as_array().unwrap();
+    let rows: Vec<String> = images
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {} {}",
+                i["line"],
+                i["target"].as_str().unwrap(),
+                i["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "1 r.example.com/m/alpine:latest planned",
+            "3 r.example.com/m/library/alpine:latest planned",
+            "4 r.example.com/m/x/app:1 planned",
+            "5 r.example.com/m/x/app:1 failed",
+        ]
+    );
+    assert_eq!(
+        images[3]["error"],
+        "maps to r.example.com/m/x/app:1, which line 4 (quay.io/x/app:1) already fills; not mirrored"
+    );
+}

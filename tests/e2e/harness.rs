@@ -478,7 +478,12 @@ impl Run {
     }
 
     /// Runs to the end (or panics after RUN_LIMIT).
-    pub fn run(mut self) -> Outcome {
+    pub fn run(self) -> Outcome {
+        self.spawn().wait(RUN_LIMIT)
+    }
+
+    /// Starts the binary and returns at once.
+    pub fn spawn(mut self) -> Running {
         if self.with_daemon {
             self.cmd.env("DOCKER_HOST", &dockerd().host);
         }
@@ -490,11 +495,47 @@ impl Run {
             .spawn()
             .expect("run picture-book");
         let pid = child.id();
-        let waiter = thread::spawn(move || child.wait_with_output());
+        Running {
+            pid,
+            started,
+            waiter: Some(thread::spawn(move || child.wait_with_output())),
+        }
+    }
+}
+
+/// A running picture-book.
+pub struct Running {
+    /// Its process id.
+    pub pid: u32,
+    started: Instant,
+    waiter: Option<thread::JoinHandle<std::io::Result<Output>>>,
+}
+
+impl Running {
+    /// Sends `signal` (`TERM`, `HUP`, `INT`, `KILL`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {}", self.pid);
+    }
+
+    /// True while it runs.
+    pub fn is_running(&self) -> bool {
+        self.waiter.as_ref().is_some_and(|w| !w.is_finished())
+    }
+
+    /// Waits for it to end; kills it and panics after `limit`.
+    pub fn wait(mut self, limit: Duration) -> Outcome {
+        let waiter = self.waiter.take().unwrap();
         while !waiter.is_finished() {
-            if started.elapsed() > RUN_LIMIT {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-                panic!("picture-book ran longer than {RUN_LIMIT:?}");
+            if self.started.elapsed() > limit {
+                let _ = Command::new("kill")
+                    .args(["-9", &self.pid.to_string()])
+                    .status();
+                panic!("picture-book ran longer than {limit:?}");
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -503,7 +544,39 @@ impl Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            elapsed: started.elapsed(),
+            elapsed: self.started.elapsed(),
         }
     }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.is_running() {
+            let _ = Command::new("kill")
+                .args(["-9", &self.pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// Processes whose command line contains `needle`.
+pub fn processes_with(needle: &str) -> Vec<String> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(needle))
+        .collect()
+}
+
+/// Waits up to `limit` for `cond`; false if it never held.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    cond()
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine;
 
-use crate::harness::{Registry, Workspace, docker_ok};
+use crate::harness::{Registry, Workspace, docker_ok, eventually, processes_with};
 
 fn single(target: &Registry, extra: &str) -> String {
     format!(
@@ -261,16 +261,6 @@ fn a_failing_script_mirrors_nothing() {
     assert!(dst.catalog().is_empty());
 }
 
-/// Processes whose command line contains `needle`.
-fn processes_with(needle: &str) -> Vec<String> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| fs::read(e.ok()?.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(needle))
-        .collect()
-}
-
 #[test]
 fn a_hanging_script_is_killed_with_its_children() {
     let dst = Registry::start();
@@ -318,7 +308,7 @@ fn garbage_lines_are_reported_and_the_rest_still_mirror() {
     let ws = Workspace::new();
     ws.script(
         "sync.sh",
-        &format!("printf 'Not/An:Image!\\n'\nhead -c 64 /dev/zero | tr '\\\\0' '\\\\377'; echo\necho '  {}/good:1  '\necho 'https://x.io/y:1'", src.host),
+        &format!("printf 'Not/An:Image!\\n'\nprintf '\\377\\376\\001binary\\n'\necho '  {}/good:1  '\necho 'https://x.io/y:1'", src.host),
     );
     ws.config(&single(&dst, ""));
     let out = ws.run().args(["load", "--all", "--json"]).run();
@@ -468,4 +458,122 @@ fn digest_references_pull_by_digest_and_push_a_tag() {
         Some(id.clone())
     );
     assert_eq!(dst.config_digest("mirror/pinned", "stable"), Some(id));
+}
+
+#[test]
+fn one_image_in_several_spellings_is_mirrored_once() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    let id = src.push_image("dup", "latest", 1);
+    let ws = Workspace::new();
+    ws.list_script(
+        "sync.sh",
+        &[
+            format!("{}/dup", src.host),
+            format!("{}/dup:latest", src.host),
+            format!("  {}/dup:latest", src.host),
+        ],
+    );
+    ws.config(&single(&dst, ""));
+    let out = ws.run().args(["load", "--all", "--json"]).run();
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = json(&out);
+    assert_eq!(
+        report["registries"][0]["images"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
+    assert_eq!(report["registries"][0]["mirrored"], 1);
+    assert_eq!(dst.config_digest("mirror/dup", "latest"), Some(id));
+    let pulls = src.log().matches("\"HEAD /v2/dup/manifests/latest").count();
+    assert_eq!(pulls, 1, "pulled once");
+}
+
+#[test]
+fn sigterm_stops_load_within_the_bound_and_leaves_nothing_behind() {
+    let port = hanging_registry();
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let tmp = ws.dir.join("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    let stuck = format!("127.0.0.1:{port}/stuck:1");
+    ws.list_script(
+        "sync.sh",
+        &[stuck.clone(), format!("127.0.0.1:{port}/never:1")],
+    );
+    let auth = format!(r#"{{"auths":{{"127.0.0.1:{port}":{{"auth":"dTpw"}}}}}}"#);
+    ws.config(&single(&dst, &format!("    pullAuthConfig: '{auth}'\n")));
+    let running = ws.run().env("TMPDIR", &tmp).args(["load", "--all"]).spawn();
+    let pulling = format!("pull {stuck}");
+    let started = eventually(Duration::from_secs(30), || {
+        !processes_with(&pulling).is_empty()
+    });
+    assert!(started, "the pull never started");
+    assert_eq!(
+        fs::read_dir(&tmp).unwrap().count(),
+        1,
+        "a private docker config exists during the pull"
+    );
+    running.signal("TERM");
+    let out = running.wait(Duration::from_secs(120));
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.elapsed < Duration::from_secs(60),
+        "took {:?}",
+        out.elapsed
+    );
+    let stopped = format!("docker pull {stuck} was stopped: picture-book is shutting down");
+    assert!(out.all().contains(&stopped), "{}", out.all());
+    assert!(
+        out.stdout.contains("not attempted: 127.0.0.1:"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        processes_with(&pulling),
+        Vec::<String>::new(),
+        "a docker child outlived picture-book"
+    );
+    assert_eq!(
+        fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the private docker config was left behind"
+    );
+}
+
+/// A fake registry for a fault a real one cannot be made to show on demand:
+/// it answers docker's `/v2/` ping, then never answers anything else, so a
+/// pull from it hangs. Returns its port.
+fn hanging_registry() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut request = String::new();
+                    if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut header = String::new();
+                    while reader.read_line(&mut header).unwrap_or(0) > 2 {
+                        header.clear();
+                    }
+                    if !request.starts_with("GET /v2/ ") {
+                        std::thread::sleep(Duration::from_secs(3600));
+                        return;
+                    }
+                    let body = "{}";
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nDocker-Distribution-Api-Version: registry/2.0\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            });
+        }
+    });
+    port
 }
