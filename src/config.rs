@@ -63,6 +63,8 @@ pub struct Registry {
     pub script: PathBuf,
     /// Its arguments, already split into words.
     pub script_args: Vec<String>,
+    /// Its arguments as written.
+    pub script_args_text: String,
     /// How long the script may run.
     pub script_timeout: Duration,
     /// Remove local images after a successful push.
@@ -491,10 +493,8 @@ impl Checker<'_> {
             Some(p) => self.check("syncPeriod", Schedule::parse(p)).map(Some),
         };
         let script = self.script(r.syncer_script, base);
-        let script_args = self.check(
-            "syncerScriptArgs",
-            script::split_words(r.syncer_script_args.as_deref().unwrap_or_default()),
-        );
+        let script_args_text = r.syncer_script_args.unwrap_or_default();
+        let script_args = self.check("syncerScriptArgs", script::split_words(&script_args_text));
         let script_timeout = match r.syncer_script_timeout.as_deref().map(str::trim) {
             None | Some("") => Some(DEFAULT_SCRIPT_TIMEOUT),
             Some(t) => self.check(
@@ -516,6 +516,7 @@ impl Checker<'_> {
             schedule: schedule?,
             script: script?,
             script_args: script_args?,
+            script_args_text,
             script_timeout: script_timeout?,
             delete_local_images: r.delete_local_images.unwrap_or(false),
         })
@@ -705,6 +706,31 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("must be longer than 0".into());
     }
     Ok(Duration::from_secs(total))
+}
+
+impl Registry {
+    /// The registry as the API shows it: the configuration's keys, with
+    /// credentials replaced by `<redacted>` (or empty when there are none).
+    pub fn redacted(&self) -> serde_json::Value {
+        let secret = |a: &Option<DockerAuth>| {
+            if a.is_some() {
+                crate::secret::REDACTED
+            } else {
+                ""
+            }
+        };
+        serde_json::json!({
+            "hostname": self.hostname,
+            "repository": self.repository,
+            "pullAuthConfig": secret(&self.pull_auth),
+            "pushAuthConfig": secret(&self.push_auth),
+            "syncPeriod": self.schedule.as_ref().map(Schedule::source),
+            "syncerScript": self.script,
+            "syncerScriptArgs": self.script_args_text,
+            "syncerScriptTimeout": crate::error::human_duration(self.script_timeout),
+            "deleteLocalImages": self.delete_local_images,
+        })
+    }
 }
 
 impl Config {

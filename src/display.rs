@@ -32,15 +32,27 @@ pub enum Verbosity {
 }
 
 /// Sets up the logger: stderr, through the console lock, for this crate only.
-pub fn init_logging(verbosity: Verbosity) {
+/// A daemon's lines carry the time, unless journald (which adds its own)
+/// is reading them.
+pub fn init_logging(verbosity: Verbosity, daemon: bool) {
+    let timestamps = daemon && std::env::var_os("JOURNAL_STREAM").is_none();
     let level = match verbosity {
         Verbosity::Quiet => LevelFilter::Warn,
         Verbosity::Normal => LevelFilter::Info,
         Verbosity::Debug => LevelFilter::Debug,
         Verbosity::Trace => LevelFilter::Trace,
     };
-    let config = ConfigBuilder::new()
-        .set_time_level(LevelFilter::Off)
+    let mut builder = ConfigBuilder::new();
+    if timestamps {
+        builder.set_time_format_rfc3339();
+        let _ = builder.set_time_offset_to_local();
+    }
+    let config = builder
+        .set_time_level(if timestamps {
+            LevelFilter::Error
+        } else {
+            LevelFilter::Off
+        })
         .set_thread_level(LevelFilter::Off)
         .set_target_level(LevelFilter::Off)
         .set_location_level(LevelFilter::Off)

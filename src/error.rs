@@ -103,6 +103,13 @@ pub enum Error {
     Output(io::Error),
     /// The signal handlers could not be installed.
     Signals(io::Error),
+    /// The HTTP API could not listen on its address.
+    ApiBind {
+        /// `address:port`.
+        address: String,
+        /// Why.
+        detail: String,
+    },
 }
 
 impl Error {
@@ -226,6 +233,10 @@ impl fmt::Display for Error {
             ),
             Error::Output(source) => write!(f, "cannot write to standard output: {source}"),
             Error::Signals(source) => write!(f, "cannot install signal handlers: {source}"),
+            Error::ApiBind { address, detail } => write!(
+                f,
+                "the API cannot listen on {address}: {detail} (check api.address and api.port)"
+            ),
         }
     }
 }

@@ -6,9 +6,11 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod display;
 pub mod docker;
 pub mod error;
@@ -24,16 +26,19 @@ pub mod signals;
 
 use std::io::Write;
 use std::sync::Arc;
+use std::thread;
 
 use chrono::{Local, SecondsFormat};
 
 use crate::cli::{Cli, Command, LoadOptions, Selection};
+use crate::daemon::Daemon;
 use crate::display::{Progress, Verbosity};
 use crate::docker::Docker;
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::process::Cancel;
 use crate::report::{RegistryReport, Report};
+use crate::signals::{Request, Signals};
 
 /// Runs the command `cli` asks for and returns the exit status it calls for.
 pub fn run(cli: &Cli) -> Result<ExitCode, Error> {
@@ -48,9 +53,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Error> {
         }
         Command::Check => check(cli),
         Command::Load(options) => load(cli, options),
-        Command::Sync => Err(Error::Usage(
-            "'sync' (the daemon) is not available in this version yet; use 'load' from cron meanwhile".into(),
-        )),
+        Command::Sync => sync(cli),
     }
 }
 
@@ -144,4 +147,65 @@ fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
         print_out(&report.summary())?;
     }
     Ok(code)
+}
+
+/// `sync`: the daemon. Validates the configuration, serves the API, runs
+/// every registry on its schedule, re-reads the configuration on SIGHUP and
+/// stops on SIGTERM or SIGINT.
+fn sync(cli: &Cli) -> Result<ExitCode, Error> {
+    let path = config::locate(cli.config.as_deref())?;
+    let config = config::load(&path)?;
+    auth::remove_stale_dirs();
+    let mut signals = Signals::new()?;
+    let cancel = Arc::new(Cancel::default());
+    let docker = Docker::new(cancel.clone());
+    match docker.check_daemon() {
+        Ok(version) => log::info!("docker daemon {version}"),
+        Err(e) => log::warn!("{e}; runs fail until docker is reachable"),
+    }
+    let api_settings = config.api.clone();
+    let progress = Progress::new(config.display, cli.verbosity);
+    let registries = config.registries.len();
+    let daemon = Daemon::new(config, docker, cancel.clone(), progress);
+    let server = if api_settings.enabled {
+        Some(api::serve(Arc::clone(&daemon), &api_settings)?)
+    } else {
+        None
+    };
+    daemon.start();
+    log::info!(
+        "picture-book {} synchronizing {registries} {} from {}",
+        cli::VERSION,
+        if registries == 1 {
+            "registry"
+        } else {
+            "registries"
+        },
+        path.display()
+    );
+    while signals.wait() == Request::Reload {
+        log::info!("SIGHUP: re-reading {}", path.display());
+        match config::load(&path) {
+            Ok(new) => daemon.reload(new),
+            Err(e) => log::error!("keeping the running configuration: {e}"),
+        }
+    }
+    log::info!(
+        "shutting down: runs in progress stop after their current image (docker is stopped after {}s at the latest)",
+        process::SHUTDOWN_GRACE.as_secs()
+    );
+    thread::spawn(move || {
+        loop {
+            if signals.wait() == Request::Stop {
+                log::warn!("stopping now");
+                cancel.cancel();
+            }
+        }
+    });
+    if let Some(server) = server {
+        server.stop();
+    }
+    daemon.shutdown();
+    log::info!("stopped");
+    Ok(ExitCode::Success)
 }

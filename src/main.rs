@@ -1,7 +1,8 @@
 //! The `picture-book` binary: parse the command line, set up logging, run the
 //! command in the library, and turn its outcome into the exit status.
 
-use picture_book::{cli, display, exit::ExitCode};
+use picture_book::cli::{self, Command};
+use picture_book::{display, exit::ExitCode};
 
 fn main() -> std::process::ExitCode {
     let cli = match cli::parse(std::env::args_os().skip(1).collect()) {
@@ -11,7 +12,7 @@ fn main() -> std::process::ExitCode {
             return ExitCode::of_error(&e).into();
         }
     };
-    display::init_logging(cli.verbosity);
+    display::init_logging(cli.verbosity, cli.command == Command::Sync);
     match picture_book::run(&cli) {
         Ok(code) => code.into(),
         Err(e) => {

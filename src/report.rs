@@ -60,6 +60,8 @@ pub struct RegistryReport {
     pub hostname: String,
     /// When the run started (RFC 3339, local time).
     pub started: String,
+    /// When it ended.
+    pub finished: String,
     /// How long it took, in seconds.
     pub seconds: f64,
     /// How it ended.
@@ -81,6 +83,7 @@ impl RegistryReport {
         RegistryReport {
             hostname: hostname.to_string(),
             started: started.to_rfc3339_opts(SecondsFormat::Secs, false),
+            finished: String::new(),
             seconds: 0.0,
             outcome: RunOutcome::Success,
             error: None,
@@ -95,7 +98,9 @@ impl RegistryReport {
         let count = |o: Outcome| self.images.iter().filter(|i| i.outcome == o).count();
         self.mirrored = count(Outcome::Mirrored);
         self.failed = count(Outcome::Failed) + count(Outcome::NotAttempted);
-        let elapsed = (Local::now() - started).num_milliseconds().max(0) as f64 / 1000.0;
+        let now = Local::now();
+        self.finished = now.to_rfc3339_opts(SecondsFormat::Secs, false);
+        let elapsed = (now - started).num_milliseconds().max(0) as f64 / 1000.0;
         self.seconds = (elapsed * 10.0).round() / 10.0;
         if self.outcome != RunOutcome::Stopped && (self.error.is_some() || self.failed > 0) {
             self.outcome = RunOutcome::Failed;

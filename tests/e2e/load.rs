@@ -543,7 +543,7 @@ fn sigterm_stops_load_within_the_bound_and_leaves_nothing_behind() {
 /// A fake registry for a fault a real one cannot be made to show on demand:
 /// it answers docker's `/v2/` ping, then never answers anything else, so a
 /// pull from it hangs. Returns its port.
-fn hanging_registry() -> u16 {
+pub fn hanging_registry() -> u16 {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
