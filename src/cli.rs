@@ -121,8 +121,8 @@ listed).
 ";
 
 const SYNC_HELP: &str = "\
-Run the synchronization daemon: mirror each registry on its syncPeriod and
-serve the HTTP API.
+Run the synchronization daemon: mirror each registry on its syncPeriod, one
+thread per registry, and serve the HTTP API when api.enabled is true.
 
 Usage: picture-book sync [OPTIONS]
 
@@ -131,6 +131,14 @@ Options:
   -v, --verbose        Log more; repeat for more
   -q, --quiet          Log only warnings and errors
   -h, --help           Print help
+
+Signals: SIGHUP re-reads the configuration (a broken one is logged and the
+running one kept); SIGTERM or SIGINT stop after the images in progress.
+
+API: /list?type=configured|active, /ops?sync=HOST&action=details|pause|
+resume|run|schedule&period=CRON, /healthz, /metrics (see picture-book(1)).
+
+Exit status: 0 after SIGTERM or SIGINT; 2 configuration error; 1 otherwise.
 ";
 
 /// Every help text.
