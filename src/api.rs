@@ -188,7 +188,8 @@ pub fn route(method: &Method, url: &str, authorization: Option<&str>, daemon: &D
                 return Reply::method_not_allowed("GET or POST");
             }
             let Some(host) = param("sync").filter(|h| !h.is_empty()) else {
-                return Reply::error(400, "missing 'sync': the hostname of a configured registry");
+                let valid = daemon.hostnames().join(", ");
+                return Reply::error(400, format!("missing 'sync'; valid: {valid}"));
             };
             let result = match param("action").as_deref() {
                 Some("details") => daemon.details(&host),
@@ -319,7 +320,15 @@ mod tests {
         );
         let config = crate::config::parse(&yaml, &dir.join("c.yaml")).unwrap();
         let cancel = Arc::new(Cancel::default());
-        let d = Daemon::new(config, Docker::new(cancel.clone()), cancel, Progress::Quiet);
+        let tools = crate::daemon::Tools {
+            docker: Docker::new(cancel.clone()),
+            client: crate::registry::Client::default(),
+            platform: crate::registry::Platform::host(),
+            state_dir: dir.join("state"),
+            cancel,
+            progress: Progress::Quiet,
+        };
+        let d = Daemon::new(config, tools);
         (d, dir)
     }
 
@@ -442,7 +451,12 @@ mod tests {
                 400,
                 "unknown type 'all'; valid: configured, active",
             ),
-            (&Method::Get, "/ops?action=details", 400, "missing 'sync'"),
+            (
+                &Method::Get,
+                "/ops?action=details",
+                400,
+                "missing 'sync'; valid: a.example.com, b.example.com:5000",
+            ),
             (
                 &Method::Get,
                 "/ops?sync=a.example.com",

@@ -36,6 +36,17 @@ pub struct DockerAuth {
     hosts: Vec<String>,
     /// The `{"auths": ...}` document docker will read.
     document: Secret,
+    /// User and password per registry (normalized host), for the registry API.
+    credentials: Vec<(String, Credentials)>,
+}
+
+/// A user name and password (or token) for one registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name.
+    pub user: String,
+    /// The password or token.
+    pub password: Secret,
 }
 
 impl DockerAuth {
@@ -77,10 +88,12 @@ impl DockerAuth {
         if let (Some(entry), false) = (hub_entry, out.contains_key(DOCKER_HUB_KEY)) {
             out.insert(DOCKER_HUB_KEY.to_string(), entry);
         }
+        let credentials = credentials_of(auths);
         let document = serde_json::json!({ "auths": out }).to_string();
         Ok(DockerAuth {
             hosts,
             document: Secret::new(document),
+            credentials,
         })
     }
 
@@ -88,16 +101,80 @@ impl DockerAuth {
     pub fn hosts(&self) -> &[String] {
         &self.hosts
     }
+
+    /// The user and password it holds for `host` (Docker Hub under any of
+    /// its names), if any.
+    pub fn credentials_for(&self, host: &str) -> Option<Credentials> {
+        lookup(&self.credentials, host)
+    }
 }
 
-fn is_docker_hub(host: &str) -> bool {
+/// The credentials of the operator's own docker login for `host`: the
+/// `auths` of `$DOCKER_CONFIG/config.json` (else `~/.docker/config.json`).
+/// Credential helpers are not consulted.
+pub fn operator_credentials(host: &str) -> Option<Credentials> {
+    let text = fs::read_to_string(operator_config_dir()?.join("config.json")).ok()?;
+    let root: Value = serde_json::from_str(&text).ok()?;
+    lookup(&credentials_of(root.get("auths")?.as_object()?), host)
+}
+
+/// User and password of each `auths` entry that has them, by normalized host.
+fn credentials_of(auths: &Map<String, Value>) -> Vec<(String, Credentials)> {
+    auths
+        .iter()
+        .filter_map(|(host, entry)| {
+            let text = |k: &str| {
+                entry
+                    .get(k)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+            };
+            let (user, password) = match (text("auth"), text("username"), text("password")) {
+                (Some(auth), _, _) => {
+                    let pair = String::from_utf8(BASE64.decode(auth.trim()).ok()?).ok()?;
+                    let (u, p) = pair.split_once(':')?;
+                    (u.to_string(), p.to_string())
+                }
+                (None, Some(u), Some(p)) => (u.to_string(), p.to_string()),
+                _ => return None,
+            };
+            Some((
+                normalize_host(host),
+                Credentials {
+                    user,
+                    password: Secret::new(password),
+                },
+            ))
+        })
+        .collect()
+}
+
+fn lookup(entries: &[(String, Credentials)], host: &str) -> Option<Credentials> {
+    let host = normalize_host(host);
+    entries
+        .iter()
+        .find(|(h, _)| *h == host)
+        .map(|(_, c)| c.clone())
+}
+
+/// `https://host/v1/` and friends to `host`; every Docker Hub name to `docker.io`.
+fn normalize_host(host: &str) -> String {
     let bare = host
         .trim_start_matches("https://")
         .trim_start_matches("http://")
         .split('/')
         .next()
-        .unwrap_or_default();
-    DOCKER_HUB_ALIASES.contains(&bare)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if DOCKER_HUB_ALIASES.contains(&bare.as_str()) {
+        "docker.io".into()
+    } else {
+        bare
+    }
+}
+
+fn is_docker_hub(host: &str) -> bool {
+    normalize_host(host) == "docker.io"
 }
 
 fn check_entry(host: &str, entry: &Value) -> Result<(), String> {
@@ -389,5 +466,24 @@ mod tests {
             "removing the private dir keeps the operator's contexts"
         );
         fs::remove_dir_all(operator).unwrap();
+    }
+
+    #[test]
+    fn credentials_are_found_by_any_spelling_of_the_host() {
+        let doc = format!(
+            r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{}"}},"quay.io":{{"username":"qu","password":"qp"}},"r.io:5000":{{"identitytoken":"x"}}}}}}"#,
+            b64("hub:hp")
+        );
+        let auth = DockerAuth::parse(&doc).unwrap();
+        let hub = auth.credentials_for("registry-1.docker.io").unwrap();
+        assert_eq!((hub.user.as_str(), hub.password.expose()), ("hub", "hp"));
+        assert_eq!(auth.credentials_for("docker.io"), Some(hub));
+        assert_eq!(auth.credentials_for("QUAY.io").unwrap().user, "qu");
+        assert_eq!(
+            auth.credentials_for("r.io:5000"),
+            None,
+            "a token is not a password"
+        );
+        assert_eq!(auth.credentials_for("r.io"), None);
     }
 }

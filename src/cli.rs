@@ -18,6 +18,8 @@ pub struct Cli {
     pub config: Option<PathBuf>,
     /// From `-q` and `-v`.
     pub verbosity: Verbosity,
+    /// `--state-dir DIR`.
+    pub state_dir: Option<PathBuf>,
     /// What to do.
     pub command: Command,
 }
@@ -55,6 +57,8 @@ pub struct LoadOptions {
     pub dry_run: bool,
     /// `--json`.
     pub json: bool,
+    /// `--force`.
+    pub force: bool,
 }
 
 const MAIN_HELP: &str = "\
@@ -70,6 +74,10 @@ Commands:
 Options:
   -c, --config <FILE>  Configuration file [default: $PICTURE_BOOK_CONFIG,
                        else ./config.yaml, else /etc/picture-book/config.yaml]
+      --state-dir <DIR>
+                       Where to remember what was mirrored [default: stateDir,
+                       else /var/lib/picture-book for root, else
+                       $XDG_STATE_HOME/picture-book]
   -v, --verbose        Log more (each command run); repeat for more
   -q, --quiet          Log only warnings and errors
   -h, --help           Print help (also after a command)
@@ -89,11 +97,14 @@ Usage: picture-book load [OPTIONS] (--registry <HOST> | --all)
 Options:
   -r, --registry <HOST>  Mirror into the configured registry HOST
   -a, --all              Mirror into every configured registry, in turn
-  -n, --dry-run          Run the syncer scripts and print the plan (each source
-                         and its target); pull and push nothing
+  -n, --dry-run          Run the syncer scripts and print the plan: each source,
+                         its target, and whether it is up to date and why;
+                         pull and push nothing
+  -f, --force            Mirror every image, even those already up to date
       --json             Print a machine-readable report on stdout (logs stay
                          on stderr)
   -c, --config <FILE>    Configuration file
+      --state-dir <DIR>  Where to remember what was mirrored
   -v, --verbose          Log more; repeat for more
   -q, --quiet            Log only warnings and errors; print the summary only
                          when something failed
@@ -128,6 +139,8 @@ Usage: picture-book sync [OPTIONS]
 
 Options:
   -c, --config <FILE>  Configuration file
+      --state-dir <DIR>
+                       Where to remember what was mirrored
   -v, --verbose        Log more; repeat for more
   -q, --quiet          Log only warnings and errors
   -h, --help           Print help
@@ -149,6 +162,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
     let mut args = pico_args::Arguments::from_vec(args);
     let usage = |e: pico_args::Error| Error::Usage(e.to_string());
     let config: Option<PathBuf> = args.opt_value_from_str(["-c", "--config"]).map_err(usage)?;
+    let state_dir: Option<PathBuf> = args.opt_value_from_str("--state-dir").map_err(usage)?;
     let registry: Option<String> = args
         .opt_value_from_str(["-r", "--registry"])
         .map_err(usage)?;
@@ -165,6 +179,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
     let all = args.contains(["-a", "--all"]);
     let dry_run = args.contains(["-n", "--dry-run"]);
     let json = args.contains("--json");
+    let force = args.contains(["-f", "--force"]);
     let quiet = args.contains(["-q", "--quiet"]);
     let mut verbose = 0;
     while args.contains(["-v", "--verbose"]) {
@@ -204,6 +219,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
             Some("--dry-run")
         } else if json {
             Some("--json")
+        } else if force {
+            Some("--force")
         } else {
             None
         };
@@ -254,6 +271,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
             },
             dry_run,
             json,
+            force,
         }),
         Some(name @ "check") => {
             load_only(name)?;
@@ -272,6 +290,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
     Ok(Cli {
         config,
         verbosity,
+        state_dir,
         command,
     })
 }
@@ -293,15 +312,31 @@ mod tests {
 
     #[test]
     fn load_forms() {
-        let cli = parse_str(&["load", "--registry", "r.io", "--dry-run", "--json"]).unwrap();
+        let cli = parse_str(&[
+            "load",
+            "--registry",
+            "r.io",
+            "--dry-run",
+            "--json",
+            "--state-dir",
+            "/s",
+        ])
+        .unwrap();
         assert_eq!(
             cli.command,
             Command::Load(LoadOptions {
                 selection: Selection::One("r.io".into()),
                 dry_run: true,
-                json: true
+                json: true,
+                force: false,
             })
         );
+        assert_eq!(cli.state_dir, Some(PathBuf::from("/s")));
+        let forced = parse_str(&["load", "--all", "--force"]).unwrap();
+        assert!(matches!(
+            forced.command,
+            Command::Load(LoadOptions { force: true, .. })
+        ));
         let cli = parse_str(&["--config", "/x.yaml", "load", "--all", "-vv"]).unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("/x.yaml")));
         assert_eq!(cli.verbosity, Verbosity::Trace);

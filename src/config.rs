@@ -28,6 +28,10 @@ pub const CONFIG_ENV: &str = "PICTURE_BOOK_CONFIG";
 pub const SYSTEM_CONFIG: &str = "/etc/picture-book/config.yaml";
 /// How long a syncer script may run when `syncerScriptTimeout` is not set.
 pub const DEFAULT_SCRIPT_TIMEOUT: Duration = Duration::from_secs(600);
+/// How many images move at once when `parallel` is not set.
+pub const DEFAULT_PARALLEL: usize = 2;
+/// The most images a registry may move at once.
+pub const MAX_PARALLEL: usize = 32;
 /// The longest `syncerScriptTimeout` accepted.
 pub const MAX_SCRIPT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// The API port when `api.port` is not set.
@@ -44,6 +48,8 @@ pub struct Config {
     pub display: DisplayMode,
     /// The HTTP API of `picture-book sync`.
     pub api: Api,
+    /// Where state files live (`stateDir`), when configured.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// One target registry and how to fill it.
@@ -69,6 +75,12 @@ pub struct Registry {
     pub script_timeout: Duration,
     /// Remove local images after a successful push.
     pub delete_local_images: bool,
+    /// How many images move at once.
+    pub parallel: usize,
+    /// The target speaks plain HTTP or has a certificate that is not verified.
+    pub insecure: bool,
+    /// Source registries that are insecure in the same way.
+    pub insecure_registries: Vec<String>,
 }
 
 /// How progress is shown on stderr.
@@ -95,12 +107,15 @@ pub struct Api {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct RawConfig {
     registries: Vec<RawRegistry>,
     #[serde(default)]
     display: Option<String>,
     #[serde(default)]
     api: Option<RawApi>,
+    #[serde(default)]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -128,6 +143,12 @@ struct RawRegistry {
     syncer_script_timeout: Option<String>,
     #[serde(default)]
     delete_local_images: Option<bool>,
+    #[serde(default)]
+    parallel: Option<u64>,
+    #[serde(default)]
+    insecure: Option<bool>,
+    #[serde(default)]
+    insecure_registries: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -228,6 +249,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
                     entries,
                     display: raw.display,
                     api: raw.api,
+                    state_dir: raw.state_dir,
                 },
                 Vec::new(),
             )
@@ -280,6 +302,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
             registries,
             display,
             api,
+            state_dir: raw
+                .state_dir
+                .filter(|d| !d.as_os_str().is_empty())
+                .map(|d| base.join(d)),
         })
     } else {
         Err(invalid(problems))
@@ -292,11 +318,12 @@ struct Salvaged {
     entries: Vec<(usize, RawRegistry)>,
     display: Option<String>,
     api: Option<RawApi>,
+    state_dir: Option<PathBuf>,
 }
 
 /// The keys each level of the file accepts (they must match the `Raw*`
 /// structs; a unit test checks that serde names the same ones).
-pub const TOP_KEYS: &[&str] = &["registries", "display", "api"];
+pub const TOP_KEYS: &[&str] = &["registries", "display", "api", "stateDir"];
 /// The keys of a registry entry.
 pub const REGISTRY_KEYS: &[&str] = &[
     "hostname",
@@ -310,6 +337,9 @@ pub const REGISTRY_KEYS: &[&str] = &[
     "syncerScriptArgs",
     "syncerScriptTimeout",
     "deleteLocalImages",
+    "parallel",
+    "insecure",
+    "insecureRegistries",
 ];
 /// The keys of `api`.
 pub const API_KEYS: &[&str] = &[
@@ -362,6 +392,7 @@ fn salvage(text: &str, first: &serde_yaml::Error) -> Option<(Salvaged, Vec<Strin
         entries: Vec::new(),
         display: None,
         api: None,
+        state_dir: None,
     };
     match root.get("registries") {
         Some(Value::Sequence(entries)) => {
@@ -389,6 +420,12 @@ fn salvage(text: &str, first: &serde_yaml::Error) -> Option<(Salvaged, Vec<Strin
         }
         Some(_) => {}
         None => report("missing field `registries`".into()),
+    }
+    if let Some(dir) = root.get("stateDir") {
+        match serde_yaml::from_value::<Option<PathBuf>>(dir.clone()) {
+            Ok(d) => salvaged.state_dir = d,
+            Err(e) => report(format!("stateDir: {e}")),
+        }
     }
     if let Some(display) = root.get("display") {
         match serde_yaml::from_value::<Option<String>>(display.clone()) {
@@ -508,6 +545,27 @@ impl Checker<'_> {
                 }),
             ),
         };
+        let parallel = match r.parallel {
+            None => Some(DEFAULT_PARALLEL),
+            Some(n) if (1..=MAX_PARALLEL as u64).contains(&n) => Some(n as usize),
+            Some(n) => {
+                self.problem("parallel", format!("{n} is out of range 1-{MAX_PARALLEL}"));
+                None
+            }
+        };
+        let mut insecure_registries = Vec::new();
+        for (i, host) in r.insecure_registries.unwrap_or_default().iter().enumerate() {
+            let host = host.trim().to_ascii_lowercase();
+            if self
+                .check(
+                    &format!("insecureRegistries[{i}]"),
+                    reference::check_registry_host(&host),
+                )
+                .is_some()
+            {
+                insecure_registries.push(host);
+            }
+        }
         Some(Registry {
             hostname: host_ok.map(|_| hostname)?,
             repository: repo_ok.map(|_| repository)?,
@@ -519,6 +577,9 @@ impl Checker<'_> {
             script_args_text,
             script_timeout: script_timeout?,
             delete_local_images: r.delete_local_images.unwrap_or(false),
+            parallel: parallel?,
+            insecure: r.insecure.unwrap_or(false),
+            insecure_registries,
         })
     }
 
@@ -709,6 +770,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl Registry {
+    /// Whether `host` (a source registry, or this target) is insecure: plain
+    /// HTTP allowed and TLS certificates not verified.
+    pub fn is_insecure(&self, host: &str) -> bool {
+        (self.insecure && host.eq_ignore_ascii_case(&self.hostname))
+            || self
+                .insecure_registries
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(host))
+    }
+
     /// The registry as the API shows it: the configuration's keys, with
     /// credentials replaced by `<redacted>` (or empty when there are none).
     pub fn redacted(&self) -> serde_json::Value {
@@ -729,6 +800,9 @@ impl Registry {
             "syncerScriptArgs": self.script_args_text,
             "syncerScriptTimeout": crate::error::human_duration(self.script_timeout),
             "deleteLocalImages": self.delete_local_images,
+            "parallel": self.parallel,
+            "insecure": self.insecure,
+            "insecureRegistries": self.insecure_registries,
         })
     }
 }

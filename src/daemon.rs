@@ -8,11 +8,12 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use chrono::{DateTime, Local, SecondsFormat};
+use chrono::{DateTime, Local};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -21,18 +22,14 @@ use crate::display::Progress;
 use crate::docker::Docker;
 use crate::mirror;
 use crate::process::Cancel;
-use crate::report::{Outcome, RegistryReport, RunOutcome};
+use crate::registry::{Client, Platform};
+use crate::report::{Outcome, RegistryReport, RunOutcome, rfc3339};
 use crate::schedule::Schedule;
 use crate::secret::Secret;
 
 /// The longest a synchronizer sleeps before it looks at the clock again, so
 /// that a wall-clock step (NTP, suspend) delays a run by at most this much.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
-
-/// Formats a time the way every answer does: RFC 3339, local time, seconds.
-pub fn rfc3339(t: &DateTime<Local>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, false)
-}
 
 /// Why an operation was refused; the API maps each to an HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,10 +46,26 @@ pub enum Refusal {
 pub struct Daemon {
     config: Mutex<Config>,
     syncs: Mutex<Vec<Arc<Synchronizer>>>,
+    /// Removed synchronizers whose last run may still be going.
+    draining: Mutex<Vec<Arc<Synchronizer>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    docker: Docker,
-    cancel: Arc<Cancel>,
-    progress: Progress,
+    tools: Tools,
+}
+
+/// What every run uses, shared by the synchronizers.
+pub struct Tools {
+    /// The docker CLI.
+    pub docker: Docker,
+    /// The registry API client (and its token cache).
+    pub client: Client,
+    /// The platform docker pulls.
+    pub platform: Platform,
+    /// Where state files live.
+    pub state_dir: PathBuf,
+    /// The shutdown's cancellation of children.
+    pub cancel: Arc<Cancel>,
+    /// How progress is shown.
+    pub progress: Progress,
 }
 
 /// One registry's synchronizer.
@@ -72,6 +85,8 @@ struct State {
     run_now: bool,
     /// Removed from the configuration, or shutting down: the thread ends.
     retired: bool,
+    /// The thread has ended.
+    exited: bool,
     running: Option<Running>,
     next_run: Option<DateTime<Local>>,
     number_of_syncs: u64,
@@ -118,7 +133,9 @@ struct LastRun {
     seconds: f64,
     outcome: RunOutcome,
     mirrored: usize,
+    up_to_date: usize,
     failed: usize,
+    not_attempted: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     failed_images: Vec<FailedImage>,
@@ -148,6 +165,7 @@ impl Synchronizer {
                 paused: false,
                 run_now: false,
                 retired: false,
+                exited: false,
                 running: None,
                 next_run,
                 number_of_syncs: 0,
@@ -202,7 +220,9 @@ fn last_run(r: &RegistryReport) -> LastRun {
         seconds: r.seconds,
         outcome: r.outcome,
         mirrored: r.mirrored,
+        up_to_date: r.up_to_date,
         failed: r.failed,
+        not_attempted: r.not_attempted,
         error: r.error.clone(),
         failed_images: r
             .images
@@ -230,12 +250,7 @@ impl State {
 
 impl Daemon {
     /// A daemon for `config`, with no thread started yet.
-    pub fn new(
-        config: Config,
-        docker: Docker,
-        cancel: Arc<Cancel>,
-        progress: Progress,
-    ) -> Arc<Daemon> {
+    pub fn new(config: Config, tools: Tools) -> Arc<Daemon> {
         let syncs = config
             .registries
             .iter()
@@ -244,10 +259,9 @@ impl Daemon {
         Arc::new(Daemon {
             config: Mutex::new(config),
             syncs: Mutex::new(syncs),
+            draining: Mutex::new(Vec::new()),
             threads: Mutex::new(Vec::new()),
-            docker,
-            cancel,
-            progress,
+            tools,
         })
     }
 
@@ -265,7 +279,9 @@ impl Daemon {
             .name(name)
             .spawn(move || daemon.serve(&sync))
             .expect("spawn a synchronizer thread");
-        lock(&self.threads).push(handle);
+        let mut threads = lock(&self.threads);
+        threads.retain(|t| !t.is_finished());
+        threads.push(handle);
     }
 
     fn syncs(&self) -> Vec<Arc<Synchronizer>> {
@@ -289,6 +305,11 @@ impl Daemon {
                     }
                 ))
             })
+    }
+
+    /// The hostnames of the synchronizers.
+    pub fn hostnames(&self) -> Vec<String> {
+        self.syncs().iter().map(|s| s.hostname.clone()).collect()
     }
 
     /// The bearer token the API requires, if any.
@@ -450,12 +471,12 @@ impl Daemon {
             "gauge",
             "Images of the last run, by result.",
             &mut statuses.iter().flat_map(|(s, _)| {
-                let (m, f) = s
-                    .last_run
-                    .as_ref()
-                    .map_or((0, 0), |l| (l.mirrored, l.failed));
-                [("mirrored", m), ("failed", f)]
+                let counts = s.last_run.as_ref().map_or([0; 4], |l| {
+                    [l.mirrored, l.up_to_date, l.failed, l.not_attempted]
+                });
+                ["mirrored", "up_to_date", "failed", "not_attempted"]
                     .into_iter()
+                    .zip(counts)
                     .map(move |(name, n)| (format!("{},result=\"{name}\"", reg(s)), n as f64))
             }),
         );
@@ -505,8 +526,10 @@ impl Daemon {
     }
 
     /// Applies a newly loaded configuration: removed registries stop after
-    /// their current image, new ones start, changed ones take their new
-    /// settings (and the file's schedule again) from their next run on.
+    /// their current image, new ones start, kept ones take their new
+    /// settings (and the file's schedule again) from their next run on. A
+    /// registry removed and added back while its last run still drains gets
+    /// its old synchronizer back, so that two runs of it never overlap.
     pub fn reload(self: &Arc<Daemon>, new: Config) {
         let keep: HashSet<String> = new
             .registries
@@ -514,62 +537,86 @@ impl Daemon {
             .map(|r| r.hostname.to_ascii_lowercase())
             .collect();
         let mut syncs = lock(&self.syncs);
+        let mut draining = lock(&self.draining);
+        draining.retain(|s| !s.lock().exited);
         let (mut added, mut removed, mut changed) = (0, 0, 0);
         for sync in syncs
             .iter()
             .filter(|s| !keep.contains(&s.hostname.to_ascii_lowercase()))
         {
             sync.update(|st| st.retired = true);
+            draining.push(Arc::clone(sync));
             removed += 1;
         }
         let mut next = Vec::new();
         for registry in &new.registries {
-            let existing = syncs
-                .iter()
-                .find(|s| s.hostname.eq_ignore_ascii_case(&registry.hostname));
-            match existing {
-                Some(sync) => {
-                    sync.update(|st| {
-                        st.schedule = registry.schedule.clone();
-                        st.schedule_from_api = false;
-                        st.registry = registry.clone();
-                        st.reschedule();
-                    });
+            let same = |s: &&Arc<Synchronizer>| s.hostname.eq_ignore_ascii_case(&registry.hostname);
+            let kept = syncs.iter().find(same).filter(|s| !s.lock().retired);
+            let revived = draining.iter().position(|s| same(&s) && !s.lock().exited);
+            let sync = match (kept, revived) {
+                (Some(sync), _) => {
                     changed += 1;
-                    next.push(Arc::clone(sync));
+                    Arc::clone(sync)
                 }
-                None => {
+                (None, Some(i)) => {
+                    added += 1;
+                    draining.remove(i)
+                }
+                (None, None) => {
+                    added += 1;
                     let sync = Arc::new(Synchronizer::new(registry.clone()));
                     self.spawn(Arc::clone(&sync));
-                    added += 1;
                     next.push(sync);
+                    continue;
                 }
-            }
+            };
+            sync.update(|st| {
+                st.retired = false;
+                st.schedule = registry.schedule.clone();
+                st.schedule_from_api = false;
+                st.registry = registry.clone();
+                st.reschedule();
+            });
+            next.push(sync);
         }
         *syncs = next;
+        drop(draining);
         drop(syncs);
         let mut config = lock(&self.config);
-        if (config.api.enabled, config.api.address, config.api.port)
-            != (new.api.enabled, new.api.address, new.api.port)
-        {
+        let (old, mut api) = (&config.api, new.api.clone());
+        if (old.enabled, old.address, old.port) != (api.enabled, api.address, api.port) {
             log::warn!(
                 "api.enabled, api.address and api.port changes take effect at the next restart"
             );
         }
-        *config = new;
+        if old.enabled && old.token.is_some() && api.token.is_none() {
+            log::warn!(
+                "the API keeps requiring its token until the next restart: turning authentication off takes a restart"
+            );
+            api.token = old.token.clone();
+        }
+        if old.enabled && api.token.is_none() && !old.address.is_loopback() {
+            log::warn!("the API listens on {} without authentication", old.address);
+        }
+        *config = Config { api, ..new };
+        drop(config);
         log::info!(
             "configuration reloaded: {added} added, {removed} removed, {changed} kept with their new settings"
         );
     }
 
-    /// Stops everything: no new runs; runs in progress stop after their
-    /// current image, and docker children are stopped within the grace of
-    /// the cancellation. Returns when every synchronizer thread has ended.
-    pub fn shutdown(&self) {
-        self.cancel.cancel();
+    /// Begins the shutdown: cancels docker children (after their grace),
+    /// and tells every synchronizer to start nothing more.
+    pub fn stop(&self) {
+        self.tools.cancel.cancel();
         for sync in self.syncs() {
             sync.update(|st| st.retired = true);
         }
+    }
+
+    /// Waits for every synchronizer thread (of this and earlier
+    /// configurations) to end.
+    pub fn join(&self) {
         let threads: Vec<JoinHandle<()>> = lock(&self.threads).drain(..).collect();
         for t in threads {
             let _ = t.join();
@@ -578,80 +625,88 @@ impl Daemon {
 
     /// The synchronizer thread: sleep until due or woken, run, repeat.
     fn serve(&self, sync: &Synchronizer) {
+        let first = sync.lock().next_run;
         log::info!(
             "{}: synchronizer started; next run {}",
             sync.hostname,
-            sync.lock()
-                .next_run
-                .as_ref()
-                .map_or("not scheduled".into(), rfc3339)
+            first.as_ref().map_or("not scheduled".into(), rfc3339)
         );
         loop {
-            let (registry, due) = {
-                let mut st = sync.lock();
-                let due = loop {
-                    if st.retired {
-                        log::info!("{}: synchronizer stopped", sync.hostname);
-                        return;
-                    }
-                    if st.run_now {
-                        st.run_now = false;
-                        break None;
-                    }
-                    let now = Local::now();
-                    match (st.paused, st.next_run) {
-                        (false, Some(due)) if now >= due => break Some(due),
-                        (false, Some(due)) => {
-                            let wait = (due - now).to_std().unwrap_or_default().min(MAX_SLEEP);
-                            st = sync
-                                .wake
-                                .wait_timeout(st, wait)
-                                .unwrap_or_else(|p| p.into_inner())
-                                .0;
-                        }
-                        _ => st = sync.wake.wait(st).unwrap_or_else(|p| p.into_inner()),
-                    }
-                };
-                st.running = Some(Running {
-                    started: Local::now(),
-                    image: None,
-                    n: 0,
-                    of: 0,
-                });
-                (st.registry.clone(), due)
+            let Some((registry, schedule, from)) = self.wait_until_due(sync) else {
+                log::info!("{}: synchronizer stopped", sync.hostname);
+                return;
             };
             let report = self.run_once(sync, &registry);
-            let mut st = sync.lock();
-            st.running = None;
-            st.number_of_syncs += 1;
-            st.outcomes[match report.outcome {
-                RunOutcome::Success => 0,
-                RunOutcome::Failed => 1,
-                RunOutcome::Stopped => 2,
-            }] += 1;
-            log::info!(
-                "{}: run {} ended: {:?}, {} mirrored, {} failed ({:.1}s)",
+            let finished = Local::now();
+            let skipped = schedule
+                .as_ref()
+                .map_or(0, |s| count_missed(s, from, finished));
+            let summary = format!(
+                "{}: run ended: {}, {} mirrored, {} up to date, {} failed ({:.1}s)",
                 sync.hostname,
-                st.number_of_syncs,
-                report.outcome,
+                report.outcome.name(),
                 report.mirrored,
+                report.up_to_date,
                 report.failed,
                 report.seconds
             );
-            st.last_run = Some(report);
-            if let (Some(due), Some(schedule)) = (due, st.schedule.clone()) {
-                let skipped = count_missed(&schedule, due, Local::now());
-                if skipped > 0 {
-                    st.skipped += skipped;
-                    log::warn!(
-                        "{}: skipped: previous run still in progress ({skipped} due {} passed during it)",
-                        sync.hostname,
-                        if skipped == 1 { "time" } else { "times" }
-                    );
-                }
+            sync.update(|st| {
+                st.running = None;
+                st.number_of_syncs += 1;
+                st.outcomes[report.outcome as usize] += 1;
+                st.last_run = Some(report);
+                st.skipped += skipped;
+                st.reschedule();
+            });
+            log::info!("{summary}");
+            if skipped > 0 {
+                log::warn!(
+                    "{}: skipped: previous run still in progress ({skipped} due {} passed during it)",
+                    sync.hostname,
+                    if skipped == 1 { "time" } else { "times" }
+                );
             }
-            st.reschedule();
         }
+    }
+
+    /// Sleeps until a run is due or requested, marks it running, and returns
+    /// the registry to run, the schedule in force, and the instant from which
+    /// due times count as missed; None when the synchronizer retires.
+    fn wait_until_due(
+        &self,
+        sync: &Synchronizer,
+    ) -> Option<(Registry, Option<Schedule>, DateTime<Local>)> {
+        let mut st = sync.lock();
+        let from = loop {
+            if st.retired {
+                st.exited = true;
+                return None;
+            }
+            let now = Local::now();
+            if st.run_now {
+                st.run_now = false;
+                break now;
+            }
+            match (st.paused, st.next_run) {
+                (false, Some(due)) if now >= due => break due,
+                (false, Some(due)) => {
+                    let wait = (due - now).to_std().unwrap_or_default().min(MAX_SLEEP);
+                    st = sync
+                        .wake
+                        .wait_timeout(st, wait)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+                _ => st = sync.wake.wait(st).unwrap_or_else(|p| p.into_inner()),
+            }
+        };
+        st.running = Some(Running {
+            started: Local::now(),
+            image: None,
+            n: 0,
+            of: 0,
+        });
+        Some((st.registry.clone(), st.schedule.clone(), from))
     }
 
     /// One run, shielded from panics so that one registry's bug cannot stop
@@ -659,7 +714,7 @@ impl Daemon {
     fn run_once(&self, sync: &Synchronizer, registry: &Registry) -> RegistryReport {
         let stop = || {
             let st = sync.lock();
-            if self.cancel.is_cancelled() {
+            if self.tools.cancel.is_cancelled() {
                 Some("shutting down".to_string())
             } else if st.retired {
                 Some("removed from the configuration".to_string())
@@ -677,9 +732,13 @@ impl Daemon {
             }
         };
         let ctx = mirror::Context {
-            docker: &self.docker,
-            progress: &self.progress,
+            docker: &self.tools.docker,
+            client: &self.tools.client,
+            platform: &self.tools.platform,
+            state_dir: &self.tools.state_dir,
+            progress: &self.tools.progress,
             dry_run: false,
+            force: false,
             stop: &stop,
             on_image: &on_image,
         };

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::auth::{DockerAuth, PrivateConfigDir};
 use crate::error::Error;
 use crate::process::{self, Cancel, Failure, Finished, Spec};
+use crate::registry::Platform;
 
 /// The docker CLI, looked up on `PATH`.
 pub const DOCKER: &str = "docker";
@@ -28,6 +29,15 @@ const UNREACHABLE: &[&str] = &[
     "error during connect",
     "permission denied while trying to connect to the Docker daemon",
 ];
+
+/// What the docker daemon says of itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonInfo {
+    /// Its version.
+    pub version: String,
+    /// The platform it pulls.
+    pub platform: Platform,
+}
 
 /// A handle on the docker CLI. Every command it runs honours its [`Cancel`].
 #[derive(Debug, Clone)]
@@ -52,10 +62,19 @@ impl Docker {
 
     /// Checks that the docker CLI exists and reaches a daemon; returns the
     /// daemon's version.
-    pub fn check_daemon(&self) -> Result<String, Error> {
-        let args = ["version", "--format", "{{.Server.Version}}"];
+    pub fn check_daemon(&self) -> Result<DaemonInfo, Error> {
+        let args = [
+            "version",
+            "--format",
+            "{{.Server.Version}} {{.Server.Os}}/{{.Server.Arch}}",
+        ];
         let done = self.run(&args, None, QUICK_TIMEOUT, &mut |_| {})?;
-        Ok(done.stdout.trim().to_string())
+        let text = done.stdout.trim();
+        let (version, platform) = text.split_once(' ').unwrap_or((text, ""));
+        Ok(DaemonInfo {
+            version: version.to_string(),
+            platform: Platform::parse(platform).unwrap_or_else(Platform::host),
+        })
     }
 
     /// `docker pull image`, with `auth` when given; `out` sees each output line.
@@ -75,15 +94,16 @@ impl Docker {
             .map(drop)
     }
 
-    /// `docker push image`, with `auth` when given; `out` sees each output line.
+    /// `docker push image`, with `auth` when given; `out` sees each output
+    /// line. Returns the manifest digest docker reports for the push.
     pub fn push(
         &self,
         image: &str,
         auth: Option<&DockerAuth>,
         out: &mut dyn FnMut(&str),
-    ) -> Result<(), Error> {
-        self.run(&["push", image], auth, TRANSFER_TIMEOUT, out)
-            .map(drop)
+    ) -> Result<Option<String>, Error> {
+        let done = self.run(&["push", image], auth, TRANSFER_TIMEOUT, out)?;
+        Ok(pushed_digest(&done.stdout))
     }
 
     /// `docker rmi images...`.
@@ -138,6 +158,17 @@ impl Docker {
             Err(Error::DockerFailed { command, detail })
         }
     }
+}
+
+/// The digest in docker push's last line, `TAG: digest: sha256:... size: N`.
+fn pushed_digest(stdout: &str) -> Option<String> {
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.split_once(" digest: ").map(|(_, rest)| rest))
+        .and_then(|rest| rest.split_whitespace().next())
+        .filter(|d| d.starts_with("sha256:"))
+        .map(String::from)
 }
 
 /// Docker's error text: its non-empty stderr lines, joined, bounded.
@@ -206,5 +237,15 @@ mod tests {
             err.to_string(),
             "command not found: /nonexistent/docker (picture-book needs the docker CLI on PATH)"
         );
+    }
+
+    #[test]
+    fn the_pushed_digest_is_read_from_the_last_line() {
+        let out = "The push refers to repository [127.0.0.1:5056/m/x]\n1.0: digest: sha256:e43b3808fa5df6d67d356477aba4c271cefcc352aaf26852026773e5a6b91846 size: 739\n";
+        assert_eq!(
+            pushed_digest(out).as_deref(),
+            Some("sha256:e43b3808fa5df6d67d356477aba4c271cefcc352aaf26852026773e5a6b91846")
+        );
+        assert_eq!(pushed_digest("nothing here\n"), None);
     }
 }

@@ -103,6 +103,20 @@ pub enum Error {
     Output(io::Error),
     /// The signal handlers could not be installed.
     Signals(io::Error),
+    /// The state file could not be written.
+    State {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A registry's HTTP API failed or refused.
+    Registry {
+        /// The registry host.
+        host: String,
+        /// What happened.
+        detail: String,
+    },
     /// The HTTP API could not listen on its address.
     ApiBind {
         /// `address:port`.
@@ -233,6 +247,12 @@ impl fmt::Display for Error {
             ),
             Error::Output(source) => write!(f, "cannot write to standard output: {source}"),
             Error::Signals(source) => write!(f, "cannot install signal handlers: {source}"),
+            Error::Registry { host, detail } => write!(f, "registry {host}: {detail}"),
+            Error::State { path, source } => write!(
+                f,
+                "cannot write the state file {}: {source} (set stateDir or --state-dir to a writable directory)",
+                path.display()
+            ),
             Error::ApiBind { address, detail } => write!(
                 f,
                 "the API cannot listen on {address}: {detail} (check api.address and api.port)"
@@ -247,6 +267,7 @@ impl std::error::Error for Error {
             Error::ConfigRead { source, .. }
             | Error::ScriptSpawn { source, .. }
             | Error::Credentials { source, .. }
+            | Error::State { source, .. }
             | Error::Output(source)
             | Error::Signals(source) => Some(source),
             _ => None,

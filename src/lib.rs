@@ -15,16 +15,20 @@ pub mod display;
 pub mod docker;
 pub mod error;
 pub mod exit;
+pub mod freshness;
 pub mod mirror;
 pub mod process;
 pub mod reference;
+pub mod registry;
 pub mod report;
 pub mod schedule;
 pub mod script;
 pub mod secret;
 pub mod signals;
+pub mod state;
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
 
@@ -37,6 +41,7 @@ use crate::docker::Docker;
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::process::Cancel;
+use crate::registry::{Client, Platform};
 use crate::report::{RegistryReport, Report};
 use crate::signals::{Request, Signals};
 
@@ -98,22 +103,39 @@ fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
     let cancel = Arc::new(Cancel::default());
     signals::cancel_on_stop(cancel.clone())?;
     let docker = Docker::new(cancel.clone());
-    let ready = if options.dry_run {
-        Ok(())
-    } else {
-        docker
-            .check_daemon()
-            .map(|version| log::debug!("docker daemon {version}"))
+    let ready = match docker.check_daemon() {
+        Ok(info) => {
+            log::debug!(
+                "docker daemon {} ({})",
+                info.version,
+                platform_name(&info.platform)
+            );
+            Ok(info.platform)
+        }
+        Err(e) if options.dry_run => {
+            log::debug!("{e}; comparing images for this host's platform");
+            Ok(Platform::host())
+        }
+        Err(e) => {
+            log::error!("{e}");
+            Err(e)
+        }
     };
-    if let Err(e) = &ready {
-        log::error!("{e}");
-    }
+    let platform = ready
+        .as_ref()
+        .map_or_else(|_| Platform::host(), Clone::clone);
+    let client = Client::default();
+    let state_dir = state_dir(cli, &config);
     let progress = Progress::new(config.display, cli.verbosity);
     let stop = || cancel.is_cancelled().then(|| "interrupted".to_string());
     let ctx = mirror::Context {
         docker: &docker,
+        client: &client,
+        platform: &platform,
+        state_dir: &state_dir,
         progress: &progress,
         dry_run: options.dry_run,
+        force: options.force,
         stop: &stop,
         on_image: &|_, _, _| {},
     };
@@ -124,7 +146,7 @@ fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
     for registry in registries {
         let not_run = match &ready {
             Err(e) => Some(e.to_string()),
-            Ok(()) => stop().map(|why| format!("not run: {why}")),
+            Ok(_) => stop().map(|why| format!("not run: {why}")),
         };
         let result = match not_run {
             None => mirror::run(registry, &ctx),
@@ -149,6 +171,18 @@ fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
     Ok(code)
 }
 
+/// The state directory: `--state-dir`, else `stateDir`, else the default.
+fn state_dir(cli: &Cli, config: &config::Config) -> PathBuf {
+    cli.state_dir
+        .clone()
+        .or_else(|| config.state_dir.clone())
+        .unwrap_or_else(state::default_dir)
+}
+
+fn platform_name(p: &Platform) -> String {
+    format!("{}/{}", p.os, p.architecture)
+}
+
 /// `sync`: the daemon. Validates the configuration, serves the API, runs
 /// every registry on its schedule, re-reads the configuration on SIGHUP and
 /// stops on SIGTERM or SIGINT.
@@ -159,14 +193,35 @@ fn sync(cli: &Cli) -> Result<ExitCode, Error> {
     let mut signals = Signals::new()?;
     let cancel = Arc::new(Cancel::default());
     let docker = Docker::new(cancel.clone());
-    match docker.check_daemon() {
-        Ok(version) => log::info!("docker daemon {version}"),
-        Err(e) => log::warn!("{e}; runs fail until docker is reachable"),
-    }
+    let platform = match docker.check_daemon() {
+        Ok(info) => {
+            log::info!(
+                "docker daemon {} ({})",
+                info.version,
+                platform_name(&info.platform)
+            );
+            info.platform
+        }
+        Err(e) => {
+            log::warn!("{e}; runs fail until docker is reachable");
+            Platform::host()
+        }
+    };
+    let state_dir = state_dir(cli, &config);
     let api_settings = config.api.clone();
     let progress = Progress::new(config.display, cli.verbosity);
     let registries = config.registries.len();
-    let daemon = Daemon::new(config, docker, cancel.clone(), progress);
+    let daemon = Daemon::new(
+        config,
+        daemon::Tools {
+            docker,
+            client: Client::default(),
+            platform,
+            state_dir,
+            cancel: cancel.clone(),
+            progress,
+        },
+    );
     let server = if api_settings.enabled {
         Some(api::serve(Arc::clone(&daemon), &api_settings)?)
     } else {
@@ -202,10 +257,11 @@ fn sync(cli: &Cli) -> Result<ExitCode, Error> {
             }
         }
     });
+    daemon.stop();
     if let Some(server) = server {
         server.stop();
     }
-    daemon.shutdown();
+    daemon.join();
     log::info!("stopped");
     Ok(ExitCode::Success)
 }

@@ -1,39 +1,64 @@
 //! One run over one registry: run its syncer script, plan a target for each
-//! listed image, and move each with docker (pull, tag, push, and optionally
-//! remove the local copies). One image failing does not stop the others; a
-//! docker daemon that is gone does, and so does the caller's stop request
-//! (pause, shutdown), after the image in progress. `load` calls this once per
-//! registry and the daemon once per scheduled run.
+//! listed image, skip those already up to date (see `freshness`), and move
+//! the others with docker (pull, tag, push, and optionally remove the local
+//! copies), `parallel` at a time on scoped threads. One image failing does
+//! not stop the others; a docker daemon that is gone does, and so does the
+//! caller's stop request (pause, shutdown), after the images in progress.
+//! `load` calls this once per registry and the daemon once per scheduled run.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
 
 use chrono::Local;
 
+use crate::auth::{self, Credentials, DockerAuth};
 use crate::config::Registry;
 use crate::display::{Item, Progress, Step};
 use crate::docker::Docker;
 use crate::error::Error;
+use crate::freshness::{Checker, Verdict};
 use crate::reference::Reference;
+use crate::registry::{Client, Platform};
 use crate::report::{ImageReport, Outcome, RegistryReport, RunOutcome};
 use crate::script;
+use crate::state::StateFile;
 
 /// What a run needs besides the registry.
 pub struct Context<'a> {
     /// The docker CLI (and, through it, the cancellation of children).
     pub docker: &'a Docker,
+    /// The registry API client.
+    pub client: &'a Client,
+    /// The platform docker pulls, for comparing images.
+    pub platform: &'a Platform,
+    /// Where state files live.
+    pub state_dir: &'a Path,
     /// Where progress is shown.
     pub progress: &'a Progress,
-    /// Run the script and plan, but pull and push nothing.
+    /// Run the script and decide, but pull and push nothing.
     pub dry_run: bool,
+    /// Mirror every image, up to date or not.
+    pub force: bool,
     /// Asked before each image; `Some(reason)` stops the run there (pause,
-    /// shutdown), leaving the image in progress to finish.
+    /// shutdown), leaving the images in progress to finish.
     pub stop: &'a (dyn Fn() -> Option<String> + Sync),
     /// Told when an image starts: its number, the total, its source.
     pub on_image: &'a (dyn Fn(usize, usize, &str) + Sync),
 }
 
-/// Mirrors what `registry`'s syncer script lists; never fails as a whole,
-/// everything that went wrong is in the report.
+/// An image to mirror: its line, its reference, its target.
+struct Planned {
+    line: usize,
+    reference: Reference,
+    target: String,
+}
+
+/// Mirrors what `registry`'s syncer script lists, `registry.parallel` images
+/// at a time; never fails as a whole, everything that went wrong is in the
+/// report.
 pub fn run(registry: &Registry, ctx: &Context<'_>) -> RegistryReport {
     let started = Local::now();
     let mut report = RegistryReport::start(&registry.hostname, started);
@@ -55,8 +80,59 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> RegistryReport {
             return report.finish(started);
         }
     };
+    let planned = plan(registry, listing, &mut report);
+    let state = StateFile::load(ctx.state_dir, &registry.hostname);
+    let pull_creds = |host: &str| credentials(registry.pull_auth.as_ref(), host);
+    let insecure = |host: &str| registry.is_insecure(host);
+    let checker = Checker {
+        client: ctx.client,
+        platform: ctx.platform,
+        state: &state,
+        pull_creds: &pull_creds,
+        push_creds: credentials(registry.push_auth.as_ref(), &registry.hostname),
+        insecure: &insecure,
+        target_insecure: registry.insecure,
+    };
+    let run = Run {
+        registry,
+        ctx,
+        checker: &checker,
+        state: &state,
+        total: planned.len(),
+        next: AtomicUsize::new(0),
+        started: AtomicUsize::new(0),
+        stopped: Mutex::new(None),
+        results: Mutex::new(Vec::new()),
+    };
+    let workers = registry.parallel.clamp(1, planned.len().max(1));
+    thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| run.work(&planned));
+        }
+    });
+    if let Err(e) = state.save() {
+        log::warn!("{}: {e}", registry.hostname);
+    }
+    let stopped = run.stopped.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, stop_outcome)) = &stopped {
+        report.outcome = *stop_outcome;
+    }
+    report
+        .images
+        .extend(run.results.into_inner().unwrap_or_else(|p| p.into_inner()));
+    report.images.sort_by_key(|i| i.line);
+    report.error = stopped.map(|(why, _)| why);
+    report.finish(started)
+}
 
-    let mut planned: Vec<(usize, Reference, String)> = Vec::new();
+/// Gives each listed image its target; reports invalid lines and different
+/// images that would land on the same target.
+fn plan(
+    registry: &Registry,
+    listing: script::Listing,
+    report: &mut RegistryReport,
+) -> Vec<Planned> {
+    let mut planned = Vec::new();
     let mut filled: HashMap<String, (usize, String, String)> = HashMap::new();
     for listed in listing.images {
         let source = listed.reference.to_string();
@@ -81,17 +157,18 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> RegistryReport {
                     registry.hostname,
                     listed.line
                 );
-                report.images.push(ImageReport {
-                    line: listed.line,
-                    source,
-                    target: Some(target),
-                    outcome: Outcome::Failed,
-                    error: Some(error),
-                });
+                report.images.push(
+                    ImageReport::new(listed.line, source, Some(target), Outcome::Failed)
+                        .error(error),
+                );
             }
             None => {
                 filled.insert(target.clone(), (listed.line, source, identity));
-                planned.push((listed.line, listed.reference, target));
+                planned.push(Planned {
+                    line: listed.line,
+                    reference: listed.reference,
+                    target,
+                });
             }
         }
     }
@@ -103,85 +180,167 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> RegistryReport {
             bad.line,
             bad.text
         );
-        report.images.push(ImageReport {
-            line: bad.line,
-            source: bad.text,
-            target: None,
-            outcome: Outcome::Failed,
-            error: Some(error),
-        });
+        report
+            .images
+            .push(ImageReport::new(bad.line, bad.text, None, Outcome::Failed).error(error));
     }
-
-    let total = planned.len();
-    let mut stopped: Option<String> = None;
-    for (n, (line, reference, target)) in planned.into_iter().enumerate() {
-        let source = reference.to_string();
-        if stopped.is_none() && !ctx.dry_run {
-            if let Some(why) = (ctx.stop)() {
-                log::warn!(
-                    "{}: stopping after {n} of {total} images: {why}",
-                    registry.hostname
-                );
-                stopped = Some(format!("stopped after {n} of {total} images: {why}"));
-                report.outcome = RunOutcome::Stopped;
-            }
-        }
-        let (outcome, error) = if ctx.dry_run {
-            (Outcome::Planned, None)
-        } else if stopped.is_some() {
-            (Outcome::NotAttempted, None)
-        } else {
-            (ctx.on_image)(n + 1, total, &source);
-            let item = Item::new(&registry.hostname, n + 1, total, &source, &target);
-            let result = transfer(registry, ctx, &item, &reference, &target);
-            let error = result.as_ref().err().map(ToString::to_string);
-            ctx.progress.finished(&item, error.as_deref());
-            match result {
-                Ok(()) => (Outcome::Mirrored, None),
-                Err(e) if e.is_docker_down() => {
-                    log::error!(
-                        "{}: docker is unavailable; the remaining images are not attempted",
-                        registry.hostname
-                    );
-                    stopped = Some(e.to_string());
-                    (Outcome::NotAttempted, None)
-                }
-                Err(_) => (Outcome::Failed, error),
-            }
-        };
-        report.images.push(ImageReport {
-            line,
-            source,
-            target: Some(target),
-            outcome,
-            error,
-        });
-    }
-    report.images.sort_by_key(|i| i.line);
-    report.error = stopped;
-    report.finish(started)
+    planned
 }
 
-/// Pulls, tags and pushes one image, then removes the local copies if asked.
-fn transfer(
-    registry: &Registry,
-    ctx: &Context<'_>,
-    item: &Item,
-    reference: &Reference,
-    target: &str,
-) -> Result<(), Error> {
-    let (docker, progress) = (ctx.docker, ctx.progress);
-    let source = reference.pull_name();
-    let mut out = |line: &str| progress.output(item, line);
-    progress.step(item, Step::Pulling);
-    docker.pull(&source, registry.pull_auth.as_ref(), &mut out)?;
-    docker.tag(&source, target)?;
-    progress.step(item, Step::Pushing);
-    docker.push(target, registry.push_auth.as_ref(), &mut out)?;
-    if registry.delete_local_images {
-        if let Err(e) = docker.remove(&[target, &source]) {
-            log::warn!("{}: could not remove local images: {e}", registry.hostname);
+/// Credentials for `host`: from the configured DockerConfigJSON, else the
+/// operator's own docker login.
+fn credentials(auth: Option<&DockerAuth>, host: &str) -> Option<Credentials> {
+    match auth {
+        Some(a) => a.credentials_for(host),
+        None => auth::operator_credentials(host),
+    }
+}
+
+/// One run's shared progress, worked on by `registry.parallel` threads.
+struct Run<'a> {
+    registry: &'a Registry,
+    ctx: &'a Context<'a>,
+    checker: &'a Checker<'a>,
+    state: &'a StateFile,
+    total: usize,
+    next: AtomicUsize,
+    started: AtomicUsize,
+    /// Why the run stopped early, and as what.
+    stopped: Mutex<Option<(String, RunOutcome)>>,
+    results: Mutex<Vec<ImageReport>>,
+}
+
+impl Run<'_> {
+    /// Takes images off the plan until none is left.
+    fn work(&self, planned: &[Planned]) {
+        while let Some(image) = planned.get(self.next.fetch_add(1, Ordering::Relaxed)) {
+            let report = self.image(image);
+            lock(&self.results).push(report);
         }
     }
-    Ok(())
+
+    fn stop_requested(&self) -> bool {
+        if self.ctx.dry_run {
+            return false;
+        }
+        let mut stopped = lock(&self.stopped);
+        if stopped.is_none() {
+            if let Some(why) = (self.ctx.stop)() {
+                let done = self.started.load(Ordering::Relaxed);
+                log::warn!(
+                    "{}: stopping after {done} of {} images: {why}",
+                    self.registry.hostname,
+                    self.total
+                );
+                *stopped = Some((
+                    format!("stopped after {done} of {} images: {why}", self.total),
+                    RunOutcome::Stopped,
+                ));
+            }
+        }
+        stopped.is_some()
+    }
+
+    fn image(&self, image: &Planned) -> ImageReport {
+        let source = image.reference.to_string();
+        let report = |outcome| {
+            ImageReport::new(
+                image.line,
+                source.clone(),
+                Some(image.target.clone()),
+                outcome,
+            )
+        };
+        if self.stop_requested() {
+            return report(Outcome::NotAttempted);
+        }
+        let n = self.started.fetch_add(1, Ordering::Relaxed) + 1;
+        let (verdict, seen) = if self.ctx.force {
+            (
+                Verdict::Mirror("--force".into()),
+                self.checker.source_seen(&image.reference),
+            )
+        } else {
+            self.checker.check(&image.reference, &image.target)
+        };
+        let label = format!("{} [{n}/{}]", self.registry.hostname, self.total);
+        let reason = match verdict {
+            Verdict::UpToDate(reason) => {
+                log::info!("{label} {source}: up to date ({reason})");
+                return report(Outcome::UpToDate).reason(reason);
+            }
+            Verdict::Mirror(reason) if self.ctx.dry_run => {
+                return report(Outcome::Planned).reason(reason);
+            }
+            Verdict::Mirror(reason) => reason,
+        };
+        (self.ctx.on_image)(n, self.total, &source);
+        log::debug!("{label} {source}: mirroring ({reason})");
+        let item = Item::new(
+            &self.registry.hostname,
+            n,
+            self.total,
+            &source,
+            &image.target,
+        );
+        let result = self.transfer(&item, &image.reference, &image.target);
+        let error = result.as_ref().err().map(ToString::to_string);
+        self.ctx.progress.finished(&item, error.as_deref());
+        match result {
+            Ok(pushed) => {
+                self.checker.record_mirrored(
+                    &image.reference,
+                    &image.target,
+                    &seen,
+                    pushed.as_deref(),
+                );
+                if let Err(e) = self.state.save() {
+                    log::warn!("{}: {e}", self.registry.hostname);
+                }
+                report(Outcome::Mirrored).reason(reason)
+            }
+            Err(e) if e.is_docker_down() => {
+                let mut stopped = lock(&self.stopped);
+                if stopped.is_none() {
+                    log::error!(
+                        "{}: docker is unavailable; the remaining images are not attempted",
+                        self.registry.hostname
+                    );
+                    *stopped = Some((e.to_string(), RunOutcome::Failed));
+                }
+                report(Outcome::NotAttempted)
+            }
+            Err(_) => report(Outcome::Failed)
+                .reason(reason)
+                .error(error.unwrap_or_default()),
+        }
+    }
+
+    /// Pulls, tags and pushes one image, then removes the local copies if
+    /// asked; returns the digest the push reported.
+    fn transfer(
+        &self,
+        item: &Item,
+        reference: &Reference,
+        target: &str,
+    ) -> Result<Option<String>, Error> {
+        let (docker, progress, registry) = (self.ctx.docker, self.ctx.progress, self.registry);
+        let source = reference.pull_name();
+        let mut out = |line: &str| progress.output(item, line);
+        progress.step(item, Step::Pulling);
+        docker.pull(&source, registry.pull_auth.as_ref(), &mut out)?;
+        docker.tag(&source, target)?;
+        progress.step(item, Step::Pushing);
+        let pushed = docker.push(target, registry.push_auth.as_ref(), &mut out)?;
+        if registry.delete_local_images {
+            if let Err(e) = docker.remove(&[target, &source]) {
+                log::warn!("{}: could not remove local images: {e}", registry.hostname);
+            }
+        }
+        Ok(pushed)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

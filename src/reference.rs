@@ -82,6 +82,11 @@ impl Reference {
         })
     }
 
+    /// The registry domain, when the reference names one.
+    pub fn domain(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+
     /// The repository path after the registry domain, as written.
     pub fn path(&self) -> &str {
         &self.path

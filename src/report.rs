@@ -21,6 +21,8 @@ pub enum Outcome {
     NotAttempted,
     /// `--dry-run`: it would be mirrored.
     Planned,
+    /// The target already holds the source's image; nothing was moved.
+    UpToDate,
 }
 
 /// How a registry's run ended.
@@ -35,6 +37,17 @@ pub enum RunOutcome {
     Stopped,
 }
 
+impl RunOutcome {
+    /// The name the reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunOutcome::Success => "success",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Stopped => "stopped",
+        }
+    }
+}
+
 /// One listed image.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -47,9 +60,49 @@ pub struct ImageReport {
     pub target: Option<String>,
     /// What became of it.
     pub outcome: Outcome,
+    /// Why it was (or would be) mirrored, or why it is up to date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl ImageReport {
+    /// The image on `line`, listed as `source`, going to `target`.
+    pub fn new(
+        line: usize,
+        source: String,
+        target: Option<String>,
+        outcome: Outcome,
+    ) -> ImageReport {
+        ImageReport {
+            line,
+            source,
+            target,
+            outcome,
+            reason: None,
+            error: None,
+        }
+    }
+
+    /// With the reason for the outcome.
+    pub fn reason(mut self, reason: impl Into<String>) -> ImageReport {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// With the error that made it fail.
+    pub fn error(mut self, error: impl Into<String>) -> ImageReport {
+        self.error = Some(error.into());
+        self
+    }
+}
+
+/// Formats a time as every report and answer does: RFC 3339, local time,
+/// whole seconds.
+pub fn rfc3339(t: &DateTime<Local>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, false)
 }
 
 /// One registry's run.
@@ -71,8 +124,12 @@ pub struct RegistryReport {
     pub error: Option<String>,
     /// Images now at the target.
     pub mirrored: usize,
-    /// Images not at the target (failed or not attempted).
+    /// Images that were up to date already.
+    pub up_to_date: usize,
+    /// Images that failed.
     pub failed: usize,
+    /// Images not tried because the run stopped first.
+    pub not_attempted: usize,
     /// Every listed line, in order.
     pub images: Vec<ImageReport>,
 }
@@ -82,13 +139,15 @@ impl RegistryReport {
     pub fn start(hostname: &str, started: DateTime<Local>) -> RegistryReport {
         RegistryReport {
             hostname: hostname.to_string(),
-            started: started.to_rfc3339_opts(SecondsFormat::Secs, false),
+            started: rfc3339(&started),
             finished: String::new(),
             seconds: 0.0,
             outcome: RunOutcome::Success,
             error: None,
             mirrored: 0,
+            up_to_date: 0,
             failed: 0,
+            not_attempted: 0,
             images: Vec::new(),
         }
     }
@@ -97,12 +156,16 @@ impl RegistryReport {
     pub fn finish(mut self, started: DateTime<Local>) -> RegistryReport {
         let count = |o: Outcome| self.images.iter().filter(|i| i.outcome == o).count();
         self.mirrored = count(Outcome::Mirrored);
-        self.failed = count(Outcome::Failed) + count(Outcome::NotAttempted);
+        self.up_to_date = count(Outcome::UpToDate);
+        self.failed = count(Outcome::Failed);
+        self.not_attempted = count(Outcome::NotAttempted);
         let now = Local::now();
-        self.finished = now.to_rfc3339_opts(SecondsFormat::Secs, false);
+        self.finished = rfc3339(&now);
         let elapsed = (now - started).num_milliseconds().max(0) as f64 / 1000.0;
         self.seconds = (elapsed * 10.0).round() / 10.0;
-        if self.outcome != RunOutcome::Stopped && (self.error.is_some() || self.failed > 0) {
+        if self.outcome != RunOutcome::Stopped
+            && (self.error.is_some() || self.failed + self.not_attempted > 0)
+        {
             self.outcome = RunOutcome::Failed;
         }
         self
@@ -111,7 +174,7 @@ impl RegistryReport {
     /// True when every listed image is at the target (or, in a dry run,
     /// would be tried) and nothing stopped the run.
     pub fn is_complete(&self) -> bool {
-        self.error.is_none() && self.failed == 0
+        self.error.is_none() && self.failed == 0 && self.not_attempted == 0
     }
 }
 
@@ -141,29 +204,45 @@ impl Report {
         let mut out = String::new();
         for r in &self.registries {
             let _ = write!(out, "{}: ", r.hostname);
+            let count = |o: Outcome| r.images.iter().filter(|i| i.outcome == o).count();
             if r.error.is_some() && r.images.is_empty() {
                 let _ = write!(out, "failed");
             } else if self.dry_run {
-                let planned = r
-                    .images
-                    .iter()
-                    .filter(|i| i.outcome == Outcome::Planned)
-                    .count();
-                let _ = write!(out, "{planned} to mirror (dry run)");
+                let _ = write!(
+                    out,
+                    "{} to mirror, {} up to date",
+                    count(Outcome::Planned),
+                    r.up_to_date
+                );
                 if r.failed > 0 {
                     let _ = write!(out, ", {} failed", r.failed);
                 }
+                let _ = write!(out, " (dry run)");
             } else {
-                let _ = write!(out, "{} mirrored, {} failed", r.mirrored, r.failed);
+                let _ = write!(
+                    out,
+                    "{} mirrored, {} up to date, {} failed",
+                    r.mirrored, r.up_to_date, r.failed
+                );
+                if r.not_attempted > 0 {
+                    let _ = write!(out, ", {} not attempted", r.not_attempted);
+                }
             }
             let _ = writeln!(out, " ({:.1}s)", r.seconds);
             if let Some(e) = &r.error {
                 let _ = writeln!(out, "  error: {e}");
             }
             for i in &r.images {
+                let why = i
+                    .reason
+                    .as_deref()
+                    .map_or(String::new(), |r| format!(" ({r})"));
                 match (i.outcome, &i.target, &i.error) {
                     (Outcome::Planned, Some(t), _) => {
-                        let _ = writeln!(out, "  {} -> {t}", i.source);
+                        let _ = writeln!(out, "  {} -> {t}{why}", i.source);
+                    }
+                    (Outcome::UpToDate, Some(t), _) if self.dry_run => {
+                        let _ = writeln!(out, "  up to date: {} -> {t}{why}", i.source);
                     }
                     (Outcome::Failed, _, Some(e)) => {
                         let _ = writeln!(out, "  failed: line {}: {}: {e}", i.line, i.source);
@@ -184,12 +263,15 @@ mod tests {
     use super::*;
 
     fn image(outcome: Outcome, error: Option<&str>) -> ImageReport {
-        ImageReport {
-            line: 3,
-            source: "alpine:3".into(),
-            target: Some("r.io/m/alpine:3".into()),
+        let i = ImageReport::new(
+            3,
+            "alpine:3".into(),
+            Some("r.io/m/alpine:3".into()),
             outcome,
-            error: error.map(String::from),
+        );
+        match error {
+            Some(e) => i.error(e),
+            None => i,
         }
     }
 
@@ -208,7 +290,10 @@ mod tests {
     fn all_mirrored_is_success() {
         let r = report(vec![image(Outcome::Mirrored, None)], None);
         assert_eq!(r.exit_code(), ExitCode::Success);
-        assert!(r.summary().starts_with("r.io: 1 mirrored, 0 failed"));
+        assert!(
+            r.summary()
+                .starts_with("r.io: 1 mirrored, 0 up to date, 0 failed")
+        );
     }
 
     #[test]

@@ -365,6 +365,36 @@ impl Registry {
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
     }
+
+    /// The requests in the access log, as (method, path, user agent).
+    pub fn requests(&self) -> Vec<(String, String, String)> {
+        self.log()
+            .lines()
+            .filter(|l| l.starts_with("127.0.0.1 - "))
+            .filter_map(|l| {
+                let mut quoted = l.split('"').skip(1).step_by(2);
+                let request = quoted.next()?;
+                let agent = quoted.nth(1).unwrap_or_default();
+                let mut parts = request.split(' ');
+                Some((
+                    parts.next()?.to_string(),
+                    parts.next()?.to_string(),
+                    agent.to_string(),
+                ))
+            })
+            .collect()
+    }
+
+    /// How many requests `picture-book` (`ours`) or docker sent with this
+    /// method and a path starting with `prefix`.
+    pub fn count(&self, method: &str, prefix: &str, ours: bool) -> usize {
+        self.requests()
+            .iter()
+            .filter(|(m, p, agent)| {
+                m == method && p.starts_with(prefix) && agent.starts_with("picture-book/") == ours
+            })
+            .count()
+    }
 }
 
 impl Drop for Registry {
@@ -449,9 +479,15 @@ pub struct Run {
 impl Run {
     fn new(dir: &Path) -> Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_picture-book"));
+        // Every request not to loopback goes to a closed local port, so no
+        // test reaches for the internet, not even for a DNS lookup.
         cmd.current_dir(dir)
             .env_remove("PICTURE_BOOK_CONFIG")
             .env("DOCKER_CONFIG", dir.join(".docker"))
+            .env("ALL_PROXY", "http://127.0.0.1:9")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .arg("--state-dir")
+            .arg(dir.join("state"))
             .stdin(Stdio::null());
         Run {
             cmd,
@@ -527,11 +563,13 @@ impl Running {
         self.waiter.as_ref().is_some_and(|w| !w.is_finished())
     }
 
-    /// Waits for it to end; kills it and panics after `limit`.
+    /// Waits for it to end; kills it and panics when that takes longer than
+    /// `limit` from now.
     pub fn wait(mut self, limit: Duration) -> Outcome {
         let waiter = self.waiter.take().unwrap();
+        let since = Instant::now();
         while !waiter.is_finished() {
-            if self.started.elapsed() > limit {
+            if since.elapsed() > limit {
                 let _ = Command::new("kill")
                     .args(["-9", &self.pid.to_string()])
                     .status();

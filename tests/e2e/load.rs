@@ -44,7 +44,7 @@ fn mirrors_several_multilayer_images_under_a_prefix() {
     assert_eq!(dst.config_digest("mirror/tool", "latest"), Some(tool));
     assert!(
         out.stdout
-            .contains(&format!("{}: 3 mirrored, 0 failed", dst.host)),
+            .contains(&format!("{}: 3 mirrored, 0 up to date, 0 failed", dst.host)),
         "{}",
         out.stdout
     );
@@ -354,13 +354,13 @@ fn dry_run_plans_and_touches_nothing() {
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         out.stdout.contains(&format!(
-            "  {}/app:1 -> {}/mirror/app:1\n",
+            "  {}/app:1 -> {}/mirror/app:1 (not at the target)\n",
             src.host, dst.host
         )),
         "{}",
         out.stdout
     );
-    assert!(out.stdout.contains(&format!("  quay.io/jetstack/cert-manager-controller:v1.14.0 -> {}/mirror/jetstack/cert-manager-controller:v1.14.0\n", dst.host)));
+    assert!(out.stdout.contains(&format!("  quay.io/jetstack/cert-manager-controller:v1.14.0 -> {}/mirror/jetstack/cert-manager-controller:v1.14.0 (cannot check the source: ", dst.host)));
     assert!(dst.catalog().is_empty());
     assert!(!dst.log().contains("\"PUT "), "dry run wrote to the target");
     assert!(
@@ -484,8 +484,11 @@ fn one_image_in_several_spellings_is_mirrored_once() {
     );
     assert_eq!(report["registries"][0]["mirrored"], 1);
     assert_eq!(dst.config_digest("mirror/dup", "latest"), Some(id));
-    let pulls = src.log().matches("\"HEAD /v2/dup/manifests/latest").count();
-    assert_eq!(pulls, 1, "pulled once");
+    assert_eq!(
+        src.count("GET", "/v2/dup/manifests/sha256:", false),
+        1,
+        "pulled once"
+    );
 }
 
 #[test]
@@ -498,21 +501,20 @@ fn sigterm_stops_load_within_the_bound_and_leaves_nothing_behind() {
     let stuck = format!("127.0.0.1:{port}/stuck:1");
     ws.list_script(
         "sync.sh",
-        &[stuck.clone(), format!("127.0.0.1:{port}/never:1")],
+        &[
+            stuck.clone(),
+            format!("127.0.0.1:{port}/also-stuck:1"),
+            format!("127.0.0.1:{port}/never:1"),
+        ],
     );
     let auth = format!(r#"{{"auths":{{"127.0.0.1:{port}":{{"auth":"dTpw"}}}}}}"#);
-    ws.config(&single(&dst, &format!("    pullAuthConfig: '{auth}'\n")));
+    ws.config(&single(&dst, &format!("    pullAuthConfig: '{auth}'\n    parallel: 2\n")));
     let running = ws.run().env("TMPDIR", &tmp).args(["load", "--all"]).spawn();
     let pulling = format!("pull {stuck}");
     let started = eventually(Duration::from_secs(30), || {
-        !processes_with(&pulling).is_empty()
+        !processes_with(&pulling).is_empty() && fs::read_dir(&tmp).unwrap().count() == 2
     });
-    assert!(started, "the pull never started");
-    assert_eq!(
-        fs::read_dir(&tmp).unwrap().count(),
-        1,
-        "a private docker config exists during the pull"
-    );
+    assert!(started, "the two parallel pulls, each with a private docker config, never started");
     running.signal("TERM");
     let out = running.wait(Duration::from_secs(120));
     assert_eq!(out.code, 1, "{out:?}");
@@ -541,8 +543,10 @@ fn sigterm_stops_load_within_the_bound_and_leaves_nothing_behind() {
 }
 
 /// A fake registry for a fault a real one cannot be made to show on demand:
-/// it answers docker's `/v2/` ping, then never answers anything else, so a
-/// pull from it hangs. Returns its port.
+/// it answers docker's `/v2/` ping, then never answers docker's other
+/// requests, so a pull from it hangs. picture-book's own checks get a 404,
+/// so that the hang is in docker, where the shutdown bound applies. Returns
+/// its port.
 pub fn hanging_registry() -> u16 {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -557,18 +561,24 @@ pub fn hanging_registry() -> u16 {
                     if reader.read_line(&mut request).unwrap_or(0) == 0 {
                         return;
                     }
-                    let mut header = String::new();
+                    let (mut header, mut ours) = (String::new(), false);
                     while reader.read_line(&mut header).unwrap_or(0) > 2 {
+                        ours |= header
+                            .to_ascii_lowercase()
+                            .starts_with("user-agent: picture-book/");
                         header.clear();
                     }
-                    if !request.starts_with("GET /v2/ ") {
-                        std::thread::sleep(Duration::from_secs(3600));
-                        return;
-                    }
-                    let body = "{}";
+                    let (status, body) = match (ours, request.starts_with("GET /v2/ ")) {
+                        (true, _) => ("404 Not Found", "{}"),
+                        (false, true) => ("200 OK", "{}"),
+                        (false, false) => {
+                            std::thread::sleep(Duration::from_secs(3600));
+                            return;
+                        }
+                    };
                     let _ = write!(
                         conn,
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nDocker-Distribution-Api-Version: registry/2.0\r\nContent-Length: {}\r\n\r\n{body}",
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nDocker-Distribution-Api-Version: registry/2.0\r\nContent-Length: {}\r\n\r\n{body}",
                         body.len()
                     );
                 }

@@ -1,0 +1,229 @@
+//! Whether a target already holds its source's image, decided from the
+//! registry API without pulling: a `HEAD` of the source and of the target,
+//! compared with what the state file recorded at the last mirror; without a
+//! record, the image config digests (what survives docker's pull and push)
+//! are compared by `GET`. Moving images is `mirror`'s business.
+
+use chrono::Local;
+
+use crate::auth::Credentials;
+use crate::reference::Reference;
+use crate::registry::{Client, Platform, Repository};
+use crate::report::rfc3339;
+use crate::state::{Record, StateFile};
+
+/// The decision for one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The target holds the source's image; nothing to do.
+    UpToDate(String),
+    /// The image must be mirrored, for this reason.
+    Mirror(String),
+}
+
+/// What the check saw, kept so a successful mirror can be recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// The source's manifest digest (by `HEAD`, or pinned in the reference).
+    pub source_digest: Option<String>,
+}
+
+/// Everything a check needs, for one run over one target registry.
+pub struct Checker<'a> {
+    /// The registry client.
+    pub client: &'a Client,
+    /// The platform docker pulls.
+    pub platform: &'a Platform,
+    /// The run's state.
+    pub state: &'a StateFile,
+    /// Credentials for a source host.
+    pub pull_creds: &'a (dyn Fn(&str) -> Option<Credentials> + Sync),
+    /// Credentials for the target.
+    pub push_creds: Option<Credentials>,
+    /// Whether a source host is an insecure registry.
+    pub insecure: &'a (dyn Fn(&str) -> bool + Sync),
+    /// Whether the target is an insecure registry.
+    pub target_insecure: bool,
+}
+
+impl Checker<'_> {
+    /// Decides whether `source` must be mirrored to `target` (`host/path:tag`).
+    /// Every failure to find out means "mirror", with the reason.
+    pub fn check(&self, source: &Reference, target: &str) -> (Verdict, Seen) {
+        let (src_repo, dst_repo, tag) = self.repositories(source, target);
+        let src_creds = (self.pull_creds)(&src_repo.host);
+        let dst_creds = self.push_creds.as_ref();
+        let source_digest = match source.digest() {
+            Some(pinned) => Ok(Some(pinned.to_string())),
+            None => self
+                .client
+                .head_digest(&src_repo, &source.target_tag(), src_creds.as_ref()),
+        };
+        let source_digest = match source_digest {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                return (
+                    Verdict::Mirror("not found at the source".into()),
+                    Seen::default(),
+                );
+            }
+            Err(e) => {
+                return (
+                    Verdict::Mirror(format!("cannot check the source: {e}")),
+                    Seen::default(),
+                );
+            }
+        };
+        let seen = Seen {
+            source_digest: Some(source_digest.clone()),
+        };
+        let target_digest = match self.client.head_digest(&dst_repo, &tag, dst_creds) {
+            Ok(Some(d)) => d,
+            Ok(None) => return (Verdict::Mirror("not at the target".into()), seen),
+            Err(e) => {
+                return (
+                    Verdict::Mirror(format!("cannot check the target: {e}")),
+                    seen,
+                );
+            }
+        };
+        if let Some(record) = self.state.get(target) {
+            return if record.source_digest != source_digest {
+                (
+                    Verdict::Mirror(format!(
+                        "the source changed ({} -> {})",
+                        short(&record.source_digest),
+                        short(&source_digest)
+                    )),
+                    seen,
+                )
+            } else if record.target_digest != target_digest {
+                (
+                    Verdict::Mirror(format!(
+                        "the target changed ({} -> {})",
+                        short(&record.target_digest),
+                        short(&target_digest)
+                    )),
+                    seen,
+                )
+            } else {
+                (
+                    Verdict::UpToDate("unchanged since it was mirrored".into()),
+                    seen,
+                )
+            };
+        }
+        let pull_ref = source
+            .digest()
+            .map_or_else(|| source.target_tag(), String::from);
+        let source_config =
+            self.client
+                .config_digest(&src_repo, &pull_ref, src_creds.as_ref(), self.platform);
+        let target_config = self
+            .client
+            .config_digest(&dst_repo, &tag, dst_creds, self.platform);
+        match (source_config, target_config) {
+            (Ok(Some(a)), Ok(Some(b))) if a == b => {
+                self.state
+                    .set(target, record(source, &source_digest, &target_digest));
+                (
+                    Verdict::UpToDate(format!("the target holds the same image ({})", short(&a))),
+                    seen,
+                )
+            }
+            (Ok(Some(_)), Ok(Some(_))) => (
+                Verdict::Mirror("the target holds a different image".into()),
+                seen,
+            ),
+            (Ok(None), _) => (
+                Verdict::Mirror(format!(
+                    "no {} image at the source",
+                    platform_name(self.platform)
+                )),
+                seen,
+            ),
+            (_, Ok(None)) => (
+                Verdict::Mirror("the target's image is not one docker can compare".into()),
+                seen,
+            ),
+            (Err(e), _) | (_, Err(e)) => {
+                (Verdict::Mirror(format!("cannot compare images: {e}")), seen)
+            }
+        }
+    }
+
+    /// What `--force` needs to record a mirror afterwards: the source's
+    /// digest, pinned or by `HEAD` (nothing when that fails).
+    pub fn source_seen(&self, source: &Reference) -> Seen {
+        let source_digest = match source.digest() {
+            Some(pinned) => Some(pinned.to_string()),
+            None => {
+                let repo = Repository::of(source, self.insecure);
+                let creds = (self.pull_creds)(&repo.host);
+                self.client
+                    .head_digest(&repo, &source.target_tag(), creds.as_ref())
+                    .ok()
+                    .flatten()
+            }
+        };
+        Seen { source_digest }
+    }
+
+    /// Records a successful mirror: the source digest seen before the pull
+    /// and the digest the push gave the target (or, failing that, a `HEAD`).
+    pub fn record_mirrored(
+        &self,
+        source: &Reference,
+        target: &str,
+        seen: &Seen,
+        pushed: Option<&str>,
+    ) {
+        let Some(source_digest) = &seen.source_digest else {
+            return;
+        };
+        let target_digest = match pushed {
+            Some(d) => Some(d.to_string()),
+            None => {
+                let (_, dst_repo, tag) = self.repositories(source, target);
+                self.client
+                    .head_digest(&dst_repo, &tag, self.push_creds.as_ref())
+                    .ok()
+                    .flatten()
+            }
+        };
+        if let Some(target_digest) = target_digest {
+            self.state
+                .set(target, record(source, source_digest, &target_digest));
+        }
+    }
+
+    fn repositories(&self, source: &Reference, target: &str) -> (Repository, Repository, String) {
+        let (name, tag) = target.rsplit_once(':').unwrap_or((target, "latest"));
+        (
+            Repository::of(source, self.insecure),
+            Repository::target(name, self.target_insecure),
+            tag.to_string(),
+        )
+    }
+}
+
+fn record(source: &Reference, source_digest: &str, target_digest: &str) -> Record {
+    Record {
+        source: source.identity(),
+        source_digest: source_digest.to_string(),
+        target_digest: target_digest.to_string(),
+        recorded: rfc3339(&Local::now()),
+    }
+}
+
+/// `sha256:0123456789ab` for messages.
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(19)]
+}
+
+fn platform_name(p: &Platform) -> String {
+    match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    }
+}

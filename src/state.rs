@@ -1,0 +1,300 @@
+//! What was mirrored, remembered between runs: one small JSON file per
+//! target registry under the state directory, recording for each target the
+//! source digest it was mirrored from and the digest the target received.
+//! Writes are atomic (temporary file, fsync, rename); a file that cannot be
+//! read is logged and treated as empty, never fatal. Deciding what the
+//! records mean is `freshness`'s business.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// The state directory of a root process.
+pub const ROOT_STATE_DIR: &str = "/var/lib/picture-book";
+/// The version of the file format written.
+const FORMAT: u32 = 1;
+
+/// The state directory when none is configured: `/var/lib/picture-book` for
+/// root, else `$XDG_STATE_HOME/picture-book` (default `~/.local/state`).
+pub fn default_dir() -> PathBuf {
+    if is_root() {
+        return PathBuf::from(ROOT_STATE_DIR);
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from(".local/state"));
+    base.join("picture-book")
+}
+
+#[allow(unsafe_code)]
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) takes no arguments, cannot fail and touches no memory.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// What is known about one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    /// The source it was mirrored from, spelt canonically.
+    pub source: String,
+    /// The source's manifest digest at the time.
+    pub source_digest: String,
+    /// The manifest digest the target received.
+    pub target_digest: String,
+    /// When this was recorded (RFC 3339).
+    pub recorded: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Document {
+    version: u32,
+    registry: String,
+    images: BTreeMap<String, Record>,
+}
+
+/// The state of one target registry, shared by a run's threads.
+pub struct StateFile {
+    path: PathBuf,
+    inner: Mutex<Inner>,
+    /// Serializes writers; holds the generation last written.
+    written: Mutex<u64>,
+}
+
+struct Inner {
+    doc: Document,
+    generation: u64,
+}
+
+impl StateFile {
+    /// Loads the state of `hostname` from `dir`. A missing file is empty; one
+    /// that cannot be read or parsed is logged and treated as empty.
+    pub fn load(dir: &Path, hostname: &str) -> StateFile {
+        let name: String = hostname
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = dir.join(format!("{name}.json"));
+        let doc = match fs::read_to_string(&path) {
+            Ok(text) => match serde_json::from_str::<Document>(&text) {
+                Ok(doc) if doc.version == FORMAT => doc,
+                Ok(doc) => {
+                    log::warn!(
+                        "{}: unknown state format {}; starting afresh",
+                        path.display(),
+                        doc.version
+                    );
+                    Document::default()
+                }
+                Err(e) => {
+                    log::warn!(
+                        "{}: unreadable state ({e}); starting afresh, images are checked against the registries",
+                        path.display()
+                    );
+                    Document::default()
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Document::default(),
+            Err(e) => {
+                log::warn!(
+                    "{}: cannot read state ({e}); starting afresh",
+                    path.display()
+                );
+                Document::default()
+            }
+        };
+        let doc = Document {
+            version: FORMAT,
+            registry: hostname.to_string(),
+            images: doc.images,
+        };
+        StateFile {
+            path,
+            inner: Mutex::new(Inner { doc, generation: 0 }),
+            written: Mutex::new(0),
+        }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The record of `target`.
+    pub fn get(&self, target: &str) -> Option<Record> {
+        self.lock().doc.images.get(target).cloned()
+    }
+
+    /// Records `target`.
+    pub fn set(&self, target: &str, record: Record) {
+        let mut inner = self.lock();
+        if inner.doc.images.get(target) != Some(&record) {
+            inner.doc.images.insert(target.to_string(), record);
+            inner.generation += 1;
+        }
+    }
+
+    /// Writes the state if it changed since it was last written: to a
+    /// temporary file, fsynced, renamed over the old one.
+    pub fn save(&self) -> Result<(), Error> {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let (generation, text) = {
+            let inner = self.lock();
+            if inner.generation == *written {
+                return Ok(());
+            }
+            let text = serde_json::to_string_pretty(&inner.doc).map_err(|e| self.fail(e.into()))?;
+            (inner.generation, text)
+        };
+        self.write_atomically(text.as_bytes())?;
+        *written = generation;
+        Ok(())
+    }
+
+    fn write_atomically(&self, bytes: &[u8]) -> Result<(), Error> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(|e| self.fail(e))?;
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            self.path
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default(),
+            std::process::id()
+        ));
+        let mut file = fs::File::create(&tmp).map_err(|e| self.fail(e))?;
+        let result = file
+            .write_all(bytes)
+            .and_then(|_| file.sync_all())
+            .and_then(|_| fs::rename(&tmp, &self.path));
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.fail(e));
+        }
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    fn fail(&self, source: std::io::Error) -> Error {
+        Error::State {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("pb-state-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn record(n: u8) -> Record {
+        Record {
+            source: format!("src/{n}"),
+            source_digest: format!("sha256:{n}"),
+            target_digest: format!("sha256:t{n}"),
+            recorded: "2026-01-01T00:00:00+00:00".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_one_file_per_registry() {
+        let d = dir("roundtrip");
+        let s = StateFile::load(&d, "127.0.0.1:5000");
+        assert_eq!(s.path(), d.join("127.0.0.1_5000.json"));
+        assert_eq!(s.get("t/a:1"), None);
+        s.set("t/a:1", record(1));
+        s.save().unwrap();
+        let again = StateFile::load(&d, "127.0.0.1:5000");
+        assert_eq!(again.get("t/a:1"), Some(record(1)));
+        assert_eq!(StateFile::load(&d, "other.example.com").get("t/a:1"), None);
+        let leftovers: Vec<_> = fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(
+            leftovers.len(),
+            1,
+            "no temporary file is left: {leftovers:?}"
+        );
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_file_is_survived_and_replaced() {
+        let d = dir("corrupt");
+        fs::create_dir_all(&d).unwrap();
+        fs::write(
+            d.join("r.example.com.json"),
+            "{\"version\": 1, \"images\": {\"x\": tru",
+        )
+        .unwrap();
+        let s = StateFile::load(&d, "r.example.com");
+        assert_eq!(s.get("x"), None);
+        s.set("y", record(2));
+        s.save().unwrap();
+        assert_eq!(
+            StateFile::load(&d, "r.example.com").get("y"),
+            Some(record(2))
+        );
+        fs::write(d.join("r.example.com.json"), "[]").unwrap();
+        assert_eq!(StateFile::load(&d, "r.example.com").get("y"), None);
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn unchanged_state_is_not_rewritten() {
+        let d = dir("unchanged");
+        let s = StateFile::load(&d, "r.example.com");
+        s.save().unwrap();
+        assert!(!d.exists(), "nothing to write, nothing written");
+        s.set("a", record(1));
+        s.save().unwrap();
+        let modified = fs::metadata(s.path()).unwrap().modified().unwrap();
+        s.set("a", record(1));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        s.save().unwrap();
+        assert_eq!(
+            fs::metadata(s.path()).unwrap().modified().unwrap(),
+            modified
+        );
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_an_error_naming_the_file() {
+        let s = StateFile::load(Path::new("/proc/picture-book-test"), "r.example.com");
+        s.set("a", record(1));
+        let err = s.save().unwrap_err().to_string();
+        assert!(
+            err.contains("/proc/picture-book-test/r.example.com.json"),
+            "{err}"
+        );
+    }
+}
