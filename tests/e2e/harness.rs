@@ -397,6 +397,16 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Deletes the manifest `repo:tag` points at (and so every tag on it).
+    pub fn delete(&self, repo: &str, tag: &str) {
+        let digest = self.manifest_digest(repo, tag).expect("the tag exists");
+        let url = format!("http://{}/v2/{repo}/manifests/{digest}", self.host);
+        let resp = Registry::agent().delete(&url).call().unwrap();
+        assert_eq!(resp.status().as_u16(), 202, "DELETE {url}");
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();

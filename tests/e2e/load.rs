@@ -508,13 +508,19 @@ fn sigterm_stops_load_within_the_bound_and_leaves_nothing_behind() {
         ],
     );
     let auth = format!(r#"{{"auths":{{"127.0.0.1:{port}":{{"auth":"dTpw"}}}}}}"#);
-    ws.config(&single(&dst, &format!("    pullAuthConfig: '{auth}'\n    parallel: 2\n")));
+    ws.config(&single(
+        &dst,
+        &format!("    pullAuthConfig: '{auth}'\n    parallel: 2\n"),
+    ));
     let running = ws.run().env("TMPDIR", &tmp).args(["load", "--all"]).spawn();
     let pulling = format!("pull {stuck}");
     let started = eventually(Duration::from_secs(30), || {
         !processes_with(&pulling).is_empty() && fs::read_dir(&tmp).unwrap().count() == 2
     });
-    assert!(started, "the two parallel pulls, each with a private docker config, never started");
+    assert!(
+        started,
+        "the two parallel pulls, each with a private docker config, never started"
+    );
     running.signal("TERM");
     let out = running.wait(Duration::from_secs(120));
     assert_eq!(out.code, 1, "{out:?}");

@@ -4,5 +4,7 @@
 mod harness;
 
 mod cli;
+mod fresh;
 mod load;
 mod sync;
+mod token;
