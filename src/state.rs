@@ -20,9 +20,19 @@ pub const ROOT_STATE_DIR: &str = "/var/lib/picture-book";
 /// The version of the file format written.
 const FORMAT: u32 = 1;
 
-/// The state directory when none is configured: `/var/lib/picture-book` for
-/// root, else `$XDG_STATE_HOME/picture-book` (default `~/.local/state`).
+/// The state directory when none is configured: `$STATE_DIRECTORY` (set by
+/// systemd's `StateDirectory=`), else `/var/lib/picture-book` for root, else
+/// `$XDG_STATE_HOME/picture-book` (default `~/.local/state`).
 pub fn default_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|v| !v.is_empty()) {
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        return PathBuf::from(first);
+    }
     if is_root() {
         return PathBuf::from(ROOT_STATE_DIR);
     }

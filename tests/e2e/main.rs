@@ -4,6 +4,7 @@
 mod harness;
 
 mod cli;
+mod docs;
 mod fresh;
 mod load;
 mod sync;

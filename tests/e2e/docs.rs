@@ -1,0 +1,180 @@
+//! The documentation keeps up with the code: every option any `--help`
+//! prints and every configuration key the parser accepts is in the man
+//! pages and the shell completions, and the man pages carry Cargo.toml's
+//! version. The lists come from the code, not from a copy.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use picture_book::cli::HELP_TEXTS;
+use picture_book::config::{API_KEYS, REGISTRY_KEYS, TOP_KEYS};
+
+fn read(path: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A man page's text with roff's escaped hyphens made plain.
+fn man(path: &str) -> String {
+    read(path).replace("\\-", "-")
+}
+
+/// Every option an option line of a help text names (`-r`, `--registry`).
+fn options() -> BTreeSet<String> {
+    HELP_TEXTS
+        .iter()
+        .flat_map(|text| text.lines())
+        .filter(|line| line.trim_start().starts_with('-'))
+        .flat_map(|line| {
+            line.split(|c: char| c.is_whitespace() || c == ',')
+                .take_while(|w| w.is_empty() || w.starts_with('-') || w.starts_with('<'))
+                .filter(|w| w.starts_with('-'))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Whether `word` stands in `text` as a whole word (not inside a longer one).
+fn has_word(text: &str, word: &str) -> bool {
+    let part = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    text.match_indices(word).any(|(i, _)| {
+        let before = text[..i].chars().next_back().is_none_or(|c| !part(c));
+        let after = text[i + word.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !part(c));
+        before && after
+    })
+}
+
+#[test]
+fn every_option_is_in_the_man_page_and_the_completions() {
+    let options = options();
+    for must in [
+        "--config",
+        "--registry",
+        "--all",
+        "--dry-run",
+        "--force",
+        "--json",
+        "--state-dir",
+        "-q",
+    ] {
+        assert!(
+            options.contains(must),
+            "the help texts lost {must}: {options:?}"
+        );
+    }
+    let page = man("man/picture-book.1");
+    let bash = read("packaging/completions/picture-book.bash");
+    let zsh = read("packaging/completions/_picture-book");
+    for option in &options {
+        assert!(
+            has_word(&page, option),
+            "{option} is missing from man/picture-book.1"
+        );
+        assert!(
+            has_word(&bash, option),
+            "{option} is missing from the bash completion"
+        );
+        assert!(
+            has_word(&zsh, option),
+            "{option} is missing from the zsh completion"
+        );
+    }
+}
+
+#[test]
+fn every_configuration_key_is_in_the_man_page() {
+    let page = man("man/picture-book.yaml.5");
+    let sample = read("config.yaml");
+    for key in TOP_KEYS.iter().chain(REGISTRY_KEYS).chain(API_KEYS) {
+        assert!(
+            has_word(&page, key),
+            "{key} is missing from man/picture-book.yaml.5"
+        );
+        assert!(
+            has_word(&sample, key),
+            "{key} is missing from the sample config.yaml"
+        );
+    }
+}
+
+#[test]
+fn man_pages_carry_the_crate_version() {
+    let version = format!("\"picture-book {}\"", env!("CARGO_PKG_VERSION"));
+    for page in ["man/picture-book.1", "man/picture-book.yaml.5"] {
+        let th = read(page)
+            .lines()
+            .find(|l| l.starts_with(".TH "))
+            .unwrap_or_default()
+            .to_string();
+        assert!(th.contains(&version), "{page}: {th} does not say {version}");
+    }
+    let spec = read("packaging/rpm/picture-book.spec");
+    assert!(
+        spec.lines().any(|l| l
+            .split_whitespace()
+            .eq(["Version:", env!("CARGO_PKG_VERSION")])),
+        "the RPM spec's Version differs from Cargo.toml's"
+    );
+}
+
+#[test]
+fn bash_completion_completes_commands_options_and_hosts() {
+    let setup = "/usr/share/bash-completion/bash_completion";
+    assert!(
+        Path::new(setup).exists(),
+        "install bash-completion to test the completion"
+    );
+    let ws = crate::harness::Workspace::new();
+    ws.list_script("sync.sh", &[]);
+    ws.config("registries:\n  - hostname: one.example.com\n    syncerScript: sync.sh\n  - hostname: two.example.com:5000\n    syncerScript: sync.sh\n");
+    let complete = |line: &str| -> String {
+        let script = format!(
+            "source {setup}; source {}/packaging/completions/picture-book.bash; \
+             COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}; read -ra COMP_WORDS <<< \"$COMP_LINE\"; \
+             [[ $COMP_LINE == *' ' ]] && COMP_WORDS+=(''); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             _picture_book; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let bin_dir = Path::new(env!("CARGO_BIN_EXE_picture-book"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&ws.dir)
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(complete("picture-book lo"), "load\n");
+    assert_eq!(complete("picture-book load --dr"), "--dry-run\n");
+    assert!(complete("picture-book load --").contains("--force\n"));
+    assert!(
+        !complete("picture-book check --").contains("--registry"),
+        "check takes no --registry"
+    );
+    assert_eq!(
+        complete("picture-book load --registry "),
+        "one.example.com\ntwo.example.com:5000\n"
+    );
+}
+
+#[test]
+fn zsh_completion_parses() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/completions/_picture-book");
+    let status = Command::new("zsh")
+        .arg("-n")
+        .arg(&file)
+        .status()
+        .expect("install zsh to test the completion");
+    assert!(status.success());
+}
