@@ -132,17 +132,19 @@ timed() {
     echo "$(elapsed "$t0" "$t1") $(echo "$c0 $c1" | awk '{ printf "%d", 100 * ($3 - $1) / ($4 - $2) }')"
 }
 
+# Each measurement in a variable of its own, so that a failed run stops the
+# script (set -e sees a failing command substitution in an assignment).
 echo "fresh runs..." >&2
-clear_local; read -r PB_FRESH PB_FRESH_CPU < <(timed pb)
-clear_local; read -r NAIVE_FRESH NAIVE_FRESH_CPU < <(timed naive)
-read -r SKOPEO_FRESH SKOPEO_FRESH_CPU < <(timed skopeo_sync)
+clear_local; r=$(timed pb); read -r PB_FRESH PB_FRESH_CPU <<<"$r"
+clear_local; r=$(timed naive); read -r NAIVE_FRESH NAIVE_FRESH_CPU <<<"$r"
+r=$(timed skopeo_sync); read -r SKOPEO_FRESH SKOPEO_FRESH_CPU <<<"$r"
 echo "no-op re-runs..." >&2
 SRC_LOG=$WORK/src/log
 BEFORE=$(wc -l <"$SRC_LOG")
-read -r PB_NOOP PB_NOOP_CPU < <(timed pb)
+r=$(timed pb); read -r PB_NOOP PB_NOOP_CPU <<<"$r"
 AFTER=$(wc -l <"$SRC_LOG")
-read -r NAIVE_NOOP NAIVE_NOOP_CPU < <(timed naive)
-read -r SKOPEO_NOOP SKOPEO_NOOP_CPU < <(timed skopeo_sync)
+r=$(timed naive); read -r NAIVE_NOOP NAIVE_NOOP_CPU <<<"$r"
+r=$(timed skopeo_sync); read -r SKOPEO_NOOP SKOPEO_NOOP_CPU <<<"$r"
 
 # What the no-op picture-book run asked of the source, by method and kind.
 REQUESTS=$(sed -n "$((BEFORE + 1)),${AFTER}p" "$SRC_LOG" | grep '^127.0.0.1 - ' |

@@ -82,6 +82,7 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> RegistryReport {
     };
     let planned = plan(registry, listing, &mut report);
     let state = StateFile::load(ctx.state_dir, &registry.hostname);
+    ctx.client.remember_challenges(state.challenges());
     let pull_creds = |host: &str| credentials(registry.pull_auth.as_ref(), host);
     let insecure = |host: &str| registry.is_insecure(host);
     let checker = Checker {
@@ -110,7 +111,14 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> RegistryReport {
             scope.spawn(|| run.work(&planned));
         }
     });
-    if let Err(e) = state.save() {
+    state.set_challenges(ctx.client.challenges());
+    if ctx.dry_run {
+        log::debug!(
+            "{}: dry run; {} not written",
+            registry.hostname,
+            state.path().display()
+        );
+    } else if let Err(e) = state.save() {
         log::warn!("{}: {e}", registry.hostname);
     }
     let stopped = run.stopped.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -220,25 +228,28 @@ impl Run<'_> {
     }
 
     fn stop_requested(&self) -> bool {
-        if self.ctx.dry_run {
+        if lock(&self.stopped).is_some() {
+            return true;
+        }
+        let Some(why) = (self.ctx.stop)() else {
             return false;
+        };
+        let done = self.started.load(Ordering::Relaxed);
+        let message = format!("stopped after {done} of {} images: {why}", self.total);
+        if self.stop_with(message.clone(), RunOutcome::Stopped) {
+            log::warn!("{}: {message}", self.registry.hostname);
         }
+        true
+    }
+
+    /// Records why the run stops; true for the first reason given.
+    fn stop_with(&self, why: String, outcome: RunOutcome) -> bool {
         let mut stopped = lock(&self.stopped);
-        if stopped.is_none() {
-            if let Some(why) = (self.ctx.stop)() {
-                let done = self.started.load(Ordering::Relaxed);
-                log::warn!(
-                    "{}: stopping after {done} of {} images: {why}",
-                    self.registry.hostname,
-                    self.total
-                );
-                *stopped = Some((
-                    format!("stopped after {done} of {} images: {why}", self.total),
-                    RunOutcome::Stopped,
-                ));
-            }
+        let first = stopped.is_none();
+        if first {
+            *stopped = Some((why, outcome));
         }
-        stopped.is_some()
+        first
     }
 
     fn image(&self, image: &Planned) -> ImageReport {
@@ -294,19 +305,17 @@ impl Run<'_> {
                     &seen,
                     pushed.as_deref(),
                 );
-                if let Err(e) = self.state.save() {
+                if let Err(e) = self.state.save_now_and_then() {
                     log::warn!("{}: {e}", self.registry.hostname);
                 }
                 report(Outcome::Mirrored).reason(reason)
             }
             Err(e) if e.is_docker_down() => {
-                let mut stopped = lock(&self.stopped);
-                if stopped.is_none() {
+                if self.stop_with(e.to_string(), RunOutcome::Failed) {
                     log::error!(
                         "{}: docker is unavailable; the remaining images are not attempted",
                         self.registry.hostname
                     );
-                    *stopped = Some((e.to_string(), RunOutcome::Failed));
                 }
                 report(Outcome::NotAttempted)
             }

@@ -6,7 +6,7 @@
 //! plain HTTP only to loopback and insecure registries. Deciding what is up
 //! to date is `mirror`'s business, not this module's.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -86,13 +86,19 @@ impl Repository {
         }
     }
 
-    /// Where the target `name` (`host/path`, without tag) lives.
+    /// Where the target `name` (`host/path`, without tag) lives; Docker Hub
+    /// names are expanded as for sources.
     pub fn target(name: &str, insecure: bool) -> Repository {
-        let (host, path) = name.split_once('/').unwrap_or((name, ""));
-        Repository {
-            host: host.to_string(),
-            path: path.to_string(),
-            insecure: insecure || is_loopback(host),
+        match Reference::parse(name) {
+            Ok(r) => Repository::of(&r, &|_| insecure),
+            Err(_) => {
+                let (host, path) = name.split_once('/').unwrap_or((name, ""));
+                Repository {
+                    host: host.to_string(),
+                    path: path.to_string(),
+                    insecure: insecure || is_loopback(host),
+                }
+            }
         }
     }
 }
@@ -182,8 +188,8 @@ pub struct Client {
     roots: Arc<Vec<Certificate<'static>>>,
     certs_dir: PathBuf,
     schemes: Mutex<HashMap<String, &'static str>>,
-    basic: Mutex<HashSet<String>>,
-    tokens: Mutex<HashMap<(String, String), (Secret, Instant)>>,
+    challenges: Mutex<HashMap<String, Challenge>>,
+    tokens: Mutex<HashMap<TokenKey, (Secret, Instant)>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -209,7 +215,7 @@ impl Client {
             roots,
             certs_dir: certs_dir.to_path_buf(),
             schemes: Mutex::new(HashMap::new()),
-            basic: Mutex::new(HashSet::new()),
+            challenges: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
         }
     }
@@ -224,7 +230,14 @@ impl Client {
         let path = format!("/v2/{}/manifests/{reference}", repo.path);
         let resp = self.send(Method::Head, repo, &path, creds)?;
         match resp.status().as_u16() {
-            200 => Ok(header(&resp, "Docker-Content-Digest")),
+            200 => header(&resp, "Docker-Content-Digest")
+                .map(Some)
+                .ok_or_else(|| {
+                    fail(
+                        repo,
+                        format!("{path} answered without a Docker-Content-Digest header"),
+                    )
+                }),
             404 => Ok(None),
             status => Err(refused(repo, status, &path)),
         }
@@ -242,12 +255,7 @@ impl Client {
         match resp.status().as_u16() {
             200 => {
                 let digest = header(&resp, "Docker-Content-Digest");
-                let mut text = String::new();
-                resp.body_mut()
-                    .as_reader()
-                    .take(4 << 20)
-                    .read_to_string(&mut text)
-                    .map_err(|e| fail(repo, format!("reading {path}: {e}")))?;
+                let text = read_body(repo, &mut resp, 4 << 20, &path)?;
                 let body = serde_json::from_str(&text)
                     .map_err(|e| fail(repo, format!("{path} is not JSON: {e}")))?;
                 Ok(Some(Manifest { digest, body }))
@@ -283,7 +291,10 @@ impl Client {
         Ok(manifest.body["config"]["digest"].as_str().map(String::from))
     }
 
-    /// Sends a request, answering an authentication challenge once.
+    /// Sends a request. Known challenges are answered before the first try
+    /// (a token fetched for the scope, or Basic credentials), so a repository
+    /// costs one request; a new challenge is learnt from a 401 and answered
+    /// once.
     fn send(
         &self,
         method: Method,
@@ -294,84 +305,93 @@ impl Client {
         let scope = format!("repository:{}:pull", repo.path);
         let mut answered = false;
         loop {
-            let authorization = self.authorization(&repo.host, &scope, creds);
+            let authorization = self.authorization(repo, &scope, creds)?;
             let resp = self.request(method, repo, path, authorization.as_ref())?;
             if resp.status().as_u16() != 401 || answered {
                 return Ok(resp);
             }
             answered = true;
-            let challenge = header(&resp, "WWW-Authenticate").unwrap_or_default();
-            match parse_challenge(&challenge) {
-                Some((scheme, params)) if scheme.eq_ignore_ascii_case("bearer") => {
-                    let realm = params
-                        .get("realm")
-                        .ok_or_else(|| fail(repo, "Bearer challenge without a realm".into()))?;
-                    let scope = params.get("scope").cloned().unwrap_or(scope.clone());
-                    self.fetch_token(repo, realm, params.get("service"), &scope, creds)?;
-                    // The challenge's scope is what the token is cached under.
-                    if scope != format!("repository:{}:pull", repo.path) {
-                        let token = lock(&self.tokens)
-                            .get(&(repo.host.clone(), scope.clone()))
-                            .cloned();
-                        if let Some(t) = token {
-                            lock(&self.tokens).insert(
-                                (repo.host.clone(), format!("repository:{}:pull", repo.path)),
-                                t,
-                            );
-                        }
-                    }
+            let header = header(&resp, "WWW-Authenticate").unwrap_or_default();
+            match Challenge::parse(&header) {
+                Some(challenge) => {
+                    log::debug!(
+                        "{}: answers with a {} challenge",
+                        repo.host,
+                        challenge.kind()
+                    );
+                    lock(&self.challenges).insert(repo.host.clone(), challenge);
                 }
-                Some((scheme, _)) if scheme.eq_ignore_ascii_case("basic") && creds.is_some() => {
-                    lock(&self.basic).insert(repo.host.clone());
-                }
-                _ => return Ok(resp),
+                None => return Ok(resp),
             }
         }
     }
 
-    /// The `Authorization` value for `host` and `scope`: a cached bearer
-    /// token, else Basic when the host asked for it before.
+    /// The `Authorization` value for `scope` at `repo`'s host, as its known
+    /// challenge asks: a (cached or new) bearer token, or Basic credentials.
     fn authorization(
         &self,
-        host: &str,
+        repo: &Repository,
         scope: &str,
         creds: Option<&Credentials>,
-    ) -> Option<Secret> {
-        let key = (host.to_string(), scope.to_string());
-        if let Some((token, until)) = lock(&self.tokens).get(&key) {
-            if Instant::now() < *until {
-                return Some(Secret::new(format!("Bearer {}", token.expose())));
+    ) -> Result<Option<Secret>, Error> {
+        let challenge = lock(&self.challenges).get(&repo.host).cloned();
+        match challenge {
+            Some(Challenge::Basic) => Ok(creds.map(basic)),
+            Some(Challenge::Bearer { realm, service }) => {
+                let key = (repo.host.clone(), scope.to_string(), who(creds));
+                let cached = lock(&self.tokens).get(&key).cloned();
+                let token = match cached {
+                    Some((token, until)) if Instant::now() < until => token,
+                    _ => {
+                        let (token, until) =
+                            self.fetch_token(repo, &realm, service.as_deref(), scope, creds)?;
+                        lock(&self.tokens).insert(key, (token.clone(), until));
+                        token
+                    }
+                };
+                Ok(Some(Secret::new(format!("Bearer {}", token.expose()))))
             }
-        }
-        match creds {
-            Some(c) if lock(&self.basic).contains(host) => Some(basic(c)),
-            _ => None,
+            None => Ok(None),
         }
     }
 
-    /// Gets a token from `realm` (with Basic credentials when there are some)
-    /// and caches it for `host` and `scope` until it expires.
+    /// Gets a token for `scope` from `realm`, with Basic credentials when
+    /// there are some, and returns it with the instant it expires.
     fn fetch_token(
         &self,
         repo: &Repository,
         realm: &str,
-        service: Option<&String>,
+        service: Option<&str>,
         scope: &str,
         creds: Option<&Credentials>,
-    ) -> Result<(), Error> {
+    ) -> Result<(Secret, Instant), Error> {
+        if creds.is_some() && realm.starts_with("http://") && !repo.insecure {
+            return Err(fail(
+                repo,
+                format!(
+                    "refusing to send credentials to the plain-HTTP token service {realm}; mark the registry insecure if that is intended"
+                ),
+            ));
+        }
         let mut url = realm.to_string();
         let mut sep = if url.contains('?') { '&' } else { '?' };
-        for (k, v) in [
-            ("service", service.map(String::as_str)),
-            ("scope", Some(scope)),
-        ] {
+        for (k, v) in [("service", service), ("scope", Some(scope))] {
             if let Some(v) = v {
                 url.push(sep);
                 url.push_str(&format!("{k}={}", encode(v)));
                 sep = '&';
             }
         }
-        let agent = self.agent_for_url(&url);
+        let agent = if repo.insecure {
+            self.unverified.clone()
+        } else {
+            let host = realm
+                .split("://")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .unwrap_or_default();
+            self.agent_for_host(host)
+        };
         let mut req = agent.get(&url);
         if let Some(c) = creds {
             req = req.header("Authorization", basic(c).expose());
@@ -381,24 +401,17 @@ impl Client {
             .map_err(|e| fail(repo, format!("token request to {realm} failed: {e}")))?;
         let status = resp.status().as_u16();
         if status != 200 {
+            let hint = if creds.is_some() {
+                "; check the credentials"
+            } else {
+                ""
+            };
             return Err(fail(
                 repo,
-                format!(
-                    "the token service {realm} refused ({status}){}",
-                    if creds.is_some() {
-                        "; check the credentials"
-                    } else {
-                        ""
-                    }
-                ),
+                format!("the token service {realm} refused ({status}){hint}"),
             ));
         }
-        let mut text = String::new();
-        resp.body_mut()
-            .as_reader()
-            .take(1 << 20)
-            .read_to_string(&mut text)
-            .map_err(|e| fail(repo, format!("reading the token: {e}")))?;
+        let text = read_body(repo, &mut resp, 1 << 20, "the token")?;
         let body: Value = serde_json::from_str(&text).map_err(|_| {
             fail(
                 repo,
@@ -414,12 +427,28 @@ impl Client {
             .get("expires_in")
             .and_then(Value::as_u64)
             .unwrap_or(DEFAULT_TOKEN_LIFE);
-        let until = Instant::now() + Duration::from_secs(life.saturating_sub(5).max(1));
-        lock(&self.tokens).insert(
-            (repo.host.clone(), scope.to_string()),
-            (Secret::new(token), until),
-        );
-        Ok(())
+        let margin = if life > 10 { 5 } else { 0 };
+        Ok((
+            Secret::new(token),
+            Instant::now() + Duration::from_secs(life - margin),
+        ))
+    }
+
+    /// The challenges learnt so far, by host, to keep for the next process.
+    pub fn challenges(&self) -> Vec<(String, Challenge)> {
+        lock(&self.challenges)
+            .iter()
+            .map(|(h, c)| (h.clone(), c.clone()))
+            .collect()
+    }
+
+    /// Challenges an earlier process learnt, so that no request of this one
+    /// has to be refused first.
+    pub fn remember_challenges(&self, known: impl IntoIterator<Item = (String, Challenge)>) {
+        let mut challenges = lock(&self.challenges);
+        for (host, challenge) in known {
+            challenges.entry(host).or_insert(challenge);
+        }
     }
 
     /// One request, over HTTPS, or for insecure registries over unverified
@@ -433,10 +462,11 @@ impl Client {
         authorization: Option<&Secret>,
     ) -> Result<http::Response<ureq::Body>, Error> {
         let known = lock(&self.schemes).get(&repo.host).copied();
-        let schemes: &[&'static str] = match (known, repo.insecure) {
-            (Some("http"), _) => &["http"],
-            (Some(_), _) | (None, false) => &["https"],
-            (None, true) => &["https", "http"],
+        let schemes: &[&'static str] = match (repo.insecure, known) {
+            (false, _) => &["https"],
+            (true, Some("http")) => &["http"],
+            (true, Some(_)) => &["https"],
+            (true, None) => &["https", "http"],
         };
         let mut last_error = None;
         for (i, scheme) in schemes.iter().enumerate() {
@@ -488,64 +518,118 @@ impl Client {
                     last_error = Some(e);
                 }
                 Err(e) => {
-                    return Err(fail(
-                        repo,
-                        format!(
-                            "{} {url}: {e}",
-                            if method == Method::Head {
-                                "HEAD"
-                            } else {
-                                "GET"
-                            }
-                        ),
-                    ));
+                    let verb = if method == Method::Head {
+                        "HEAD"
+                    } else {
+                        "GET"
+                    };
+                    return Err(fail(repo, format!("{verb} {url}: {e}")));
                 }
             }
         }
-        Err(fail(
-            repo,
-            format!(
-                "no answer: {}",
-                last_error.map(|e| e.to_string()).unwrap_or_default()
-            ),
-        ))
+        let detail = last_error.map(|e| e.to_string()).unwrap_or_default();
+        Err(fail(repo, format!("no answer: {detail}")))
     }
 
-    /// The verified agent for `host`: with its extra CAs from `certs.d`, if any.
+    /// The verified agent for `host`: with its extra CAs from `certs.d`, if
+    /// any. The agent is built outside the cache's lock.
     fn agent_for_host(&self, host: &str) -> ureq::Agent {
-        let mut cache = lock(&self.with_extra_cas);
-        if let Some(a) = cache.get(host) {
+        if let Some(a) = lock(&self.with_extra_cas).get(host) {
             return a.clone();
         }
-        let extra = extra_cas(&self.certs_dir.join(host));
+        let dir = self.certs_dir.join(host);
+        let extra = extra_cas(&dir);
         let agent = if extra.is_empty() {
             self.verified.clone()
         } else {
             log::debug!(
                 "{host}: trusting {} extra CA certificates from {}",
                 extra.len(),
-                self.certs_dir.join(host).display()
+                dir.display()
             );
             let mut all: Vec<Certificate<'static>> = self.roots.as_ref().clone();
             all.extend(extra);
             agent(tls(&Arc::new(all), false))
         };
-        cache.insert(host.to_string(), agent.clone());
-        agent
+        lock(&self.with_extra_cas)
+            .entry(host.to_string())
+            .or_insert(agent)
+            .clone()
     }
+}
 
-    fn agent_for_url(&self, url: &str) -> ureq::Agent {
-        let host = url
-            .split("://")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .unwrap_or_default();
-        if url.starts_with("http://") {
-            self.verified.clone()
+/// What a token is cached under: host, scope and owner (see [`who`]).
+type TokenKey = (String, String, String);
+
+/// How a registry wants to be authenticated, learnt from its 401.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "scheme", rename_all = "camelCase")]
+pub enum Challenge {
+    /// `WWW-Authenticate: Basic`.
+    Basic,
+    /// `WWW-Authenticate: Bearer realm=...,service=...`.
+    Bearer {
+        /// Where tokens come from.
+        realm: String,
+        /// The service to name in token requests.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+    },
+}
+
+impl Challenge {
+    /// Parses a `WWW-Authenticate` header.
+    fn parse(header: &str) -> Option<Challenge> {
+        let (scheme, params) = parse_challenge(header)?;
+        if scheme.eq_ignore_ascii_case("basic") {
+            Some(Challenge::Basic)
+        } else if scheme.eq_ignore_ascii_case("bearer") {
+            Some(Challenge::Bearer {
+                realm: params.get("realm")?.clone(),
+                service: params.get("service").cloned(),
+            })
         } else {
-            self.agent_for_host(host)
+            None
         }
     }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Challenge::Basic => "Basic",
+            Challenge::Bearer { .. } => "Bearer",
+        }
+    }
+}
+
+/// Who a token belongs to: anonymous, or a user and a fingerprint of their
+/// password (so that registries configured with different credentials never
+/// share a token).
+fn who(creds: Option<&Credentials>) -> String {
+    use std::hash::{Hash, Hasher};
+    match creds {
+        None => "anonymous".into(),
+        Some(c) => {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            c.password.expose().hash(&mut h);
+            format!("{}#{:016x}", c.user, h.finish())
+        }
+    }
+}
+
+/// Reads a response body of at most `limit` bytes as text.
+fn read_body(
+    repo: &Repository,
+    resp: &mut http::Response<ureq::Body>,
+    limit: u64,
+    what: &str,
+) -> Result<String, Error> {
+    let mut text = String::new();
+    resp.body_mut()
+        .as_reader()
+        .take(limit)
+        .read_to_string(&mut text)
+        .map_err(|e| fail(repo, format!("reading {what}: {e}")))?;
+    Ok(text)
 }
 
 fn agent(tls: TlsConfig) -> ureq::Agent {
@@ -655,8 +739,17 @@ fn parse_challenge(header: &str) -> Option<(String, HashMap<String, String>)> {
 }
 
 /// The digest of the entry of an index that matches `platform`: same OS and
-/// architecture, the same variant when both name one.
+/// architecture, and the same variant, which defaults as docker's does
+/// (`v7` for `arm`, `v8` for `arm64`) when the platform names none.
 fn pick_platform(entries: &[Value], platform: &Platform) -> Option<String> {
+    let variant = platform
+        .variant
+        .as_deref()
+        .or(match platform.architecture.as_str() {
+            "arm" => Some("v7"),
+            "arm64" => Some("v8"),
+            _ => None,
+        });
     let matches = |e: &&Value| {
         let p = &e["platform"];
         p["os"].as_str() == Some(platform.os.as_str())
@@ -665,7 +758,7 @@ fn pick_platform(entries: &[Value], platform: &Platform) -> Option<String> {
     let candidates: Vec<&Value> = entries.iter().filter(matches).collect();
     let exact = candidates
         .iter()
-        .find(|e| e["platform"]["variant"].as_str() == platform.variant.as_deref());
+        .find(|e| e["platform"]["variant"].as_str() == variant);
     exact
         .or(candidates.first())
         .and_then(|e| e["digest"].as_str())
@@ -730,6 +823,11 @@ mod tests {
             h == "reg.lan:5000"
         });
         assert!(marked.insecure);
+        let hub = Repository::target("docker.io/mirror/x", false);
+        assert_eq!(
+            (hub.host.as_str(), hub.path.as_str()),
+            ("registry-1.docker.io", "mirror/x")
+        );
         let t = Repository::target("127.0.0.1:5001/mirror/x/y", false);
         assert_eq!(
             (t.host.as_str(), t.path.as_str(), t.insecure),
@@ -791,7 +889,11 @@ mod tests {
         let pick = |p: &str| pick_platform(&index, &Platform::parse(p).unwrap());
         assert_eq!(pick("linux/amd64").as_deref(), Some("sha256:amd"));
         assert_eq!(pick("linux/arm/v6").as_deref(), Some("sha256:arm6"));
-        assert_eq!(pick("linux/arm").as_deref(), Some("sha256:arm7"));
+        assert_eq!(
+            pick("linux/arm").as_deref(),
+            Some("sha256:arm7"),
+            "arm means arm/v7"
+        );
         assert_eq!(pick("linux/s390x"), None);
         assert_eq!(Platform::parse("linux"), None);
     }
@@ -803,5 +905,65 @@ mod tests {
             "repository%3Alibrary%2Falpine%3Apull"
         );
         assert_eq!(encode("registry.docker.io"), "registry.docker.io");
+    }
+
+    /// A self-signed CA certificate (public data, made for this test).
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBlDCCATugAwIBAgIUO/W9IV6VkcAMApiKPYYTKzsgAwowCgYIKoZIzj0EAwIw\nHzEdMBsGA1UEAwwUcGljdHVyZS1ib29rIHRlc3QgQ0EwIBcNMjYxMTI2MTg0ODI0\nWhgPMjEyNjExMDIxODQ4MjRaMB8xHTAbBgNVBAMMFHBpY3R1cmUtYm9vayB0ZXN0\nIENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEsDcbt67s/QitWUqGQrJPgP4K\nhAWI+k+ar5b17RSJM+mCKt4ZH7M8IQZXQxtiZ3eofgVntmrIncnWhw/7oxZA+qNT\nMFEwHQYDVR0OBBYEFCpmswhSMzQiLUIV4YyiLqwpcV+9MB8GA1UdIwQYMBaAFCpm\nswhSMzQiLUIV4YyiLqwpcV+9MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwID\nRwAwRAIgd/1uORd4B57BFyZ0Mb2c4UuLsk+FhNLJrMVD0Mm42jECIFQIQnxno0Rm\nfTj6iZwcNZn9fTuTCLoNwynTMd7k7CpL\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn certs_d_gives_its_crt_files_as_extra_cas() {
+        let dir = std::env::temp_dir().join(format!("pb-certs-{}", std::process::id()));
+        let host = dir.join("reg.example.com:5000");
+        fs::create_dir_all(&host).unwrap();
+        fs::write(host.join("ca.crt"), TEST_CA).unwrap();
+        fs::write(host.join("client.cert"), TEST_CA).unwrap();
+        fs::write(host.join("notes.txt"), "not a certificate").unwrap();
+        assert_eq!(
+            extra_cas(&host).len(),
+            1,
+            "only *.crt files are CAs, as for docker"
+        );
+        assert!(extra_cas(&dir.join("other.example.com")).is_empty());
+        let client = Client::new(&dir);
+        client.agent_for_host("reg.example.com:5000");
+        client.agent_for_host("other.example.com");
+        assert_eq!(
+            lock(&client.with_extra_cas).len(),
+            2,
+            "agents are built once per host"
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_system_ca_bundle_is_read() {
+        if CA_BUNDLES.iter().any(|p| Path::new(p).exists()) {
+            assert!(!system_roots().is_empty());
+        }
+    }
+
+    #[test]
+    fn challenges_are_remembered_as_json() {
+        let bearer =
+            Challenge::parse(r#"Bearer realm="https://auth.example.com/token",service="reg""#)
+                .unwrap();
+        assert_eq!(
+            serde_json::to_string(&bearer).unwrap(),
+            r#"{"scheme":"bearer","realm":"https://auth.example.com/token","service":"reg"}"#
+        );
+        assert_eq!(Challenge::parse("Basic realm=x"), Some(Challenge::Basic));
+        assert_eq!(Challenge::parse("Negotiate"), None);
+    }
+
+    #[test]
+    fn tokens_belong_to_their_credentials() {
+        let c = |u: &str, p: &str| Credentials {
+            user: u.into(),
+            password: Secret::new(p),
+        };
+        assert_eq!(who(None), "anonymous");
+        assert_ne!(who(Some(&c("u", "a"))), who(Some(&c("u", "b"))));
+        assert_eq!(who(Some(&c("u", "a"))), who(Some(&c("u", "a"))));
+        assert!(!who(Some(&c("u", "hunter2"))).contains("hunter2"));
     }
 }

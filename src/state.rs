@@ -10,10 +10,12 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::registry::Challenge;
 
 /// The state directory of a root process.
 pub const ROOT_STATE_DIR: &str = "/var/lib/picture-book";
@@ -44,6 +46,23 @@ pub fn default_dir() -> PathBuf {
     base.join("picture-book")
 }
 
+/// Removes temporary files that a writer of `name` left when it died.
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.json.");
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let pid = file
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".tmp"));
+        if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 #[allow(unsafe_code)]
 fn is_root() -> bool {
     // SAFETY: geteuid(2) takes no arguments, cannot fail and touches no memory.
@@ -69,14 +88,21 @@ struct Document {
     version: u32,
     registry: String,
     images: BTreeMap<String, Record>,
+    /// How each registry host asked to be authenticated.
+    #[serde(default)]
+    challenges: BTreeMap<String, Challenge>,
 }
+
+/// How often state is written while a run goes on (it is always written at
+/// the end).
+const SAVE_EVERY: Duration = Duration::from_secs(5);
 
 /// The state of one target registry, shared by a run's threads.
 pub struct StateFile {
     path: PathBuf,
     inner: Mutex<Inner>,
-    /// Serializes writers; holds the generation last written.
-    written: Mutex<u64>,
+    /// Serializes writers; holds the generation last written and when.
+    written: Mutex<(u64, Option<Instant>)>,
 }
 
 struct Inner {
@@ -131,11 +157,13 @@ impl StateFile {
             version: FORMAT,
             registry: hostname.to_string(),
             images: doc.images,
+            challenges: doc.challenges,
         };
+        remove_stale_temporaries(dir, &name);
         StateFile {
             path,
             inner: Mutex::new(Inner { doc, generation: 0 }),
-            written: Mutex::new(0),
+            written: Mutex::new((0, None)),
         }
     }
 
@@ -158,20 +186,54 @@ impl StateFile {
         }
     }
 
+    /// The authentication challenges remembered, by host.
+    pub fn challenges(&self) -> Vec<(String, Challenge)> {
+        self.lock()
+            .doc
+            .challenges
+            .iter()
+            .map(|(h, c)| (h.clone(), c.clone()))
+            .collect()
+    }
+
+    /// Remembers authentication challenges.
+    pub fn set_challenges(&self, challenges: Vec<(String, Challenge)>) {
+        let mut inner = self.lock();
+        for (host, challenge) in challenges {
+            if inner.doc.challenges.get(&host) != Some(&challenge) {
+                inner.doc.challenges.insert(host, challenge);
+                inner.generation += 1;
+            }
+        }
+    }
+
     /// Writes the state if it changed since it was last written: to a
     /// temporary file, fsynced, renamed over the old one.
     pub fn save(&self) -> Result<(), Error> {
+        self.write_if(|_| true)
+    }
+
+    /// As [`StateFile::save`], but at most every few seconds, for use while
+    /// a run goes on.
+    pub fn save_now_and_then(&self) -> Result<(), Error> {
+        self.write_if(|last| last.is_none_or(|t| t.elapsed() >= SAVE_EVERY))
+    }
+
+    fn write_if(&self, due: impl Fn(Option<Instant>) -> bool) -> Result<(), Error> {
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if !due(written.1) {
+            return Ok(());
+        }
         let (generation, text) = {
             let inner = self.lock();
-            if inner.generation == *written {
+            if inner.generation == written.0 {
                 return Ok(());
             }
             let text = serde_json::to_string_pretty(&inner.doc).map_err(|e| self.fail(e.into()))?;
             (inner.generation, text)
         };
         self.write_atomically(text.as_bytes())?;
-        *written = generation;
+        *written = (generation, Some(Instant::now()));
         Ok(())
     }
 
@@ -306,5 +368,46 @@ mod tests {
             err.contains("/proc/picture-book-test/r.example.com.json"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn challenges_are_kept_and_leftovers_of_dead_writers_removed() {
+        let d = dir("challenges");
+        fs::create_dir_all(&d).unwrap();
+        let leftover = d.join(".r.example.com.json.3999999999.tmp");
+        fs::write(&leftover, "{").unwrap();
+        let s = StateFile::load(&d, "r.example.com");
+        assert!(
+            !leftover.exists(),
+            "a dead writer's temporary file is removed"
+        );
+        s.set_challenges(vec![("reg.io".into(), Challenge::Basic)]);
+        s.save().unwrap();
+        assert_eq!(
+            StateFile::load(&d, "r.example.com").challenges(),
+            [("reg.io".to_string(), Challenge::Basic)]
+        );
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn saving_now_and_then_waits_between_writes() {
+        let d = dir("throttle");
+        let s = StateFile::load(&d, "r.example.com");
+        s.set("a", record(1));
+        s.save_now_and_then().unwrap();
+        s.set("b", record(2));
+        s.save_now_and_then().unwrap();
+        assert_eq!(
+            StateFile::load(&d, "r.example.com").get("b"),
+            None,
+            "the second write waits"
+        );
+        s.save().unwrap();
+        assert_eq!(
+            StateFile::load(&d, "r.example.com").get("b"),
+            Some(record(2))
+        );
+        fs::remove_dir_all(d).unwrap();
     }
 }

@@ -192,7 +192,7 @@ fn force_mirrors_what_is_up_to_date() {
 }
 
 #[test]
-fn dry_run_says_what_is_up_to_date_and_why() {
+fn dry_run_says_what_is_up_to_date_and_why_and_writes_nothing() {
     let (src, dst) = (Registry::start(), Registry::start());
     src.push_image("d", "1", 1);
     src.push_image("e", "1", 1);
@@ -201,7 +201,10 @@ fn dry_run_says_what_is_up_to_date_and_why() {
         "sync.sh",
         &[format!("{}/d:1", src.host), format!("{}/e:1", src.host)],
     );
+    let state = ws.dir.join("state");
+    fs::remove_dir_all(&state).unwrap();
     let out = ws.run().args(["load", "--all", "--dry-run"]).run();
+    assert!(!state.exists(), "a dry run wrote state");
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         out.stdout.contains(": 1 to mirror, 1 up to date (dry run)"),
@@ -210,7 +213,7 @@ fn dry_run_says_what_is_up_to_date_and_why() {
     );
     assert!(
         out.stdout.contains(&format!(
-            "  up to date: {}/d:1 -> {}/mirror/d:1 (unchanged since it was mirrored)",
+            "  up to date: {}/d:1 -> {}/mirror/d:1 (the target holds the same image (sha256:",
             src.host, dst.host
         )),
         "{}",
@@ -269,6 +272,24 @@ fn parallel_transfers_mirror_everything_with_whole_lines() {
         assert_eq!(owners, 1, "two images' output in one line: {line}");
         docker_lines += 1;
     }
+    // Images overlapped: before the first push completed, several images
+    // had already written output.
+    let first_push = out
+        .stderr
+        .lines()
+        .position(|l| l.contains("digest: sha256:"))
+        .unwrap();
+    let busy: std::collections::HashSet<&String> = out
+        .stderr
+        .lines()
+        .take(first_push)
+        .flat_map(|l| prefixes.iter().filter(move |p| l.starts_with(p.as_str())))
+        .collect();
+    assert!(
+        busy.len() >= 2,
+        "no two images in flight at once:\n{}",
+        out.stderr
+    );
     assert!(docker_lines >= 8 * 2, "{}", out.stderr);
 }
 
@@ -277,60 +298,57 @@ fn bearer_token_flow_with_a_cached_token_per_repository() {
     let (upstream, dst) = (Registry::start(), Registry::start());
     upstream.push_image("team/app", "1", 1);
     upstream.push_image("team/app", "2", 1);
-    let front = TokenFront::start(&upstream, "reader", "reader-pass-31");
+    upstream.push_image("team/web", "1", 1);
+    let front = TokenFront::start(&upstream, "reader", "reader-pass-31", 300);
     let auth = format!(
         r#"{{"auths":{{"{}":{{"username":"reader","password":"reader-pass-31"}}}}}}"#,
         front.host
     );
     let ws = Workspace::new();
-    ws.list_script(
-        "sync.sh",
-        &[
-            format!("{}/team/app:1", front.host),
-            format!("{}/team/app:2", front.host),
-        ],
-    );
+    let images = ["team/app:1", "team/app:2", "team/web:1"];
+    ws.list_script("sync.sh", &images.map(|i| format!("{}/{i}", front.host)));
     ws.config(&single(
         &dst,
         &format!("    pullAuthConfig: '{auth}'\n    parallel: 1\n"),
     ));
     let out = ws.run().args(["load", "--all", "--json"]).run();
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(json(&out)["registries"][0]["mirrored"], 2);
-    let ours = front.ours();
-    assert_eq!(
-        ours.len(),
-        1,
-        "one token for both tags of one repository: {ours:?}"
-    );
-    assert!(
-        ours[0].accepted && ours[0].scope.contains("team%2Fapp"),
-        "{ours:?}"
-    );
+    assert_eq!(json(&out)["registries"][0]["mirrored"], 3);
+    let tokens = front.our_token_requests();
+    assert_eq!(tokens.len(), 2, "one token per repository: {tokens:#?}");
+    assert!(tokens.iter().all(|t| t.status == 200), "{tokens:#?}");
 
+    // A new process remembers the challenge: one HEAD per image, no 401.
+    let before = front.seen().len();
     let again = ws.run().args(["load", "--all", "--json"]).run();
     assert_eq!(
         json(&again)["registries"][0]["upToDate"],
-        2,
+        3,
         "{}",
         again.stdout
     );
+    let ours: Vec<_> = front.seen()[before..]
+        .iter()
+        .filter(|s| s.ours())
+        .cloned()
+        .collect();
+    let heads = ours.iter().filter(|s| s.method == "HEAD").count();
+    let refused = ours.iter().filter(|s| s.status == 401).count();
+    let gets = ours
+        .iter()
+        .filter(|s| s.method == "GET" && !s.url.starts_with("/token"))
+        .count();
+    assert_eq!((heads, refused, gets), (3, 0, 0), "{ours:#?}");
 
-    ws.config(&single(
-        &dst,
-        &format!(
-            "    pullAuthConfig: '{}'\n",
-            auth.replace("reader-pass-31", "wrong")
-        ),
-    ));
+    let wrong = auth.replace("reader-pass-31", "wrong");
+    ws.config(&single(&dst, &format!("    pullAuthConfig: '{wrong}'\n")));
     let denied = ws
         .run()
         .args(["load", "--all", "--dry-run", "--json"])
         .run();
     let got = outcomes(&json(&denied));
     assert!(
-        got[0].1.contains("the token service http://")
-            && got[0].1.contains("refused (401); check the credentials"),
+        got[0].1.contains("refused (401); check the credentials"),
         "{got:?}"
     );
     assert!(
@@ -338,4 +356,30 @@ fn bearer_token_flow_with_a_cached_token_per_repository() {
         "{}",
         denied.all()
     );
+}
+
+#[test]
+fn basic_registries_cost_one_head_per_image_on_a_no_op_run() {
+    let src = Registry::with_auth("puller", "pull-pass-6c");
+    let dst = Registry::with_auth("pusher", "push-pass-9e");
+    src.push_image("b", "1", 1);
+    src.push_image("c", "1", 1);
+    let extra = format!(
+        "    pullAuthConfig: '{}'\n    pushAuthConfig: '{}'\n",
+        src.auth_json("puller", "pull-pass-6c"),
+        dst.auth_json("pusher", "push-pass-9e")
+    );
+    let ws = mirrored_once(&src, &dst, &[("b", "1"), ("c", "1")], &extra);
+    let (src_before, dst_before) = (src.requests().len(), dst.requests().len());
+    let out = ws.run().args(["load", "--all", "--json"]).run();
+    assert_eq!(json(&out)["registries"][0]["upToDate"], 2, "{}", out.stdout);
+    let after = (src.requests(), dst.requests());
+    for (name, seen) in [
+        ("source", &after.0[src_before..]),
+        ("target", &after.1[dst_before..]),
+    ] {
+        let heads = seen.iter().filter(|(m, _, _)| m == "HEAD").count();
+        assert_eq!((heads, seen.len()), (2, 2), "{name}: {seen:#?}");
+    }
+    assert!(!out.all().contains("pass-6c") && !out.all().contains("pass-9e"));
 }

@@ -578,3 +578,36 @@ fn a_registry_removed_and_added_back_during_a_run_never_overlaps_itself() {
     assert_eq!(marks, "start\nend\nstart\nend\n", "runs overlapped");
     assert_eq!(d.stop().code, 0);
 }
+
+#[test]
+fn expired_tokens_are_refreshed_between_runs() {
+    let (upstream, dst) = (Registry::start(), Registry::start());
+    upstream.push_image("app", "1", 1);
+    let front = crate::token::TokenFront::start(&upstream, "reader", "reader-pass-4f", 1);
+    let ws = Workspace::new();
+    ws.list_script("sync.sh", &[format!("{}/app:1", front.host)]);
+    let auth = format!(
+        r#"{{"auths":{{"{}":{{"username":"reader","password":"reader-pass-4f"}}}}}}"#,
+        front.host
+    );
+    let extra = format!("    pullAuthConfig: '{auth}'\n");
+    let d = Daemon::start(&ws, &registry_entry(&dst, "*/2 * * * * *", &extra), None);
+    assert!(
+        eventually(Duration::from_secs(40), || d.syncs(&dst.host) >= 3),
+        "fewer than 3 runs"
+    );
+    let status = d.status(&dst.host);
+    assert_eq!(status["lastRun"]["upToDate"], 1, "{status}");
+    let ours: Vec<_> = front.seen().into_iter().filter(|s| s.ours()).collect();
+    let tokens = ours.iter().filter(|s| s.url.starts_with("/token")).count();
+    let refused = ours.iter().filter(|s| s.status == 401).count();
+    assert!(
+        tokens >= 3,
+        "a token that lives 1 s was reused across runs: {ours:#?}"
+    );
+    assert_eq!(
+        refused, 1,
+        "only the first request learns the challenge: {ours:#?}"
+    );
+    assert_eq!(d.stop().code, 0);
+}

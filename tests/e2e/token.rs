@@ -1,43 +1,52 @@
 //! A read-only front for a real registry that answers as Docker Hub, GHCR or
 //! Harbor do: every `/v2/` request without a valid bearer token gets a 401
 //! with a `Bearer realm=...,service=...,scope=...` challenge, and `/token`
-//! hands out tokens for Basic credentials. Valid requests are passed to the
-//! registry behind it. The distribution registry's own token mode needs
-//! signed JWTs, so this front stands in for the token service.
+//! hands out tokens for Basic credentials, each good for one repository
+//! scope and a limited time. Valid requests are passed to the registry
+//! behind it. The distribution registry's own token mode needs signed JWTs,
+//! so this front stands in for the token service.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use tiny_http::{Header, Method, Response, Server};
 
 use crate::harness::Registry;
 
-/// A token request seen by the front: its user agent and whether its
-/// credentials were right.
+/// A request the front answered.
 #[derive(Debug, Clone)]
-pub struct TokenRequest {
+pub struct Seen {
+    /// `GET`, `HEAD`.
+    pub method: String,
+    /// The URL path and query.
+    pub url: String,
     /// `User-Agent`.
     pub agent: String,
-    /// The `scope` asked for.
-    pub scope: String,
-    /// Whether the Basic credentials were the right ones.
-    pub accepted: bool,
+    /// The status answered.
+    pub status: u16,
+}
+
+impl Seen {
+    /// Whether picture-book sent it (rather than docker).
+    pub fn ours(&self) -> bool {
+        self.agent.starts_with("picture-book/")
+    }
 }
 
 /// The running front.
 pub struct TokenFront {
     /// `127.0.0.1:PORT`.
     pub host: String,
-    /// Every token request, in order.
-    pub token_requests: Arc<Mutex<Vec<TokenRequest>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl TokenFront {
-    /// Starts a front for `upstream` that gives tokens to `user`/`pass`.
-    pub fn start(upstream: &Registry, user: &str, pass: &str) -> TokenFront {
+    /// Starts a front for `upstream` that gives `user`/`pass` tokens valid for
+    /// `life` seconds.
+    pub fn start(upstream: &Registry, user: &str, pass: &str, life: u64) -> TokenFront {
         let server = Server::http("127.0.0.1:0").unwrap();
         let host = format!("127.0.0.1:{}", server.server_addr().to_ip().unwrap().port());
         let expected = format!(
@@ -45,11 +54,11 @@ impl TokenFront {
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
         );
         let upstream = upstream.host.clone();
-        let token_requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&token_requests);
-        let issued = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
         let front = host.clone();
         thread::spawn(move || {
+            let mut tokens: HashMap<String, (String, Instant)> = HashMap::new();
             for request in server.incoming_requests() {
                 let header = |name: &str| {
                     request
@@ -60,82 +69,97 @@ impl TokenFront {
                         .unwrap_or_default()
                 };
                 let url = request.url().to_string();
-                if url.starts_with("/token") {
-                    let accepted = header("Authorization") == expected;
-                    let scope = url
-                        .split("scope=")
-                        .nth(1)
-                        .unwrap_or_default()
-                        .split('&')
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
-                    seen.lock().unwrap().push(TokenRequest {
-                        agent: header("User-Agent"),
-                        scope,
-                        accepted,
-                    });
-                    let response = if accepted {
-                        let n = issued.fetch_add(1, Ordering::Relaxed) + 1;
-                        Response::from_string(format!(r#"{{"token":"tok-{n}","expires_in":300}}"#))
-                            .with_status_code(200)
-                    } else {
-                        Response::from_string(r#"{"details":"incorrect username or password"}"#)
-                            .with_status_code(401)
-                    };
-                    let _ = request.respond(response);
-                    continue;
-                }
-                let token_ok = header("Authorization")
-                    .strip_prefix("Bearer tok-")
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .is_some_and(|n| n >= 1 && n <= issued.load(Ordering::Relaxed));
-                if !token_ok {
-                    let repo = url
-                        .trim_start_matches("/v2/")
-                        .split("/manifests/")
-                        .next()
-                        .unwrap_or_default()
-                        .split("/blobs/")
-                        .next()
-                        .unwrap_or_default();
-                    let challenge = if url == "/v2/" {
-                        format!(r#"Bearer realm="http://{front}/token",service="test-registry""#)
-                    } else {
-                        format!(
-                            r#"Bearer realm="http://{front}/token",service="test-registry",scope="repository:{repo}:pull""#
-                        )
-                    };
-                    let response = Response::from_string(r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#)
-                        .with_status_code(401)
-                        .with_header(Header::from_bytes("WWW-Authenticate", challenge).unwrap())
-                        .with_header(
-                            Header::from_bytes("Docker-Distribution-Api-Version", "registry/2.0")
-                                .unwrap(),
+                let method = request.method().clone();
+                let agent = header("User-Agent");
+                let response = if url.starts_with("/token") {
+                    if header("Authorization") == expected {
+                        let scope = query(&url, "scope");
+                        let token = format!("tok-{}", tokens.len() + 1);
+                        tokens.insert(
+                            token.clone(),
+                            (scope, Instant::now() + Duration::from_secs(life)),
                         );
-                    let _ = request.respond(response);
-                    continue;
-                }
-                let response = forward(&upstream, request.method(), &url, &header("Accept"));
+                        json(
+                            200,
+                            &format!(r#"{{"token":"{token}","expires_in":{life}}}"#),
+                        )
+                    } else {
+                        json(401, r#"{"details":"incorrect username or password"}"#)
+                    }
+                } else {
+                    let scope = scope_of(&url);
+                    let bearer = header("Authorization");
+                    let valid = bearer
+                        .strip_prefix("Bearer ")
+                        .and_then(|t| tokens.get(t))
+                        .is_some_and(|(s, until)| {
+                            (url == "/v2/" || *s == scope) && Instant::now() < *until
+                        });
+                    if valid {
+                        forward(&upstream, &method, &url, &header("Accept"))
+                    } else {
+                        let challenge = format!(
+                            r#"Bearer realm="http://{front}/token",service="test-registry",scope="{scope}""#
+                        );
+                        json(401, r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#)
+                            .with_header(Header::from_bytes("WWW-Authenticate", challenge).unwrap())
+                    }
+                };
+                log.lock().unwrap().push(Seen {
+                    method: method.to_string(),
+                    url: url.clone(),
+                    agent,
+                    status: response.status_code().0,
+                });
                 let _ = request.respond(response);
             }
         });
-        TokenFront {
-            host,
-            token_requests,
-        }
+        TokenFront { host, seen }
     }
 
-    /// Token requests picture-book made.
-    pub fn ours(&self) -> Vec<TokenRequest> {
-        self.token_requests
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.agent.starts_with("picture-book/"))
-            .cloned()
+    /// Every request answered so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// picture-book's requests to `/token`.
+    pub fn our_token_requests(&self) -> Vec<Seen> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.ours() && s.url.starts_with("/token"))
             .collect()
     }
+}
+
+fn json(status: u16, body: &str) -> Response<std::io::Cursor<Vec<u8>>> {
+    Response::from_data(body.as_bytes().to_vec())
+        .with_status_code(status)
+        .with_header(Header::from_bytes("Content-Type", "application/json").unwrap())
+        .with_header(Header::from_bytes("Docker-Distribution-Api-Version", "registry/2.0").unwrap())
+}
+
+fn query(url: &str, name: &str) -> String {
+    let raw = url
+        .split_once('?')
+        .map(|(_, q)| q)
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|p| p.strip_prefix(&format!("{name}=")))
+        .unwrap_or_default();
+    raw.replace("%3A", ":")
+        .replace("%2F", "/")
+        .replace("%3a", ":")
+        .replace("%2f", "/")
+}
+
+/// `repository:<name>:pull` for a `/v2/<name>/manifests|blobs/...` URL.
+fn scope_of(url: &str) -> String {
+    let rest = url.trim_start_matches("/v2/");
+    let name = ["/manifests/", "/blobs/", "/tags/"]
+        .iter()
+        .find_map(|m| rest.split_once(m).map(|(n, _)| n))
+        .unwrap_or_default();
+    format!("repository:{name}:pull")
 }
 
 /// Passes a GET or HEAD on to the registry and returns its answer.
