@@ -136,10 +136,7 @@ impl Checker<'_> {
                 seen,
             ),
             (Ok(None), _) => (
-                Verdict::Mirror(format!(
-                    "no {} image at the source",
-                    platform_name(self.platform)
-                )),
+                Verdict::Mirror(format!("no {} image at the source", self.platform)),
                 seen,
             ),
             (_, Ok(None)) => (
@@ -219,11 +216,4 @@ fn record(source: &Reference, source_digest: &str, target_digest: &str) -> Recor
 /// `sha256:0123456789ab` for messages.
 fn short(digest: &str) -> &str {
     &digest[..digest.len().min(19)]
-}
-
-fn platform_name(p: &Platform) -> String {
-    match &p.variant {
-        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-        None => format!("{}/{}", p.os, p.architecture),
-    }
 }

@@ -105,11 +105,7 @@ fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
     let docker = Docker::new(cancel.clone());
     let ready = match docker.check_daemon() {
         Ok(info) => {
-            log::debug!(
-                "docker daemon {} ({})",
-                info.version,
-                platform_name(&info.platform)
-            );
+            log::debug!("docker daemon {} ({})", info.version, info.platform);
             Ok(info.platform)
         }
         Err(e) if options.dry_run => {
@@ -179,10 +175,6 @@ fn state_dir(cli: &Cli, config: &config::Config) -> PathBuf {
         .unwrap_or_else(state::default_dir)
 }
 
-fn platform_name(p: &Platform) -> String {
-    format!("{}/{}", p.os, p.architecture)
-}
-
 /// `sync`: the daemon. Validates the configuration, serves the API, runs
 /// every registry on its schedule, re-reads the configuration on SIGHUP and
 /// stops on SIGTERM or SIGINT.
@@ -195,11 +187,7 @@ fn sync(cli: &Cli) -> Result<ExitCode, Error> {
     let docker = Docker::new(cancel.clone());
     let platform = match docker.check_daemon() {
         Ok(info) => {
-            log::info!(
-                "docker daemon {} ({})",
-                info.version,
-                platform_name(&info.platform)
-            );
+            log::info!("docker daemon {} ({})", info.version, info.platform);
             info.platform
         }
         Err(e) => {

@@ -7,19 +7,8 @@
 
 use std::fs;
 
-use crate::harness::{Outcome, Registry, Workspace};
+use crate::harness::{Registry, Workspace, single};
 use crate::token::TokenFront;
-
-fn single(target: &Registry, extra: &str) -> String {
-    format!(
-        "registries:\n  - hostname: '{}'\n    repository: mirror\n    syncerScript: sync.sh\n{extra}",
-        target.host
-    )
-}
-
-fn json(out: &Outcome) -> serde_json::Value {
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.stdout))
-}
 
 /// (outcome, reason) of each image of the first registry, by line.
 fn outcomes(report: &serde_json::Value) -> Vec<(String, String)> {
@@ -66,7 +55,7 @@ fn a_second_run_of_an_unchanged_set_moves_nothing() {
     let (src_before, dst_before) = (src.requests().len(), dst.requests().len());
     let out = ws.run().args(["load", "--all", "--json"]).run();
     assert_eq!(out.code, 0, "{out:?}");
-    let report = json(&out);
+    let report = out.json();
     assert_eq!(report["registries"][0]["upToDate"], 3, "{report}");
     assert_eq!(report["registries"][0]["mirrored"], 0);
     let reasons: Vec<String> = outcomes(&report)
@@ -104,7 +93,7 @@ fn a_moved_source_tag_is_mirrored_again_and_only_it() {
     let new = src.push_image("moves", "1", 2);
     let out = ws.run().args(["load", "--all", "--json"]).run();
     assert_eq!(out.code, 0, "{out:?}");
-    let got = outcomes(&json(&out));
+    let got = outcomes(&out.json());
     assert_eq!(got[0].0, "mirrored");
     assert!(
         got[0].1.starts_with("the source changed (sha256:"),
@@ -130,7 +119,7 @@ fn a_deleted_target_is_restored() {
     assert_eq!(dst.config_digest("mirror/gone", "1"), None);
     let out = ws.run().args(["load", "--all", "--json"]).run();
     assert_eq!(out.code, 0, "{out:?}");
-    let got = outcomes(&json(&out));
+    let got = outcomes(&out.json());
     assert_eq!(
         got[0],
         ("mirrored".to_string(), "not at the target".to_string())
@@ -154,7 +143,7 @@ fn a_corrupt_or_lost_state_file_is_survived_by_comparing_images() {
     let out = ws.run().args(["load", "--all", "--json"]).run();
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("unreadable state"), "{}", out.stderr);
-    for (outcome, reason) in outcomes(&json(&out)) {
+    for (outcome, reason) in outcomes(&out.json()) {
         assert_eq!(outcome, "upToDate");
         assert!(
             reason.starts_with("the target holds the same image (sha256:"),
@@ -164,7 +153,7 @@ fn a_corrupt_or_lost_state_file_is_survived_by_comparing_images() {
     let rewritten: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(&state).unwrap()).expect("valid state again");
     assert_eq!(rewritten["images"].as_object().unwrap().len(), 2);
-    let again = json(&ws.run().args(["load", "--all", "--json"]).run());
+    let again = ws.run().args(["load", "--all", "--json"]).run().json();
     assert!(
         outcomes(&again)
             .iter()
@@ -182,7 +171,7 @@ fn force_mirrors_what_is_up_to_date() {
     let out = ws.run().args(["load", "--all", "--force", "--json"]).run();
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(
-        outcomes(&json(&out)),
+        outcomes(&out.json()),
         [("mirrored".to_string(), "--force".to_string())]
     );
     assert_eq!(
@@ -313,7 +302,7 @@ fn bearer_token_flow_with_a_cached_token_per_repository() {
     ));
     let out = ws.run().args(["load", "--all", "--json"]).run();
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(json(&out)["registries"][0]["mirrored"], 3);
+    assert_eq!(out.json()["registries"][0]["mirrored"], 3);
     let tokens = front.our_token_requests();
     assert_eq!(tokens.len(), 2, "one token per repository: {tokens:#?}");
     assert!(tokens.iter().all(|t| t.status == 200), "{tokens:#?}");
@@ -322,7 +311,7 @@ fn bearer_token_flow_with_a_cached_token_per_repository() {
     let before = front.seen().len();
     let again = ws.run().args(["load", "--all", "--json"]).run();
     assert_eq!(
-        json(&again)["registries"][0]["upToDate"],
+        again.json()["registries"][0]["upToDate"],
         3,
         "{}",
         again.stdout
@@ -346,7 +335,7 @@ fn bearer_token_flow_with_a_cached_token_per_repository() {
         .run()
         .args(["load", "--all", "--dry-run", "--json"])
         .run();
-    let got = outcomes(&json(&denied));
+    let got = outcomes(&denied.json());
     assert!(
         got[0].1.contains("refused (401); check the credentials"),
         "{got:?}"
@@ -372,7 +361,7 @@ fn basic_registries_cost_one_head_per_image_on_a_no_op_run() {
     let ws = mirrored_once(&src, &dst, &[("b", "1"), ("c", "1")], &extra);
     let (src_before, dst_before) = (src.requests().len(), dst.requests().len());
     let out = ws.run().args(["load", "--all", "--json"]).run();
-    assert_eq!(json(&out)["registries"][0]["upToDate"], 2, "{}", out.stdout);
+    assert_eq!(out.json()["registries"][0]["upToDate"], 2, "{}", out.stdout);
     let after = (src.requests(), dst.requests());
     for (name, seen) in [
         ("source", &after.0[src_before..]),

@@ -478,6 +478,21 @@ impl Outcome {
     pub fn all(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
+
+    /// stdout as JSON (of `--json`).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// A configuration with one registry, `target`, repository `mirror`, the
+/// script `sync.sh`, and `extra` keys (indented as registry keys).
+pub fn single(target: &Registry, extra: &str) -> String {
+    format!(
+        "registries:\n  - hostname: '{}'\n    repository: mirror\n    syncerScript: sync.sh\n{extra}",
+        target.host
+    )
 }
 
 /// A builder for one run of the real binary.

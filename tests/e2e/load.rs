@@ -8,18 +8,7 @@ use std::time::Duration;
 
 use base64::Engine;
 
-use crate::harness::{Registry, Workspace, docker_ok, eventually, processes_with};
-
-fn single(target: &Registry, extra: &str) -> String {
-    format!(
-        "registries:\n  - hostname: '{}'\n    repository: mirror\n    syncerScript: sync.sh\n{extra}",
-        target.host
-    )
-}
-
-fn json(out: &crate::harness::Outcome) -> serde_json::Value {
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.stdout))
-}
+use crate::harness::{Registry, Workspace, docker_ok, eventually, processes_with, single};
 
 #[test]
 fn mirrors_several_multilayer_images_under_a_prefix() {
@@ -163,7 +152,7 @@ fn wrong_credentials_fail_each_image_with_a_clear_error() {
     ));
     let out = ws.run().args(["load", "--all", "--json"]).run();
     assert_eq!(out.code, 1, "{out:?}");
-    let report = json(&out);
+    let report = out.json();
     let images = report["registries"][0]["images"].as_array().unwrap();
     assert_eq!(images.len(), 2);
     for image in images {
@@ -206,7 +195,7 @@ fn a_missing_image_fails_alone() {
     assert_eq!(dst.config_digest("mirror/one", "1"), Some(one));
     assert_eq!(dst.config_digest("mirror/three", "3"), Some(three));
     assert_eq!(dst.config_digest("mirror/two", "2"), None);
-    let report = json(&out);
+    let report = out.json();
     let r = &report["registries"][0];
     assert_eq!(
         (r["mirrored"].as_u64(), r["failed"].as_u64()),
@@ -314,7 +303,7 @@ fn garbage_lines_are_reported_and_the_rest_still_mirror() {
     let out = ws.run().args(["load", "--all", "--json"]).run();
     assert_eq!(out.code, 1, "{out:?}");
     assert_eq!(dst.config_digest("mirror/good", "1"), Some(good));
-    let report = json(&out);
+    let report = out.json();
     let images = report["registries"][0]["images"].as_array().unwrap();
     let lines: Vec<(u64, &str)> = images
         .iter()
@@ -371,11 +360,11 @@ fn dry_run_plans_and_touches_nothing() {
         !docker_ok(&["image", "inspect", &format!("{}/app:1", src.host)]),
         "dry run pulled"
     );
-    let planned = json(
-        &ws.run()
-            .args(["load", "--all", "--dry-run", "--json"])
-            .run(),
-    );
+    let planned = ws
+        .run()
+        .args(["load", "--all", "--dry-run", "--json"])
+        .run()
+        .json();
     assert_eq!(planned["dryRun"], true);
     assert_eq!(planned["registries"][0]["images"][0]["outcome"], "planned");
 }
@@ -476,7 +465,7 @@ fn one_image_in_several_spellings_is_mirrored_once() {
     ws.config(&single(&dst, ""));
     let out = ws.run().args(["load", "--all", "--json"]).run();
     assert_eq!(out.code, 0, "{out:?}");
-    let report = json(&out);
+    let report = out.json();
     assert_eq!(
         report["registries"][0]["images"].as_array().unwrap().len(),
         1,

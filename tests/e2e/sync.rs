@@ -280,18 +280,23 @@ fn run_now_conflicts_and_schedule_changes() {
     assert_eq!(d.stop().code, 0);
 }
 
+/// A syncer script that lists nothing, marks its start and end in a file
+/// and takes `seconds` in between; returns the file.
+fn marking_script(ws: &Workspace, seconds: u32) -> std::path::PathBuf {
+    let marks = ws.dir.join("marks");
+    let body = format!(
+        "echo start >> {m}\nsleep {seconds}\necho end >> {m}",
+        m = marks.display()
+    );
+    ws.script("sync.sh", &body);
+    marks
+}
+
 #[test]
 fn a_due_time_during_a_run_is_skipped_never_overlapped() {
     let dst = Registry::start();
     let ws = Workspace::new();
-    let marks = ws.dir.join("marks");
-    ws.script(
-        "sync.sh",
-        &format!(
-            "echo start >> {m}\nsleep 3\necho end >> {m}",
-            m = marks.display()
-        ),
-    );
+    let marks = marking_script(&ws, 3);
     let d = Daemon::start(&ws, &registry_entry(&dst, "* * * * * *", ""), None);
     assert!(eventually(Duration::from_secs(30), || d.syncs(&dst.host) >= 2));
     let status = d.status(&dst.host);
@@ -520,14 +525,7 @@ fn refuses_to_start_on_a_bad_config() {
 fn a_registry_removed_and_added_back_during_a_run_never_overlaps_itself() {
     let dst = Registry::start();
     let ws = Workspace::new();
-    let marks = ws.dir.join("marks");
-    ws.script(
-        "sync.sh",
-        &format!(
-            "echo start >> {m}\nsleep 4\necho end >> {m}",
-            m = marks.display()
-        ),
-    );
+    let marks = marking_script(&ws, 4);
     let entry = registry_entry(&dst, "0 0 0 1 1 *", "");
     let d = Daemon::start(&ws, &entry, None);
     let (code, body) = d.call("POST", &format!("/ops?sync={}&action=run", dst.host));
