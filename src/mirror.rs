@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 
 use chrono::Local;
@@ -104,6 +104,7 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> RegistryReport {
         started: AtomicUsize::new(0),
         stopped: Mutex::new(None),
         results: Mutex::new(Vec::new()),
+        repositories: Mutex::new(HashMap::new()),
     };
     let workers = registry.parallel.clamp(1, planned.len().max(1));
     thread::scope(|scope| {
@@ -216,6 +217,9 @@ struct Run<'a> {
     /// Why the run stopped early, and as what.
     stopped: Mutex<Option<(String, RunOutcome)>>,
     results: Mutex<Vec<ImageReport>>,
+    /// One lock per target repository: two tags of one repository share
+    /// layers, and registries can fail concurrent uploads of the same blob.
+    repositories: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl Run<'_> {
@@ -334,6 +338,13 @@ impl Run<'_> {
         target: &str,
     ) -> Result<Option<String>, Error> {
         let (docker, progress, registry) = (self.ctx.docker, self.ctx.progress, self.registry);
+        let repository = target.rsplit_once(':').map_or(target, |(name, _)| name);
+        let lock_for_repository = Arc::clone(
+            lock(&self.repositories)
+                .entry(repository.to_string())
+                .or_default(),
+        );
+        let _one_at_a_time = lock(&lock_for_repository);
         let source = reference.pull_name();
         let mut out = |line: &str| progress.output(item, line);
         progress.step(item, Step::Pulling);
