@@ -150,16 +150,39 @@ fn docker_cmd(host: &str) -> Command {
 
 /// Runs docker against the shared daemon and returns its stdout; panics on failure.
 pub fn docker(args: &[&str]) -> String {
-    let out = docker_cmd(&dockerd().host)
-        .args(args)
-        .output()
-        .expect("run docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    setup(
+        docker_cmd(&dockerd().host).args(args),
+        &format!("docker {args:?}"),
+    )
+}
+
+/// Runs a command that prepares a test (building or pushing a test image),
+/// trying again twice when it fails: a failure there is the environment's,
+/// not picture-book's. Panics with everything known when all tries fail.
+fn setup(cmd: &mut Command, what: &str) -> String {
+    let mut failures = Vec::new();
+    for attempt in 1..=3 {
+        let out = cmd.output().expect("run docker");
+        if out.status.success() {
+            if !failures.is_empty() {
+                eprintln!("{what} succeeded on try {attempt} after: {failures:#?}");
+            }
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        failures.push(format!(
+            "{}; stdout: {}; stderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        thread::sleep(Duration::from_millis(500));
+    }
+    let log = fs::read_to_string(root().join("d/dockerd.log")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+    panic!(
+        "{what} failed 3 times: {failures:#?}\ndockerd log (last lines, newest first):\n{}",
+        tail.join("\n")
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs docker against the shared daemon; true when it succeeded.
@@ -351,12 +374,7 @@ impl Registry {
             fs::write(cfg.join("config.json"), self.auth_json(u, p)).unwrap();
             push.arg("--config").arg(&cfg);
         }
-        let out = push.args(["push", &name]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "push {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        setup(push.args(["push", &name]), &format!("docker push {name}"));
         docker(&["rmi", &name]);
         id
     }
