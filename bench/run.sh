@@ -47,7 +47,7 @@ for _ in $(seq 1 100); do docker version >/dev/null 2>&1 && break; sleep 0.3; do
 
 # Registries: the source, and one target per tool (so that docker cannot
 # mount one tool's layers into another's repositories).
-start_registry() { # name -> prints host:port
+start_registry() { # NAME VAR: starts a registry, sets VAR to its host:port
     local dir=$WORK/$1 port
     port=$(free_port)
     mkdir -p "$dir"
@@ -66,12 +66,13 @@ EOF
     docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
-    echo "127.0.0.1:$port"
+    printf -v "$2" '%s' "127.0.0.1:$port"
 }
-SRC=$(start_registry src)
-T_PB=$(start_registry t-pb)
-T_NAIVE=$(start_registry t-naive)
-T_SKOPEO=$(start_registry t-skopeo)
+# Not in $(...): the registries' pids must reach PIDS for the cleanup.
+start_registry src SRC
+start_registry t-pb T_PB
+start_registry t-naive T_NAIVE
+start_registry t-skopeo T_SKOPEO
 
 # N images of two random 1 MiB layers, in the source only.
 echo "building $N images of two random 1 MiB layers..." >&2
