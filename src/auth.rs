@@ -14,13 +14,11 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
+use crate::reference;
 use crate::secret::Secret;
 
 /// The key under which the docker CLI looks up Docker Hub credentials.
 const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
-
-/// Names operators write for Docker Hub, all meaning [`DOCKER_HUB_KEY`].
-const DOCKER_HUB_ALIASES: &[&str] = &["docker.io", "index.docker.io", "registry-1.docker.io"];
 
 /// Base64 as Kubernetes and `docker login` write it; padding optional.
 const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
@@ -166,7 +164,7 @@ fn normalize_host(host: &str) -> String {
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    if DOCKER_HUB_ALIASES.contains(&bare.as_str()) {
+    if reference::is_docker_hub(&bare) {
         "docker.io".into()
     } else {
         bare

@@ -376,13 +376,7 @@ fn salvage(text: &str, first: &serde_yaml::Error) -> Option<(Salvaged, Vec<Strin
     };
     let root: Value = serde_yaml::from_str(text).ok()?;
     let root = root.as_mapping()?;
-    let unknown = |map: &serde_yaml::Mapping, known: &[&str]| -> Vec<String> {
-        map.keys()
-            .map(|k| k.as_str().map_or_else(|| format!("{k:?}"), String::from))
-            .filter(|k| !known.contains(&k.as_str()))
-            .collect()
-    };
-    for key in unknown(root, TOP_KEYS) {
+    for key in unknown_keys(root, TOP_KEYS) {
         report(format!(
             "unknown field `{key}`, expected one of {}",
             quoted(TOP_KEYS)
@@ -397,24 +391,9 @@ fn salvage(text: &str, first: &serde_yaml::Error) -> Option<(Salvaged, Vec<Strin
     match root.get("registries") {
         Some(Value::Sequence(entries)) => {
             for (i, entry) in entries.iter().enumerate() {
-                let bad_keys = entry
-                    .as_mapping()
-                    .map(|m| unknown(m, REGISTRY_KEYS))
-                    .unwrap_or_default();
-                for key in &bad_keys {
-                    report(format!(
-                        "registries[{i}]: unknown field `{key}`, expected one of {}",
-                        quoted(REGISTRY_KEYS)
-                    ));
-                }
-                match serde_yaml::from_value::<RawRegistry>(entry.clone()) {
-                    Ok(raw) => salvaged.entries.push((i, raw)),
-                    Err(_) if bad_keys.is_empty() => report(entry_error::<RawRegistry>(
-                        &format!("registries[{i}]"),
-                        entry,
-                        REGISTRY_KEYS,
-                    )),
-                    Err(_) => {}
+                let key = format!("registries[{i}]");
+                if let Some(raw) = section(&key, entry, REGISTRY_KEYS, &mut report) {
+                    salvaged.entries.push((i, raw));
                 }
             }
         }
@@ -434,25 +413,46 @@ fn salvage(text: &str, first: &serde_yaml::Error) -> Option<(Salvaged, Vec<Strin
         }
     }
     if let Some(api) = root.get("api") {
-        let bad_keys = api
-            .as_mapping()
-            .map(|m| unknown(m, API_KEYS))
-            .unwrap_or_default();
-        for key in &bad_keys {
-            report(format!(
-                "api: unknown field `{key}`, expected one of {}",
-                quoted(API_KEYS)
-            ));
-        }
-        match serde_yaml::from_value::<Option<RawApi>>(api.clone()) {
-            Ok(a) => salvaged.api = a,
-            Err(_) if bad_keys.is_empty() => {
-                report(entry_error::<Option<RawApi>>("api", api, API_KEYS))
-            }
-            Err(_) => {}
-        }
+        salvaged.api = section::<Option<RawApi>>("api", api, API_KEYS, &mut report).flatten();
     }
     Some((salvaged, problems))
+}
+
+/// The keys of `map` that are not among `known`.
+fn unknown_keys(map: &serde_yaml::Mapping, known: &[&str]) -> Vec<String> {
+    map.keys()
+        .map(|k| k.as_str().map_or_else(|| format!("{k:?}"), String::from))
+        .filter(|k| !known.contains(&k.as_str()))
+        .collect()
+}
+
+/// One section (a registry entry, `api`) of a file that failed the typed
+/// parse, read on its own: each unknown key is reported, else the field
+/// that does not deserialize; the section when it is fine.
+fn section<T: serde::de::DeserializeOwned>(
+    key: &str,
+    value: &serde_yaml::Value,
+    known: &[&str],
+    report: &mut dyn FnMut(String),
+) -> Option<T> {
+    let bad_keys = value
+        .as_mapping()
+        .map(|m| unknown_keys(m, known))
+        .unwrap_or_default();
+    for k in &bad_keys {
+        report(format!(
+            "{key}: unknown field `{k}`, expected one of {}",
+            quoted(known)
+        ));
+    }
+    match serde_yaml::from_value::<T>(value.clone()) {
+        Ok(t) => Some(t),
+        Err(_) if bad_keys.is_empty() => {
+            report(entry_error::<T>(key, value, known));
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// Why `entry` (at `key`) does not deserialize as `T`, with the failing

@@ -87,6 +87,21 @@ impl Reference {
         self.domain.as_deref()
     }
 
+    /// Whether the image is on Docker Hub: no domain, or one of its names.
+    pub fn on_docker_hub(&self) -> bool {
+        self.domain.as_deref().is_none_or(is_docker_hub)
+    }
+
+    /// The repository path as the registry knows it: on Docker Hub, a
+    /// one-component name is under `library/`.
+    pub fn full_path(&self) -> String {
+        if self.on_docker_hub() && !self.path.contains('/') {
+            format!("library/{}", self.path)
+        } else {
+            self.path.clone()
+        }
+    }
+
     /// The repository path after the registry domain, as written.
     pub fn path(&self) -> &str {
         &self.path
@@ -134,14 +149,10 @@ impl Reference {
     /// the same identity.
     pub fn identity(&self) -> String {
         let domain = match self.domain.as_deref() {
-            None | Some("index.docker.io" | "registry-1.docker.io") => "docker.io",
-            Some(d) => d,
+            Some(d) if !self.on_docker_hub() => d,
+            _ => "docker.io",
         };
-        let path = if domain == "docker.io" && !self.path.contains('/') {
-            format!("library/{}", self.path)
-        } else {
-            self.path.clone()
-        };
+        let path = self.full_path();
         match (&self.tag, &self.digest) {
             (_, Some(d)) => format!("{domain}/{path}@{d}"),
             (Some(t), None) => format!("{domain}/{path}:{t}"),
@@ -179,6 +190,14 @@ impl fmt::Display for Reference {
         }
         Ok(())
     }
+}
+
+/// The names of Docker Hub's registry.
+const DOCKER_HUB: &[&str] = &["docker.io", "index.docker.io", "registry-1.docker.io"];
+
+/// Whether a registry domain is Docker Hub, under any of its names.
+pub fn is_docker_hub(domain: &str) -> bool {
+    DOCKER_HUB.iter().any(|h| h.eq_ignore_ascii_case(domain))
 }
 
 /// Docker's rule: the first component is a registry domain when it contains a

@@ -65,20 +65,12 @@ impl Repository {
     /// and its one-component names are under `library/`.
     pub fn of(reference: &Reference, insecure: &dyn Fn(&str) -> bool) -> Repository {
         let domain = reference.domain().unwrap_or("docker.io");
-        let hub = matches!(
-            domain,
-            "docker.io" | "index.docker.io" | "registry-1.docker.io"
-        );
-        let host = if hub {
+        let host = if reference.on_docker_hub() {
             "registry-1.docker.io".to_string()
         } else {
             domain.to_string()
         };
-        let path = if hub && !reference.path().contains('/') {
-            format!("library/{}", reference.path())
-        } else {
-            reference.path().to_string()
-        };
+        let path = reference.full_path();
         Repository {
             insecure: insecure(domain) || is_loopback(&host),
             host,
@@ -181,15 +173,6 @@ impl std::fmt::Display for Platform {
     }
 }
 
-/// A manifest as fetched.
-#[derive(Debug, Clone)]
-pub struct Manifest {
-    /// `Docker-Content-Digest`, when the registry sent it.
-    pub digest: Option<String>,
-    /// The parsed document.
-    pub body: Value,
-}
-
 /// The registry client; one per process, shared by all threads.
 pub struct Client {
     verified: ureq::Agent,
@@ -259,16 +242,15 @@ impl Client {
         repo: &Repository,
         reference: &str,
         creds: Option<&Credentials>,
-    ) -> Result<Option<Manifest>, Error> {
+    ) -> Result<Option<Value>, Error> {
         let path = format!("/v2/{}/manifests/{reference}", repo.path);
         let mut resp = self.send(Method::Get, repo, &path, creds)?;
         match resp.status().as_u16() {
             200 => {
-                let digest = header(&resp, "Docker-Content-Digest");
                 let text = read_body(repo, &mut resp, 4 << 20, &path)?;
                 let body = serde_json::from_str(&text)
                     .map_err(|e| fail(repo, format!("{path} is not JSON: {e}")))?;
-                Ok(Some(Manifest { digest, body }))
+                Ok(Some(body))
             }
             404 => Ok(None),
             status => Err(refused(repo, status, &path)),
@@ -288,7 +270,7 @@ impl Client {
         let Some(manifest) = self.manifest(repo, reference, creds)? else {
             return Ok(None);
         };
-        let manifest = match manifest.body.get("manifests").and_then(Value::as_array) {
+        let manifest = match manifest.get("manifests").and_then(Value::as_array) {
             Some(entries) => match pick_platform(entries, platform) {
                 Some(digest) => match self.manifest(repo, &digest, creds)? {
                     Some(m) => m,
@@ -298,7 +280,7 @@ impl Client {
             },
             None => manifest,
         };
-        Ok(manifest.body["config"]["digest"].as_str().map(String::from))
+        Ok(manifest["config"]["digest"].as_str().map(String::from))
     }
 
     /// Sends a request. Known challenges are answered before the first try
