@@ -323,7 +323,6 @@ mod tests {
         let tools = crate::daemon::Tools {
             docker: Docker::new(cancel.clone()),
             client: crate::registry::Client::default(),
-            platform: crate::registry::Platform::host(),
             state_dir: dir.join("state"),
             cancel,
             progress: Progress::Quiet,

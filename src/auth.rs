@@ -4,7 +4,9 @@
 //! private, short-lived configuration directory. How docker is run is not
 //! this module's business (see `docker`).
 
+use std::collections::hash_map::RandomState;
 use std::fs;
+use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -224,8 +226,9 @@ pub struct PrivateConfigDir {
 }
 
 impl PrivateConfigDir {
-    /// Creates a fresh directory under the system's temporary directory and
-    /// writes `auth` into it, with the operator's settings.
+    /// Creates a fresh directory with an unpredictable name under
+    /// `$XDG_RUNTIME_DIR` (else the system's temporary directory) and writes
+    /// `auth` into it, with the operator's settings.
     pub fn create(auth: &DockerAuth) -> Result<PrivateConfigDir, Error> {
         PrivateConfigDir::create_with(auth, operator_config_dir())
     }
@@ -236,14 +239,12 @@ impl PrivateConfigDir {
         operator: Option<PathBuf>,
     ) -> Result<PrivateConfigDir, Error> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "{DIR_PREFIX}{}-{n}-{}",
+        let mut random = RandomState::new().build_hasher();
+        random.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        let dir = private_base().join(format!(
+            "{DIR_PREFIX}{}-{:016x}",
             std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or_default()
+            random.finish()
         ));
         let fail = |source| Error::Credentials {
             path: dir.clone(),
@@ -306,13 +307,25 @@ fn operator_config_dir() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
 }
 
+/// Where private configuration directories go: `$XDG_RUNTIME_DIR` (a
+/// tmpfs only this user may enter) when set, else the temporary directory.
+fn private_base() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute() && d.is_dir())
+        .unwrap_or_else(std::env::temp_dir)
+}
+
 /// Removes private configuration directories left behind by picture-book
 /// processes that no longer exist (killed with SIGKILL, or a power cut).
 pub fn remove_stale_dirs() {
-    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
+    let mut bases = vec![private_base(), std::env::temp_dir()];
+    bases.dedup();
+    let entries = bases
+        .iter()
+        .filter_map(|b| fs::read_dir(b).ok())
+        .flat_map(|d| d.flatten());
+    for entry in entries {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = name
             .strip_prefix(DIR_PREFIX)

@@ -32,8 +32,14 @@ pub const DEFAULT_SCRIPT_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_PARALLEL: usize = 2;
 /// The most images a registry may move at once.
 pub const MAX_PARALLEL: usize = 32;
-/// The longest `syncerScriptTimeout` accepted.
-pub const MAX_SCRIPT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// The longest `syncerScriptTimeout` or `transferTimeout` accepted.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// How long one docker pull or push may take when `transferTimeout` is not set.
+pub const DEFAULT_TRANSFER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How often a failed image is tried again when `retries` is not set.
+pub const DEFAULT_RETRIES: u32 = 3;
+/// The most `retries` accepted.
+pub const MAX_RETRIES: u32 = 10;
 /// The API port when `api.port` is not set.
 pub const DEFAULT_API_PORT: u16 = 8001;
 
@@ -77,6 +83,10 @@ pub struct Registry {
     pub delete_local_images: bool,
     /// How many images move at once.
     pub parallel: usize,
+    /// How often an image that failed for a passing reason is tried again.
+    pub retries: u32,
+    /// How long one docker pull or push may take.
+    pub transfer_timeout: Duration,
     /// The target speaks plain HTTP or has a certificate that is not verified.
     pub insecure: bool,
     /// Source registries that are insecure in the same way.
@@ -145,6 +155,10 @@ struct RawRegistry {
     delete_local_images: Option<bool>,
     #[serde(default)]
     parallel: Option<u64>,
+    #[serde(default)]
+    retries: Option<u64>,
+    #[serde(default, deserialize_with = "scalar_text")]
+    transfer_timeout: Option<String>,
     #[serde(default)]
     insecure: Option<bool>,
     #[serde(default)]
@@ -338,6 +352,8 @@ pub const REGISTRY_KEYS: &[&str] = &[
     "syncerScriptTimeout",
     "deleteLocalImages",
     "parallel",
+    "retries",
+    "transferTimeout",
     "insecure",
     "insecureRegistries",
 ];
@@ -532,27 +548,30 @@ impl Checker<'_> {
         let script = self.script(r.syncer_script, base);
         let script_args_text = r.syncer_script_args.unwrap_or_default();
         let script_args = self.check("syncerScriptArgs", script::split_words(&script_args_text));
-        let script_timeout = match r.syncer_script_timeout.as_deref().map(str::trim) {
-            None | Some("") => Some(DEFAULT_SCRIPT_TIMEOUT),
-            Some(t) => self.check(
-                "syncerScriptTimeout",
-                parse_duration(t).and_then(|d| {
-                    if d > MAX_SCRIPT_TIMEOUT {
-                        Err(format!("'{t}' is longer than the longest allowed, 24h"))
-                    } else {
-                        Ok(d)
-                    }
-                }),
-            ),
-        };
-        let parallel = match r.parallel {
-            None => Some(DEFAULT_PARALLEL),
-            Some(n) if (1..=MAX_PARALLEL as u64).contains(&n) => Some(n as usize),
-            Some(n) => {
-                self.problem("parallel", format!("{n} is out of range 1-{MAX_PARALLEL}"));
-                None
-            }
-        };
+        let script_timeout = self.timeout(
+            "syncerScriptTimeout",
+            r.syncer_script_timeout,
+            DEFAULT_SCRIPT_TIMEOUT,
+        );
+        let transfer_timeout = self.timeout(
+            "transferTimeout",
+            r.transfer_timeout,
+            DEFAULT_TRANSFER_TIMEOUT,
+        );
+        let parallel = self.count(
+            "parallel",
+            r.parallel,
+            1,
+            MAX_PARALLEL as u64,
+            DEFAULT_PARALLEL as u64,
+        );
+        let retries = self.count(
+            "retries",
+            r.retries,
+            0,
+            MAX_RETRIES.into(),
+            DEFAULT_RETRIES.into(),
+        );
         let mut insecure_registries = Vec::new();
         for (i, host) in r.insecure_registries.unwrap_or_default().iter().enumerate() {
             let host = host.trim().to_ascii_lowercase();
@@ -577,10 +596,48 @@ impl Checker<'_> {
             script_args_text,
             script_timeout: script_timeout?,
             delete_local_images: r.delete_local_images.unwrap_or(false),
-            parallel: parallel?,
+            parallel: parallel? as usize,
+            retries: retries? as u32,
+            transfer_timeout: transfer_timeout?,
             insecure: r.insecure.unwrap_or(false),
             insecure_registries,
         })
+    }
+
+    /// A duration key: `default` when unset or empty, at most [`MAX_TIMEOUT`].
+    fn timeout(&mut self, key: &str, raw: Option<String>, default: Duration) -> Option<Duration> {
+        match raw.as_deref().map(str::trim) {
+            None | Some("") => Some(default),
+            Some(t) => self.check(
+                key,
+                parse_duration(t).and_then(|d| {
+                    if d > MAX_TIMEOUT {
+                        Err(format!("'{t}' is longer than the longest allowed, 24h"))
+                    } else {
+                        Ok(d)
+                    }
+                }),
+            ),
+        }
+    }
+
+    /// A count key: `default` when unset, else within `min..=max`.
+    fn count(
+        &mut self,
+        key: &str,
+        raw: Option<u64>,
+        min: u64,
+        max: u64,
+        default: u64,
+    ) -> Option<u64> {
+        match raw {
+            None => Some(default),
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(n) => {
+                self.problem(key, format!("{n} is out of range {min}-{max}"));
+                None
+            }
+        }
     }
 
     /// Reads one DockerConfigJSON from the inline key or its `...File` twin.
@@ -603,14 +660,8 @@ impl Checker<'_> {
             (Some(text), None) => (key.to_string(), text),
             (None, Some(file)) => {
                 let path = base.join(file);
-                warn_if_readable_by_others(&path, &format!("{}.{file_key}", self.key));
-                match fs::read_to_string(&path) {
-                    Ok(text) => (file_key, text),
-                    Err(e) => {
-                        self.problem(&file_key, format!("cannot read {}: {e}", path.display()));
-                        return None;
-                    }
-                }
+                let text = read_secret_file(&path, &format!("{}.{file_key}", self.key));
+                (file_key.clone(), self.check(&file_key, text)?)
             }
         };
         self.check(&field, DockerAuth::parse(&text)).map(Some)
@@ -677,20 +728,14 @@ impl Checker<'_> {
             (Some(t), None) => Some(Secret::new(t.trim())),
             (None, Some(f)) => {
                 let path = base.join(f);
-                warn_if_readable_by_others(&path, "api.authTokenFile");
-                match fs::read_to_string(&path) {
-                    Ok(t) if !t.trim().is_empty() => Some(Secret::new(t.trim())),
-                    Ok(_) => {
+                let text = read_secret_file(&path, "api.authTokenFile");
+                match self.check("authTokenFile", text) {
+                    Some(t) if !t.trim().is_empty() => Some(Secret::new(t.trim())),
+                    Some(_) => {
                         self.problem("authTokenFile", format!("{} is empty", path.display()));
                         None
                     }
-                    Err(e) => {
-                        self.problem(
-                            "authTokenFile",
-                            format!("cannot read {}: {e}", path.display()),
-                        );
-                        None
-                    }
+                    None => None,
                 }
             }
             (None, None) => None,
@@ -715,15 +760,30 @@ impl Checker<'_> {
     }
 }
 
-fn warn_if_readable_by_others(path: &Path, key: &str) {
-    if let Ok(m) = fs::metadata(path) {
-        if m.permissions().mode() & 0o044 != 0 {
-            log::warn!(
-                "{key}: {} holds a secret but is readable by group or others (chmod 600 it)",
-                path.display()
-            );
-        }
+/// Reads a file that holds a secret. One that every user may read or write
+/// is refused (`chmod o-rw` it); one its group may read is accepted with a
+/// warning, since `root:picture-book 0640` is how packages install such files.
+fn read_secret_file(path: &Path, key: &str) -> Result<String, String> {
+    let mode = fs::metadata(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o006 != 0 {
+        return Err(format!(
+            "{} holds a secret but every user may {} it (mode {:04o}); chmod o-rw it",
+            path.display(),
+            if mode & 0o004 != 0 { "read" } else { "write" },
+            mode & 0o7777
+        ));
     }
+    if mode & 0o040 != 0 {
+        log::warn!(
+            "{key}: {} holds a secret and its group may read it (mode {:04o}); chmod 600 it unless that group is meant to",
+            path.display(),
+            mode & 0o7777
+        );
+    }
+    fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 /// Parses a duration: `90` or `90s` (seconds), `10m`, `2h`, or a sum like `1h30m`.
@@ -801,6 +861,8 @@ impl Registry {
             "syncerScriptTimeout": crate::error::human_duration(self.script_timeout),
             "deleteLocalImages": self.delete_local_images,
             "parallel": self.parallel,
+            "retries": self.retries,
+            "transferTimeout": crate::error::human_duration(self.transfer_timeout),
             "insecure": self.insecure,
             "insecureRegistries": self.insecure_registries,
         })
@@ -837,6 +899,13 @@ mod tests {
             fs::write(&script, "#!/bin/sh\necho alpine\n").unwrap();
             fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
             Dir(dir)
+        }
+
+        /// Writes a file with `mode`.
+        fn file(&self, name: &str, text: &str, mode: u32) {
+            let path = self.0.join(name);
+            fs::write(&path, text).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
         }
 
         fn parse(&self, yaml: &str) -> Result<Config, Error> {
@@ -899,8 +968,8 @@ api:
     fn additions_are_accepted() {
         let dir = Dir::new("additions");
         let auth = r#"{"auths":{"my-registry.com":{"auth":"dTpw"}}}"#;
-        fs::write(dir.0.join("push.json"), auth).unwrap();
-        fs::write(dir.0.join("token"), "tok\n").unwrap();
+        dir.file("push.json", auth, 0o600);
+        dir.file("token", "tok\n", 0o640);
         let yaml = r#"
 registries:
   - hostname: 127.0.0.1:5000
@@ -1121,7 +1190,7 @@ api:
     #[test]
     fn secret_files_that_cannot_be_used_are_named() {
         let dir = Dir::new("files");
-        fs::write(dir.0.join("empty-token"), "  \n").unwrap();
+        dir.file("empty-token", "  \n", 0o600);
         let yaml = "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\n    pullAuthConfigFile: nope.json\napi:\n  enabled: true\n  enableAuth: true\n  authTokenFile: empty-token\n";
         let problems = dir.problems(yaml);
         let missing = dir.0.join("nope.json");
@@ -1140,6 +1209,24 @@ api:
             )
         );
         assert_eq!(problems.len(), 2, "{problems:?}");
+        dir.file("shared.json", "{}", 0o644);
+        dir.file("token", "tok", 0o602);
+        let open = "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\n    pushAuthConfigFile: shared.json\napi:\n  authTokenFile: token\n";
+        let shared = dir.0.join("shared.json");
+        let token = dir.0.join("token");
+        assert_eq!(
+            dir.problems(open),
+            [
+                format!(
+                    "registries[0].pushAuthConfigFile: {} holds a secret but every user may read it (mode 0644); chmod o-rw it",
+                    shared.display()
+                ),
+                format!(
+                    "api.authTokenFile: {} holds a secret but every user may write it (mode 0602); chmod o-rw it",
+                    token.display()
+                ),
+            ]
+        );
         let both = "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\napi:\n  authToken: t\n  authTokenFile: empty-token\n";
         assert_eq!(
             dir.problems(both),
@@ -1161,7 +1248,7 @@ api:
         );
         assert_eq!(
             dir.parse(&with("24h")).unwrap().registries[0].script_timeout,
-            MAX_SCRIPT_TIMEOUT
+            MAX_TIMEOUT
         );
         assert!(dir.problems(&with("25h"))[0].contains("longer than the longest allowed, 24h"));
         assert!(

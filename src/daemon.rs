@@ -22,7 +22,7 @@ use crate::display::Progress;
 use crate::docker::Docker;
 use crate::mirror;
 use crate::process::Cancel;
-use crate::registry::{Client, Platform};
+use crate::registry::Client;
 use crate::report::{Outcome, RegistryReport, RunOutcome, rfc3339};
 use crate::schedule::Schedule;
 use crate::secret::Secret;
@@ -58,8 +58,6 @@ pub struct Tools {
     pub docker: Docker,
     /// The registry API client (and its token cache).
     pub client: Client,
-    /// The platform docker pulls.
-    pub platform: Platform,
     /// Where state files live.
     pub state_dir: PathBuf,
     /// The shutdown's cancellation of children.
@@ -91,7 +89,7 @@ struct State {
     next_run: Option<DateTime<Local>>,
     number_of_syncs: u64,
     skipped: u64,
-    outcomes: [u64; 3],
+    outcomes: [u64; RunOutcome::ALL.len()],
     last_run: Option<RegistryReport>,
 }
 
@@ -170,7 +168,7 @@ impl Synchronizer {
                 next_run,
                 number_of_syncs: 0,
                 skipped: 0,
-                outcomes: [0; 3],
+                outcomes: [0; RunOutcome::ALL.len()],
                 last_run: None,
             }),
             wake: Condvar::new(),
@@ -432,7 +430,7 @@ impl Daemon {
 
     /// Prometheus text exposition of every synchronizer.
     pub fn metrics(&self) -> String {
-        let statuses: Vec<(Status, [u64; 3])> = self
+        let statuses: Vec<(Status, [u64; RunOutcome::ALL.len()])> = self
             .syncs()
             .iter()
             .map(|s| (s.status(), s.lock().outcomes))
@@ -452,10 +450,13 @@ impl Daemon {
             "counter",
             "Runs finished, by outcome.",
             &mut statuses.iter().flat_map(|(s, o)| {
-                ["success", "failed", "stopped"]
+                RunOutcome::ALL
                     .iter()
                     .zip(o.iter())
-                    .map(move |(name, n)| (format!("{},outcome=\"{name}\"", reg(s)), *n as f64))
+                    .map(move |(outcome, n)| {
+                        let name = outcome.name();
+                        (format!("{},outcome=\"{name}\"", reg(s)), *n as f64)
+                    })
             }),
         );
         family(
@@ -731,10 +732,23 @@ impl Daemon {
                 r.image = Some(source.to_string());
             }
         };
+        let started = Local::now();
+        let platform = match self.tools.docker.check_daemon() {
+            Ok(info) => info.platform,
+            Err(e) => {
+                log::error!(
+                    "{}: not run: {e}; the next run tries again",
+                    registry.hostname
+                );
+                let mut report = RegistryReport::start(&registry.hostname, started);
+                report.error = Some(e.to_string());
+                return report.finish(started);
+            }
+        };
         let ctx = mirror::Context {
             docker: &self.tools.docker,
             client: &self.tools.client,
-            platform: &self.tools.platform,
+            platform: &platform,
             state_dir: &self.tools.state_dir,
             progress: &self.tools.progress,
             dry_run: false,
@@ -742,7 +756,6 @@ impl Daemon {
             stop: &stop,
             on_image: &on_image,
         };
-        let started = Local::now();
         catch_unwind(AssertUnwindSafe(|| mirror::run(registry, &ctx))).unwrap_or_else(|panic| {
             let what = panic
                 .downcast_ref::<&str>()
@@ -755,6 +768,7 @@ impl Daemon {
             );
             let mut report = RegistryReport::start(&registry.hostname, started);
             report.error = Some(format!("internal error: {what}"));
+            report.outcome = RunOutcome::Crashed;
             report.finish(started)
         })
     }

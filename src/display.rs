@@ -200,6 +200,11 @@ impl Item {
             started: Instant::now(),
         }
     }
+
+    /// `registry [n/m] source`, as log lines name the image.
+    pub fn name(&self) -> String {
+        format!("{} {}", self.label, self.source)
+    }
 }
 
 /// How progress is shown, chosen once per run.

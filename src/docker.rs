@@ -15,8 +15,6 @@ use crate::registry::Platform;
 
 /// The docker CLI, looked up on `PATH`.
 pub const DOCKER: &str = "docker";
-/// How long one pull or push may take before it is killed.
-pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How long a quick command (tag, rmi, version) may take.
 const QUICK_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest docker error text kept in a message.
@@ -77,15 +75,16 @@ impl Docker {
         })
     }
 
-    /// `docker pull image`, with `auth` when given; `out` sees each output line.
+    /// `docker pull image`, with `auth` when given, killed after `timeout`;
+    /// `out` sees each output line.
     pub fn pull(
         &self,
         image: &str,
         auth: Option<&DockerAuth>,
+        timeout: Duration,
         out: &mut dyn FnMut(&str),
     ) -> Result<(), Error> {
-        self.run(&["pull", image], auth, TRANSFER_TIMEOUT, out)
-            .map(drop)
+        self.run(&["pull", image], auth, timeout, out).map(drop)
     }
 
     /// `docker tag source target`.
@@ -94,15 +93,17 @@ impl Docker {
             .map(drop)
     }
 
-    /// `docker push image`, with `auth` when given; `out` sees each output
-    /// line. Returns the manifest digest docker reports for the push.
+    /// `docker push image`, with `auth` when given, killed after `timeout`;
+    /// `out` sees each output line. Returns the manifest digest docker
+    /// reports for the push.
     pub fn push(
         &self,
         image: &str,
         auth: Option<&DockerAuth>,
+        timeout: Duration,
         out: &mut dyn FnMut(&str),
     ) -> Result<Option<String>, Error> {
-        let done = self.run(&["push", image], auth, TRANSFER_TIMEOUT, out)?;
+        let done = self.run(&["push", image], auth, timeout, out)?;
         Ok(pushed_digest(&done.stdout))
     }
 

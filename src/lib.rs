@@ -21,6 +21,7 @@ pub mod process;
 pub mod reference;
 pub mod registry;
 pub mod report;
+pub mod retry;
 pub mod schedule;
 pub mod script;
 pub mod secret;
@@ -185,16 +186,10 @@ fn sync(cli: &Cli) -> Result<ExitCode, Error> {
     let mut signals = Signals::new()?;
     let cancel = Arc::new(Cancel::default());
     let docker = Docker::new(cancel.clone());
-    let platform = match docker.check_daemon() {
-        Ok(info) => {
-            log::info!("docker daemon {} ({})", info.version, info.platform);
-            info.platform
-        }
-        Err(e) => {
-            log::warn!("{e}; runs fail until docker is reachable");
-            Platform::host()
-        }
-    };
+    match docker.check_daemon() {
+        Ok(info) => log::info!("docker daemon {} ({})", info.version, info.platform),
+        Err(e) => log::warn!("{e}; each run fails until docker is reachable"),
+    }
     let state_dir = state_dir(cli, &config);
     let api_settings = config.api.clone();
     let progress = Progress::new(config.display, cli.verbosity);
@@ -204,7 +199,6 @@ fn sync(cli: &Cli) -> Result<ExitCode, Error> {
         daemon::Tools {
             docker,
             client: Client::default(),
-            platform,
             state_dir,
             cancel: cancel.clone(),
             progress,

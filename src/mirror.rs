@@ -23,6 +23,7 @@ use crate::freshness::{Checker, Verdict};
 use crate::reference::Reference;
 use crate::registry::{Client, Platform};
 use crate::report::{ImageReport, Outcome, RegistryReport, RunOutcome};
+use crate::retry::{self, Kind};
 use crate::script;
 use crate::state::StateFile;
 
@@ -105,6 +106,7 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> RegistryReport {
         stopped: Mutex::new(None),
         results: Mutex::new(Vec::new()),
         repositories: Mutex::new(HashMap::new()),
+        down: Mutex::new(HashMap::new()),
     };
     let workers = registry.parallel.clamp(1, planned.len().max(1));
     thread::scope(|scope| {
@@ -130,8 +132,36 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> RegistryReport {
         .images
         .extend(run.results.into_inner().unwrap_or_else(|p| p.into_inner()));
     report.images.sort_by_key(|i| i.line);
-    report.error = stopped.map(|(why, _)| why);
+    let down = run.down.into_inner().unwrap_or_else(|p| p.into_inner());
+    report.error = stopped
+        .map(|(why, _)| why)
+        .or_else(|| down_message(&down, &report.images));
+    if let Some(e) = report.error.as_ref().filter(|_| !down.is_empty()) {
+        log::error!("{}: {e}", registry.hostname);
+    }
     report.finish(started)
+}
+
+/// One line for the registries that could not be reached, instead of a
+/// mystery per image.
+fn down_message(down: &HashMap<String, String>, images: &[ImageReport]) -> Option<String> {
+    let mut hosts: Vec<(&String, &String)> = down.iter().collect();
+    hosts.sort();
+    let skipped = images
+        .iter()
+        .filter(|i| i.outcome == Outcome::NotAttempted)
+        .count();
+    let what: Vec<String> = hosts
+        .iter()
+        .map(|(host, error)| format!("{host} is unreachable ({error})"))
+        .collect();
+    (!what.is_empty()).then(|| {
+        format!(
+            "{}; {skipped} {} that needed it not attempted",
+            what.join("; "),
+            if skipped == 1 { "image" } else { "images" }
+        )
+    })
 }
 
 /// Gives each listed image its target; reports invalid lines and different
@@ -220,6 +250,16 @@ struct Run<'a> {
     /// One lock per target repository: two tags of one repository share
     /// layers, and registries can fail concurrent uploads of the same blob.
     repositories: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Registries found unreachable in this run, with the error that told:
+    /// the images that need them are not attempted.
+    down: Mutex<HashMap<String, String>>,
+}
+
+/// A failed transfer: the error, the registry it concerns, the attempts made.
+struct Failure {
+    error: Error,
+    host: String,
+    attempts: u32,
 }
 
 impl Run<'_> {
@@ -269,7 +309,13 @@ impl Run<'_> {
         if self.stop_requested() {
             return report(Outcome::NotAttempted);
         }
+        let hosts = [source_host(&image.reference), &self.registry.hostname];
+        if let Some(host) = hosts.iter().find(|h| lock(&self.down).contains_key(**h)) {
+            return report(Outcome::NotAttempted).error(format!("{host} is unreachable"));
+        }
         let n = self.started.fetch_add(1, Ordering::Relaxed) + 1;
+        #[cfg(debug_assertions)]
+        injected_panic(&self.registry.hostname);
         let (verdict, seen) = if self.ctx.force {
             (
                 Verdict::Mirror("--force".into()),
@@ -299,10 +345,10 @@ impl Run<'_> {
             &image.target,
         );
         let result = self.transfer(&item, &image.reference, &image.target);
-        let error = result.as_ref().err().map(ToString::to_string);
+        let error = result.as_ref().err().map(|f| f.error.to_string());
         self.ctx.progress.finished(&item, error.as_deref());
         match result {
-            Ok(pushed) => {
+            Ok((pushed, attempts)) => {
                 self.checker.record_mirrored(
                     &image.reference,
                     &image.target,
@@ -312,31 +358,40 @@ impl Run<'_> {
                 if let Err(e) = self.state.save_now_and_then() {
                     log::warn!("{}: {e}", self.registry.hostname);
                 }
-                report(Outcome::Mirrored).reason(reason)
+                report(Outcome::Mirrored).reason(reason).attempts(attempts)
             }
-            Err(e) if e.is_docker_down() => {
-                if self.stop_with(e.to_string(), RunOutcome::Failed) {
+            Err(f) if f.error.is_docker_down() => {
+                if self.stop_with(f.error.to_string(), RunOutcome::Failed) {
                     log::error!(
                         "{}: docker is unavailable; the remaining images are not attempted",
                         self.registry.hostname
                     );
                 }
-                report(Outcome::NotAttempted)
+                report(Outcome::NotAttempted).attempts(f.attempts)
             }
-            Err(_) => report(Outcome::Failed)
-                .reason(reason)
-                .error(error.unwrap_or_default()),
+            Err(f) => {
+                if retry::kind(&f.error) == Kind::Unreachable {
+                    lock(&self.down)
+                        .entry(f.host)
+                        .or_insert_with(|| error.clone().unwrap_or_default());
+                }
+                report(Outcome::Failed)
+                    .reason(reason)
+                    .error(error.unwrap_or_default())
+                    .attempts(f.attempts)
+            }
         }
     }
 
-    /// Pulls, tags and pushes one image, then removes the local copies if
-    /// asked; returns the digest the push reported.
+    /// Pulls, tags and pushes one image, each transfer tried again after a
+    /// passing failure while `retries` allows, then removes the local copies
+    /// if asked; returns the digest the push reported and the attempts made.
     fn transfer(
         &self,
         item: &Item,
         reference: &Reference,
         target: &str,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<(Option<String>, u32), Failure> {
         let (docker, progress, registry) = (self.ctx.docker, self.ctx.progress, self.registry);
         let repository = target.rsplit_once(':').map_or(target, |(name, _)| name);
         let lock_for_repository = Arc::clone(
@@ -346,19 +401,93 @@ impl Run<'_> {
         );
         let _one_at_a_time = lock(&lock_for_repository);
         let source = reference.pull_name();
+        let timeout = registry.transfer_timeout;
+        let mut attempts = 1;
         let mut out = |line: &str| progress.output(item, line);
         progress.step(item, Step::Pulling);
-        docker.pull(&source, registry.pull_auth.as_ref(), &mut out)?;
-        docker.tag(&source, target)?;
+        self.attempt(
+            item,
+            "pull",
+            source_host(reference),
+            &mut attempts,
+            &mut || docker.pull(&source, registry.pull_auth.as_ref(), timeout, &mut out),
+        )?;
+        docker.tag(&source, target).map_err(|error| Failure {
+            error,
+            host: registry.hostname.clone(),
+            attempts,
+        })?;
         progress.step(item, Step::Pushing);
-        let pushed = docker.push(target, registry.push_auth.as_ref(), &mut out)?;
+        let mut out = |line: &str| progress.output(item, line);
+        let pushed = self.attempt(item, "push", &registry.hostname, &mut attempts, &mut || {
+            docker.push(target, registry.push_auth.as_ref(), timeout, &mut out)
+        })?;
         if registry.delete_local_images {
             if let Err(e) = docker.remove(&[target, &source]) {
                 log::warn!("{}: could not remove local images: {e}", registry.hostname);
             }
         }
-        Ok(pushed)
+        Ok((pushed, attempts))
     }
+
+    /// Runs one docker transfer with `host`, again after each passing
+    /// failure (waiting longer each time) while the image has retries left
+    /// and the run is not asked to stop.
+    fn attempt<T>(
+        &self,
+        item: &Item,
+        what: &str,
+        host: &str,
+        attempts: &mut u32,
+        transfer: &mut dyn FnMut() -> Result<T, Error>,
+    ) -> Result<T, Failure> {
+        loop {
+            let error = match transfer() {
+                Ok(done) => return Ok(done),
+                Err(error) => error,
+            };
+            let kind = retry::kind(&error);
+            let tries = self.registry.retries + 1;
+            if !kind.is_retryable() || *attempts >= tries || self.stop_requested() {
+                return Err(Failure {
+                    error,
+                    host: host.to_string(),
+                    attempts: *attempts,
+                });
+            }
+            let wait = retry::delay(kind, *attempts);
+            log::warn!(
+                "{}: {what} failed (attempt {} of {tries}): {error}; trying again in {:.1}s",
+                item.name(),
+                *attempts,
+                wait.as_secs_f64()
+            );
+            *attempts += 1;
+            if !retry::sleep(wait, &|| self.stop_requested()) {
+                return Err(Failure {
+                    error,
+                    host: host.to_string(),
+                    attempts: *attempts - 1,
+                });
+            }
+        }
+    }
+}
+
+/// Fault injection for the test suite, compiled into debug builds only: a
+/// run of the registry named in the file `$PICTURE_BOOK_PANIC_FILE` panics.
+#[cfg(debug_assertions)]
+fn injected_panic(hostname: &str) {
+    if let Some(file) = std::env::var_os("PICTURE_BOOK_PANIC_FILE") {
+        if std::fs::read_to_string(file).is_ok_and(|h| h.trim() == hostname) {
+            panic!("injected panic for {hostname}");
+        }
+    }
+}
+
+/// The registry docker pulls `reference` from.
+fn source_host(reference: &Reference) -> &str {
+    reference.domain().unwrap_or("docker.io")
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

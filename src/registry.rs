@@ -42,6 +42,9 @@ const CA_BUNDLES: &[&str] = &[
     "/etc/ssl/cert.pem",
 ];
 
+/// The longest one request (manifest, token) may take, connecting included:
+/// they are small, so a registry that needs longer is as good as down.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest a cached token is trusted when the registry does not say.
 const DEFAULT_TOKEN_LIFE: u64 = 60;
 /// How often a request refused with 429 or 503 is tried again.
@@ -502,7 +505,9 @@ impl Client {
                     lock(&self.schemes).insert(repo.host.clone(), scheme);
                     return Ok(resp);
                 }
-                Err(e) if i + 1 < schemes.len() => {
+                // A peer that lets a TLS handshake time out will not answer
+                // plain HTTP either: one wait is enough.
+                Err(e) if i + 1 < schemes.len() && !matches!(e, ureq::Error::Timeout(_)) => {
                     log::debug!(
                         "{}: {scheme} failed ({e}); trying the next scheme",
                         repo.host
@@ -628,7 +633,7 @@ fn agent(tls: TlsConfig) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(10)))
-        .timeout_global(Some(Duration::from_secs(60)))
+        .timeout_global(Some(REQUEST_TIMEOUT))
         .max_redirects(3)
         .user_agent(format!("picture-book/{}", env!("CARGO_PKG_VERSION")))
         .tls_config(tls)

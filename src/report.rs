@@ -35,15 +35,27 @@ pub enum RunOutcome {
     Failed,
     /// Stopped early on request (pause, shutdown, interrupt).
     Stopped,
+    /// Ended by an internal error (a panic), caught so that only this run
+    /// is lost.
+    Crashed,
 }
 
 impl RunOutcome {
+    /// Every outcome, in the order of their numbers.
+    pub const ALL: [RunOutcome; 4] = [
+        RunOutcome::Success,
+        RunOutcome::Failed,
+        RunOutcome::Stopped,
+        RunOutcome::Crashed,
+    ];
+
     /// The name the reports use.
     pub fn name(self) -> &'static str {
         match self {
             RunOutcome::Success => "success",
             RunOutcome::Failed => "failed",
             RunOutcome::Stopped => "stopped",
+            RunOutcome::Crashed => "crashed",
         }
     }
 }
@@ -66,6 +78,14 @@ pub struct ImageReport {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// How many times docker was set to move it (1 when the first attempt
+    /// did); absent when it was not moved.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ImageReport {
@@ -83,7 +103,14 @@ impl ImageReport {
             outcome,
             reason: None,
             error: None,
+            attempts: 0,
         }
+    }
+
+    /// With the number of attempts it took.
+    pub fn attempts(mut self, attempts: u32) -> ImageReport {
+        self.attempts = attempts;
+        self
     }
 
     /// With the reason for the outcome.
@@ -163,7 +190,7 @@ impl RegistryReport {
         self.finished = rfc3339(&now);
         let elapsed = (now - started).num_milliseconds().max(0) as f64 / 1000.0;
         self.seconds = (elapsed * 10.0).round() / 10.0;
-        if self.outcome != RunOutcome::Stopped
+        if !matches!(self.outcome, RunOutcome::Stopped | RunOutcome::Crashed)
             && (self.error.is_some() || self.failed + self.not_attempted > 0)
         {
             self.outcome = RunOutcome::Failed;

@@ -467,6 +467,13 @@ impl Workspace {
         path
     }
 
+    /// Writes a file only its owner may read, as files holding secrets must be.
+    pub fn secret_file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.file(name, text);
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        path
+    }
+
     /// Writes `config.yaml`.
     pub fn config(&self, yaml: &str) -> PathBuf {
         self.file("config.yaml", yaml)

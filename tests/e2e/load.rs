@@ -48,12 +48,7 @@ fn credentials_reach_docker_privately_and_never_show() {
     ws.list_script("sync.sh", &[format!("{}/private/app:7", src.host)]);
     let push_b64 = base64::engine::general_purpose::STANDARD
         .encode(dst.auth_json("pusher", "push-secret-c07e"));
-    let push_file = ws.file("push-auth", &push_b64);
-    fs::set_permissions(
-        &push_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    ws.secret_file("push-auth", &push_b64);
     ws.config(&single(
         &dst,
         &format!(

@@ -324,7 +324,7 @@ fn authentication_and_no_secret_in_any_answer_or_log() {
     ws.list_script("sync.sh", &[format!("{}/app:1", src.host)]);
     let pull = r#"{"auths":{"src.example.com":{"auth":"cHVsbGVyOnB1bGwtcGFzcy05ZDE="}}}"#;
     let push = r#"{"auths":{"dst.example.com":{"username":"pusher","password":"push-pass-77b"}}}"#;
-    ws.file("push.json", push);
+    ws.secret_file("push.json", push);
     let extra = format!("    pullAuthConfig: '{pull}'\n    pushAuthConfigFile: push.json\n");
     let d = Daemon::start(
         &ws,

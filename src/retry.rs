@@ -1,0 +1,240 @@
+//! Whether a failed docker pull or push is worth trying again, and how long
+//! to wait first. Docker only passes on the registry's error text, so the
+//! failure is classified from it: connections refused, reset or timed out,
+//! HTTP 5xx and 429 (Docker Hub's `toomanyrequests`) pass; authentication,
+//! missing images and malformed references do not. Waits grow exponentially
+//! with jitter, up to a cap, and end early when the run is asked to stop.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+
+/// The first wait after a passing failure.
+const BASE: Duration = Duration::from_secs(1);
+/// The first wait after the registry said "too many requests".
+const BASE_THROTTLED: Duration = Duration::from_secs(5);
+/// The longest wait.
+const CAP: Duration = Duration::from_secs(60);
+/// How often a wait looks whether the run was asked to stop.
+const POLL: Duration = Duration::from_millis(200);
+
+/// What a failure says about trying again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Trying again gives the same answer: bad credentials, no such image,
+    /// a malformed reference, a docker daemon that is gone.
+    Permanent,
+    /// The registry is busy or failing for now (HTTP 5xx).
+    Passing,
+    /// The registry asked to slow down (HTTP 429).
+    Throttled,
+    /// The registry could not be reached, or did not answer in time.
+    Unreachable,
+}
+
+impl Kind {
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(self) -> bool {
+        self != Kind::Permanent
+    }
+}
+
+/// Phrases of failures that another attempt will not fix; they win over the
+/// passing ones (`unauthorized` in a 503's body is still unauthorized).
+const PERMANENT: &[&str] = &[
+    "unauthorized",
+    "authentication required",
+    "denied",
+    "forbidden",
+    "not found",
+    "manifest unknown",
+    "name unknown",
+    "invalid reference format",
+    "repository name must",
+    "401 unauthorized",
+    "403 forbidden",
+    "404 not found",
+];
+
+/// Phrases of a registry that cannot be reached (or went away mid-transfer).
+const UNREACHABLE: &[&str] = &[
+    "connection refused",
+    "connection reset",
+    "no route to host",
+    "network is unreachable",
+    "no such host",
+    "i/o timeout",
+    "tls handshake timeout",
+    "timeout exceeded while awaiting headers",
+    "broken pipe",
+    "unexpected eof",
+    ": eof",
+];
+
+/// Phrases of a registry that asked to slow down.
+const THROTTLED: &[&str] = &[
+    "toomanyrequests",
+    "429 too many requests",
+    "too many requests",
+];
+
+/// Phrases of a registry that failed for now.
+const PASSING: &[&str] = &[
+    "500 internal server error",
+    "502 bad gateway",
+    "503 service unavailable",
+    "504 gateway timeout",
+    "received unexpected http status: 5",
+    "status code 5",
+    "server error",
+];
+
+/// Classifies a failed docker command.
+pub fn kind(error: &Error) -> Kind {
+    match error {
+        Error::DockerTimedOut { .. } => Kind::Unreachable,
+        Error::DockerFailed { detail, .. } => kind_of_text(detail),
+        _ => Kind::Permanent,
+    }
+}
+
+fn kind_of_text(detail: &str) -> Kind {
+    let text = detail.to_ascii_lowercase();
+    let has = |phrases: &[&str]| phrases.iter().any(|p| text.contains(p));
+    if has(PERMANENT) {
+        Kind::Permanent
+    } else if has(THROTTLED) {
+        Kind::Throttled
+    } else if has(UNREACHABLE) {
+        Kind::Unreachable
+    } else if has(PASSING) {
+        Kind::Passing
+    } else {
+        Kind::Permanent
+    }
+}
+
+/// How long to wait before retry number `retry` (1 for the first) of a
+/// failure of `kind`: the base doubled each time, capped, and then a random
+/// point in its upper half, so that many waiting clients do not return at
+/// once.
+pub fn delay(kind: Kind, retry: u32) -> Duration {
+    let base = if kind == Kind::Throttled {
+        BASE_THROTTLED
+    } else {
+        BASE
+    };
+    let full = base
+        .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
+        .min(CAP);
+    let half = full / 2;
+    let jitter = RandomState::new().build_hasher().finish() % (half.as_millis() as u64 + 1);
+    half + Duration::from_millis(jitter)
+}
+
+/// Sleeps for `wait`, or until `stop` says so; false when stopped.
+pub fn sleep(wait: Duration, stop: &dyn Fn() -> bool) -> bool {
+    let until = Instant::now() + wait;
+    loop {
+        if stop() {
+            return false;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        thread::sleep(left.min(POLL));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_errors_are_classified() {
+        let cases = [
+            (
+                "Error response from daemon: Get \"http://127.0.0.1:5000/v2/\": dial tcp 127.0.0.1:5000: connect: connection refused",
+                Kind::Unreachable,
+            ),
+            (
+                "Error response from daemon: received unexpected HTTP status: 500 Internal Server Error",
+                Kind::Passing,
+            ),
+            (
+                "Error response from daemon: received unexpected HTTP status: 503 Service Unavailable",
+                Kind::Passing,
+            ),
+            (
+                "Error response from daemon: toomanyrequests: You have reached your pull rate limit.",
+                Kind::Throttled,
+            ),
+            (
+                "Error response from daemon: manifest for 127.0.0.1:5000/a:1 not found: manifest unknown: manifest unknown",
+                Kind::Permanent,
+            ),
+            (
+                "Error response from daemon: pull access denied for x, repository does not exist or may require 'docker login'",
+                Kind::Permanent,
+            ),
+            ("unauthorized: authentication required", Kind::Permanent),
+            (
+                "invalid reference format: repository name must be lowercase",
+                Kind::Permanent,
+            ),
+            (
+                "Error response from daemon: Get \"https://r.io/v2/\": net/http: TLS handshake timeout",
+                Kind::Unreachable,
+            ),
+            ("something nobody has seen", Kind::Permanent),
+        ];
+        for (text, want) in cases {
+            let e = Error::DockerFailed {
+                command: "docker pull x".into(),
+                detail: text.into(),
+            };
+            assert_eq!(kind(&e), want, "{text}");
+        }
+        let timed_out = Error::DockerTimedOut {
+            command: "docker pull x".into(),
+            after: Duration::from_secs(5),
+        };
+        assert_eq!(kind(&timed_out), Kind::Unreachable);
+        let daemon_gone = Error::DockerUnreachable {
+            detail: "Cannot connect to the Docker daemon".into(),
+        };
+        assert!(!kind(&daemon_gone).is_retryable());
+    }
+
+    #[test]
+    fn delays_grow_with_jitter_up_to_the_cap() {
+        for _ in 0..50 {
+            let first = delay(Kind::Passing, 1);
+            assert!(
+                (Duration::from_millis(500)..=BASE).contains(&first),
+                "{first:?}"
+            );
+            let third = delay(Kind::Passing, 3);
+            assert!((Duration::from_secs(2)..=Duration::from_secs(4)).contains(&third));
+            let late = delay(Kind::Unreachable, 40);
+            assert!((CAP / 2..=CAP).contains(&late), "{late:?}");
+            let throttled = delay(Kind::Throttled, 1);
+            assert!(throttled >= Duration::from_millis(2500), "{throttled:?}");
+        }
+        let spread: std::collections::HashSet<Duration> =
+            (0..20).map(|_| delay(Kind::Passing, 4)).collect();
+        assert!(spread.len() > 1, "no jitter: {spread:?}");
+    }
+
+    #[test]
+    fn a_sleep_ends_when_stopped() {
+        let start = Instant::now();
+        assert!(!sleep(Duration::from_secs(30), &|| true));
+        assert!(start.elapsed() < Duration::from_secs(1));
+        assert!(sleep(Duration::from_millis(10), &|| false));
+    }
+}
