@@ -109,10 +109,11 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> RegistryReport {
         down: Mutex::new(HashMap::new()),
     };
     let workers = registry.parallel.clamp(1, planned.len().max(1));
-    thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| run.work(&planned));
-        }
+    let panics: Vec<_> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| scope.spawn(|| run.work(&planned)))
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().err()).collect()
     });
     state.set_challenges(ctx.client.challenges());
     if ctx.dry_run {
@@ -123,6 +124,11 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> RegistryReport {
         );
     } else if let Err(e) = state.save() {
         log::warn!("{}: {e}", registry.hostname);
+    }
+    // A worker's panic goes on to the caller as it was, once what the other
+    // workers mirrored is saved.
+    if let Some(panic) = panics.into_iter().next() {
+        std::panic::resume_unwind(panic);
     }
     let stopped = run.stopped.into_inner().unwrap_or_else(|p| p.into_inner());
     if let Some((_, stop_outcome)) = &stopped {

@@ -2,7 +2,8 @@
 //! Each child runs in its own process group with stdin closed; stdout and
 //! stderr are drained on their own threads so a full pipe never blocks it,
 //! each line is handed to the caller as it arrives, and a child that runs past
-//! its time limit is killed together with everything it started.
+//! its time limit is killed together with everything it started. A child
+//! is also killed by the kernel if picture-book itself dies (SIGKILL).
 
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read};
@@ -174,17 +175,18 @@ pub fn run(
     if cancel.is_cancelled() && cancel.deadline().is_some_and(|d| d <= Instant::now()) {
         return Err(Failure::Cancelled);
     }
-    let mut child = Command::new(&spec.program)
+    let mut command = Command::new(&spec.program);
+    command
         .args(&spec.args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Failure::NotFound,
-            _ => Failure::Spawn(e),
-        })?;
+        .process_group(0);
+    die_with_parent(&mut command);
+    let mut child = command.spawn().map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Failure::NotFound,
+        _ => Failure::Spawn(e),
+    })?;
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     if let Some(out) = child.stdout.take() {
@@ -296,6 +298,28 @@ fn drain(pipe: impl Read + Send + 'static, stream: Stream, tx: mpsc::Sender<Even
 }
 
 /// Sends `signal` to the process group led by `pid`.
+/// Has the kernel kill the child when picture-book dies without cleaning up
+/// (SIGKILL, a crash), so no docker command outlives it unwatched.
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and calls
+    // only prctl(2) and getppid(2), which are async-signal-safe; it touches
+    // no memory shared with the parent.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() as u32 != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
 #[allow(unsafe_code)]
 fn signal_group(pid: u32, signal: libc::c_int) {
     let Ok(pgid) = libc::pid_t::try_from(pid) else {

@@ -8,7 +8,7 @@
 use std::fs;
 use std::io::Read;
 use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -87,57 +87,121 @@ pub fn dockerd() -> &'static Dockerd {
     static DOCKERD: OnceLock<Dockerd> = OnceLock::new();
     DOCKERD.get_or_init(|| {
         let dir = root().join("d");
-        fs::create_dir_all(&dir).unwrap();
-        let sock = dir.join("docker.sock");
-        let log = fs::File::create(dir.join("dockerd.log")).unwrap();
         // Not waited for: the watchdog stops it after this process exits.
         #[allow(clippy::zombie_processes)]
-        let child = Command::new("dockerd")
-            .args([
-                "--storage-driver=vfs",
-                "--iptables=false",
-                "--ip6tables=false",
-                "--bridge=none",
-            ])
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("dockerd.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", sock.display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect(
-                "dockerd must be installed (Debian package docker.io) and the tests run as root",
-            );
-        remember_pid(child.id());
-        let d = Dockerd {
-            host: format!("unix://{}", sock.display()),
-        };
-        let started = Instant::now();
-        loop {
-            let ok = docker_cmd(&d.host)
-                .args(["version", "--format", "{{.Server.Version}}"])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false);
-            if ok {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(90),
-                "dockerd did not come up; see {}",
-                dir.join("dockerd.log").display()
-            );
-            thread::sleep(Duration::from_millis(200));
-        }
+        let (d, _child) = launch_dockerd(&dir);
         d
     })
+}
+
+/// A docker daemon of one test's own, to stop and start at will.
+pub struct PrivateDockerd {
+    /// `unix://...`, for `DOCKER_HOST`.
+    pub host: String,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateDockerd {
+    /// Starts one and waits until it answers.
+    pub fn start() -> PrivateDockerd {
+        let dir = fresh_dir("dockerd");
+        let (d, child) = launch_dockerd(&dir);
+        PrivateDockerd {
+            host: d.host,
+            dir,
+            child: Some(child),
+        }
+    }
+
+    /// Stops it and its containerd with `signal` (`TERM`, `KILL`) and waits
+    /// until it is gone.
+    pub fn stop(&mut self, signal: &str) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg("--")
+                .arg(format!("-{}", child.id()))
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same socket and data, after removing the pid
+    /// file and runtime state a killed daemon leaves (as a reboot would).
+    pub fn restart(&mut self) {
+        self.stop("TERM");
+        let _ = fs::remove_file(self.dir.join("dockerd.pid"));
+        let _ = fs::remove_dir_all(self.dir.join("exec"));
+        let (_, child) = launch_dockerd(&self.dir);
+        self.child = Some(child);
+    }
+}
+
+impl Drop for PrivateDockerd {
+    fn drop(&mut self) {
+        self.stop("TERM");
+    }
+}
+
+/// Starts a dockerd whose files live in `dir` and waits until it answers.
+fn launch_dockerd(dir: &Path) -> (Dockerd, Child) {
+    fs::create_dir_all(dir).unwrap();
+    let sock = dir.join("docker.sock");
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("dockerd.log"))
+        .unwrap();
+    let mut child = Command::new("dockerd")
+        .args([
+            "--storage-driver=vfs",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--bridge=none",
+        ])
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("--pidfile")
+        .arg(dir.join("dockerd.pid"))
+        .arg("-H")
+        .arg(format!("unix://{}", sock.display()))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .expect("dockerd must be installed (Debian package docker.io) and the tests run as root");
+    remember_pid(child.id());
+    let d = Dockerd {
+        host: format!("unix://{}", sock.display()),
+    };
+    let started = Instant::now();
+    loop {
+        let ok = docker_cmd(&d.host)
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if ok {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "dockerd exited with {status}; its log ends:\n{}",
+                tail(&dir.join("dockerd.log"), 10)
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "dockerd did not come up; see {}",
+            dir.join("dockerd.log").display()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    (d, child)
 }
 
 fn docker_cmd(host: &str) -> Command {
@@ -177,12 +241,17 @@ fn setup(cmd: &mut Command, what: &str) -> String {
         ));
         thread::sleep(Duration::from_millis(500));
     }
-    let log = fs::read_to_string(root().join("d/dockerd.log")).unwrap_or_default();
-    let tail: Vec<&str> = log.lines().rev().take(30).collect();
     panic!(
-        "{what} failed 3 times: {failures:#?}\ndockerd log (last lines, newest first):\n{}",
-        tail.join("\n")
+        "{what} failed 3 times: {failures:#?}\ndockerd log (last lines):\n{}",
+        tail(&root().join("d/dockerd.log"), 30)
     );
+}
+
+/// The last `n` lines of a log file.
+fn tail(path: &Path, n: usize) -> String {
+    let log = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Runs docker against the shared daemon; true when it succeeded.
@@ -243,7 +312,23 @@ impl Registry {
             ));
         }
         fs::write(dir.join("config.yml"), cfg).unwrap();
-        let log = fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Registry::serve(&dir);
+        let reg = Registry {
+            host: format!("127.0.0.1:{port}"),
+            dir,
+            child,
+            creds,
+        };
+        reg.wait_until_up();
+        reg
+    }
+
+    fn serve(dir: &Path) -> Child {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("registry.log"))
+            .unwrap();
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(dir.join("config.yml"))
@@ -253,21 +338,32 @@ impl Registry {
             .spawn()
             .expect("docker-registry (Debian package docker-registry) must be installed");
         remember_pid(child.id());
-        let reg = Registry {
-            host: format!("127.0.0.1:{port}"),
-            dir,
-            child,
-            creds,
-        };
+        child
+    }
+
+    fn wait_until_up(&self) {
         let started = Instant::now();
-        while reg.get("/v2/").is_err() {
+        while self.get("/v2/").is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(20),
-                "registry on {port} did not come up"
+                "registry {} did not come up",
+                self.host
             );
             thread::sleep(Duration::from_millis(50));
         }
-        reg
+    }
+
+    /// Stops it (SIGKILL, as a crash or a power cut would).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port with the same storage.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Registry::serve(&self.dir);
+        self.wait_until_up();
     }
 
     fn agent() -> ureq::Agent {
@@ -479,6 +575,14 @@ impl Workspace {
         self.file("config.yaml", yaml)
     }
 
+    /// The private docker configuration directories picture-book has in
+    /// this workspace's `$XDG_RUNTIME_DIR` now.
+    pub fn private_dirs(&self) -> Vec<PathBuf> {
+        fs::read_dir(self.dir.join("run"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
     /// A run of picture-book with this workspace as working directory.
     pub fn run(&self) -> Run {
         Run::new(&self.dir)
@@ -531,8 +635,15 @@ impl Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_picture-book"));
         // Every request not to loopback goes to a closed local port, so no
         // test reaches for the internet, not even for a DNS lookup.
+        let runtime = dir.join("run");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&runtime)
+            .unwrap();
         cmd.current_dir(dir)
             .env_remove("PICTURE_BOOK_CONFIG")
+            .env("XDG_RUNTIME_DIR", runtime)
             .env("DOCKER_CONFIG", dir.join(".docker"))
             .env("ALL_PROXY", "http://127.0.0.1:9")
             .env("NO_PROXY", "127.0.0.1,localhost")

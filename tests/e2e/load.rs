@@ -68,11 +68,13 @@ fn credentials_reach_docker_privately_and_never_show() {
     )
     .unwrap();
     let argv_log = ws.dir.join("argv.log");
+    let env_log = ws.dir.join("env.log");
     ws.script(
         "bin/docker",
         &format!(
-            "echo \"$*\" >> {}\nexec {} \"$@\"",
+            "echo \"$*\" >> {}\nenv >> {}\nexec {} \"$@\"",
             argv_log.display(),
+            env_log.display(),
             real.trim()
         ),
     );
@@ -80,12 +82,18 @@ fn credentials_reach_docker_privately_and_never_show() {
     let out = ws
         .run()
         .env("PATH", &path)
-        .args(["load", "--all", "-v"])
+        .args(["load", "--all", "-v", "--json"])
         .run();
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(dst.config_digest("mirror/private/app", "7"), Some(id));
 
     let argv = fs::read_to_string(&argv_log).unwrap();
+    let env = fs::read_to_string(&env_log).unwrap();
+    let state: String = fs::read_dir(ws.dir.join("state"))
+        .unwrap()
+        .map(|f| fs::read_to_string(f.unwrap().path()).unwrap())
+        .collect();
+    assert!(state.contains("mirror/private/app:7"), "{state}");
     let secrets = [
         "pull-secret-81f3".to_string(),
         "push-secret-c07e".to_string(),
@@ -100,9 +108,11 @@ fn credentials_reach_docker_privately_and_never_show() {
         );
         assert!(
             !out.all().contains(s.as_str()),
-            "secret in output: {}",
+            "secret in output or the JSON report: {}",
             out.all()
         );
+        assert!(!env.contains(s.as_str()), "secret in docker's environment");
+        assert!(!state.contains(s.as_str()), "secret in the state file");
     }
     let private_dirs: Vec<&str> = argv
         .lines()
@@ -120,6 +130,10 @@ fn credentials_reach_docker_privately_and_never_show() {
         "{argv}"
     );
     for dir in private_dirs {
+        assert!(
+            Path::new(dir).starts_with(ws.dir.join("run")),
+            "private docker config {dir} is not under $XDG_RUNTIME_DIR"
+        );
         assert!(
             !Path::new(dir).exists(),
             "private docker config {dir} was left behind"

@@ -5,6 +5,7 @@ mod harness;
 
 mod cli;
 mod docs;
+mod faults;
 mod fresh;
 mod load;
 mod sync;

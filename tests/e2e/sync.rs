@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Outcome, Registry, Running, Workspace, eventually, processes_with};
+use crate::harness::{Outcome, Registry, Run, Running, Workspace, eventually, processes_with};
 use crate::load::hanging_registry;
 
 const TOKEN: &str = "tok-5e2f-a8c1";
 
 /// A running daemon and how to reach its API.
-struct Daemon {
+pub struct Daemon {
     running: Option<Running>,
     port: u16,
     token: Option<String>,
@@ -23,14 +23,24 @@ struct Daemon {
 impl Daemon {
     /// Starts `picture-book sync` in `ws` with `registries` (YAML list items)
     /// and the API on a free port, and waits until it answers.
-    fn start(ws: &Workspace, registries: &str, token: Option<&str>) -> Daemon {
+    pub fn start(ws: &Workspace, registries: &str, token: Option<&str>) -> Daemon {
+        Daemon::start_with(ws, registries, token, |run| run)
+    }
+
+    /// As [`Daemon::start`], with the run set up by `setup` first.
+    pub fn start_with(
+        ws: &Workspace,
+        registries: &str,
+        token: Option<&str>,
+        setup: impl FnOnce(Run) -> Run,
+    ) -> Daemon {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         ws.config(&config_text(registries, port, token));
-        let running = ws.run().args(["-v", "sync"]).spawn();
+        let running = setup(ws.run()).args(["-v", "sync"]).spawn();
         let d = Daemon {
             running: Some(running),
             port,
@@ -45,7 +55,7 @@ impl Daemon {
     }
 
     /// A request with the daemon's token (when it has one).
-    fn call(&self, method: &str, path: &str) -> (u16, Value) {
+    pub fn call(&self, method: &str, path: &str) -> (u16, Value) {
         let (status, _, body) = self
             .raw(method, path, self.token.as_deref())
             .expect("the API answers");
@@ -55,14 +65,14 @@ impl Daemon {
         )
     }
 
-    fn get(&self, path: &str) -> Value {
+    pub fn get(&self, path: &str) -> Value {
         let (status, body) = self.call("GET", path);
         assert_eq!(status, 200, "GET {path}: {body}");
         body
     }
 
     /// Status, `WWW-Authenticate` and body of a request with `token`.
-    fn raw(
+    pub fn raw(
         &self,
         method: &str,
         path: &str,
@@ -101,34 +111,34 @@ impl Daemon {
         ))
     }
 
-    fn status(&self, host: &str) -> Value {
+    pub fn status(&self, host: &str) -> Value {
         self.get(&format!("/ops?sync={host}&action=details"))["status"].clone()
     }
 
-    fn syncs(&self, host: &str) -> u64 {
+    pub fn syncs(&self, host: &str) -> u64 {
         self.status(host)["numberOfSyncs"].as_u64().unwrap()
     }
 
-    fn signal(&self, signal: &str) {
+    pub fn signal(&self, signal: &str) {
         self.running.as_ref().unwrap().signal(signal);
     }
 
     /// SIGTERM, then the outcome.
-    fn stop(mut self) -> Outcome {
+    pub fn stop(mut self) -> Outcome {
         let running = self.running.take().unwrap();
         running.signal("TERM");
         running.wait(Duration::from_secs(90))
     }
 }
 
-fn config_text(registries: &str, port: u16, token: Option<&str>) -> String {
+pub fn config_text(registries: &str, port: u16, token: Option<&str>) -> String {
     let auth = token.map_or(String::new(), |t| {
         format!("  enableAuth: true\n  authToken: {t}\n")
     });
     format!("registries:\n{registries}api:\n  enabled: true\n  port: {port}\n{auth}")
 }
 
-fn registry_entry(target: &Registry, period: &str, extra: &str) -> String {
+pub fn registry_entry(target: &Registry, period: &str, extra: &str) -> String {
     format!(
         "  - hostname: '{}'\n    repository: mirror\n    syncPeriod: '{period}'\n    syncerScript: sync.sh\n{extra}",
         target.host

@@ -1,0 +1,163 @@
+//! picture-book itself killed outright, panicking, or stuck in a script.
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use super::records_hold;
+use crate::harness::{Registry, Workspace, eventually, processes_with};
+use crate::sync::{Daemon, registry_entry};
+
+#[test]
+fn sigkill_mid_run_then_a_restart_completes_the_mirror() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    let tags = ["1", "2", "3", "4", "5", "6"];
+    let ids: Vec<String> = tags.iter().map(|t| src.push_image("app", t, 3)).collect();
+    let ws = Workspace::new();
+    ws.list_script("sync.sh", &tags.map(|t| format!("{}/app:{t}", src.host)));
+    // Credentials, so that private docker config directories exist mid-run.
+    let auth = r#"{"auths":{"example.invalid":{"auth":"dTpw"}}}"#;
+    let entry = registry_entry(
+        &dst,
+        "0 0 0 1 1 *",
+        &format!("    parallel: 1\n    pullAuthConfig: '{auth}'\n"),
+    );
+    let d = Daemon::start(&ws, &entry, None);
+    let run = format!("/ops?sync={}&action=run", dst.host);
+    assert_eq!(d.call("POST", &run).0, 202);
+    assert!(eventually(Duration::from_secs(60), || dst
+        .manifest_digest("mirror/app", "2")
+        .is_some()));
+    d.signal("KILL");
+    drop(d);
+    let state = ws.dir.join("state");
+    // The state file is whole, and holds nothing that did not arrive.
+    let before_restart = records_hold(&state, &dst);
+    // docker children die with picture-book.
+    assert!(
+        eventually(Duration::from_secs(5), || processes_with(&format!(
+            " {}/app:",
+            src.host
+        ))
+        .is_empty()),
+        "a docker command outlived picture-book"
+    );
+
+    let d = Daemon::start(&ws, &entry, None);
+    assert!(
+        eventually(Duration::from_secs(10), || ws.private_dirs().is_empty()),
+        "the private directories of the killed process were not removed: {:?}",
+        ws.private_dirs()
+    );
+    assert_eq!(d.call("POST", &run).0, 202);
+    assert!(eventually(Duration::from_secs(90), || d.syncs(&dst.host) == 1));
+    assert_eq!(d.status(&dst.host)["lastRun"]["outcome"], "success");
+    for (tag, id) in tags.iter().zip(&ids) {
+        assert_eq!(dst.config_digest("mirror/app", tag).as_ref(), Some(id));
+    }
+    assert!(before_restart < tags.len());
+    assert_eq!(records_hold(&state, &dst), tags.len());
+    assert_eq!(d.stop().code, 0);
+    assert!(ws.private_dirs().is_empty());
+}
+
+#[test]
+fn a_panicking_run_is_reported_as_crashed_and_nothing_else_notices() {
+    let (src, bad, good) = (Registry::start(), Registry::start(), Registry::start());
+    let id = src.push_image("app", "1", 1);
+    let ws = Workspace::new();
+    ws.list_script("sync.sh", &[format!("{}/app:1", src.host)]);
+    let panic_file = ws.file("panic-on", &bad.host);
+    let auth = r#"{"auths":{"example.invalid":{"auth":"dTpw"}}}"#;
+    let extra = format!("    pullAuthConfig: '{auth}'\n");
+    let registries = format!(
+        "{}{}",
+        registry_entry(&bad, "*/2 * * * * *", &extra),
+        registry_entry(&good, "*/2 * * * * *", "")
+    );
+    let d = Daemon::start_with(&ws, &registries, None, |run| {
+        run.env("PICTURE_BOOK_PANIC_FILE", &panic_file)
+    });
+    assert!(eventually(Duration::from_secs(30), || d.syncs(&bad.host)
+        >= 2
+        && d.syncs(&good.host) >= 2));
+    let last = d.status(&bad.host)["lastRun"].clone();
+    assert_eq!(last["outcome"], "crashed", "{last}");
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("injected panic for {}", bad.host)),
+        "{last}"
+    );
+    assert_eq!(d.status(&good.host)["lastRun"]["outcome"], "success");
+    assert_eq!(good.config_digest("mirror/app", "1").as_ref(), Some(&id));
+    let metrics = d.call("GET", "/metrics").1;
+    assert!(
+        metrics.as_str().unwrap().contains(&format!(
+            "picture_book_runs_total{{registry=\"{}\",outcome=\"crashed\"}}",
+            bad.host
+        )),
+        "{metrics}"
+    );
+    // The synchronizer runs again at its next due time, and succeeds once
+    // the fault is gone.
+    fs::remove_file(&panic_file).unwrap();
+    let crashed = d.syncs(&bad.host);
+    assert!(eventually(Duration::from_secs(30), || d.syncs(&bad.host)
+        > crashed
+        && d.status(&bad.host)["lastRun"]["outcome"] == "success"));
+    assert_eq!(bad.config_digest("mirror/app", "1").as_ref(), Some(&id));
+    let out = d.stop();
+    assert_eq!(out.code, 0);
+    assert!(
+        out.stderr.contains(&format!(
+            "{}: internal error during the run: injected panic",
+            bad.host
+        )),
+        "the panic is logged with the registry's name: {}",
+        out.stderr
+    );
+    assert!(ws.private_dirs().is_empty(), "{:?}", ws.private_dirs());
+}
+
+#[test]
+fn a_hanging_script_stalls_neither_other_registries_nor_the_api() {
+    let (src, stuck, free) = (Registry::start(), Registry::start(), Registry::start());
+    src.push_image("app", "1", 1);
+    let ws = Workspace::new();
+    let marker = format!("sleep 86397.{}", std::process::id());
+    ws.script(
+        "hang.sh",
+        &format!("echo {}/app:1\n{marker} &\n{marker}", src.host),
+    );
+    ws.list_script("sync.sh", &[format!("{}/app:1", src.host)]);
+    let registries = format!(
+        "{}    syncerScriptTimeout: 6s\n{}",
+        registry_entry(&stuck, "* * * * * *", "").replace("sync.sh", "hang.sh"),
+        registry_entry(&free, "*/2 * * * * *", "")
+    );
+    let d = Daemon::start(&ws, &registries, None);
+    let started = Instant::now();
+    assert!(eventually(Duration::from_secs(5), || d.status(&stuck.host)
+        ["running"]
+        == true));
+    // While the script hangs, the other registry runs and the API answers.
+    assert!(eventually(Duration::from_secs(5), || d.syncs(&free.host) >= 2));
+    assert!(started.elapsed() < Duration::from_secs(6));
+    assert!(eventually(Duration::from_secs(20), || d.syncs(&stuck.host) >= 1));
+    let last = d.status(&stuck.host)["lastRun"].clone();
+    assert_eq!(last["outcome"], "failed");
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not finish within 6s"),
+        "{last}"
+    );
+    assert!(
+        eventually(Duration::from_secs(3), || processes_with(&marker)
+            .is_empty()),
+        "the hanging script or its child outlived the timeout"
+    );
+    assert_eq!(d.stop().code, 0);
+}
