@@ -154,6 +154,25 @@ pub fn run(
     Ok(listing)
 }
 
+/// The longest `syncerScriptArgs` accepted, well below what the system lets
+/// a program be given.
+pub const MAX_ARGS_LEN: usize = 64 << 10;
+
+/// Checks that `words` can be given to a program: no NUL characters, and
+/// not longer in all than [`MAX_ARGS_LEN`].
+pub fn check_args(words: Vec<String>) -> Result<Vec<String>, String> {
+    let len: usize = words.iter().map(|w| w.len() + 1).sum();
+    if len > MAX_ARGS_LEN {
+        Err(format!(
+            "{len} bytes of arguments; at most {MAX_ARGS_LEN} are accepted"
+        ))
+    } else if words.iter().any(|w| w.contains('\0')) {
+        Err("contains a NUL character, which no argument can hold".into())
+    } else {
+        Ok(words)
+    }
+}
+
 /// Splits `text` into words as a POSIX shell does, without expanding anything:
 /// blanks separate words, single quotes keep everything literally, double
 /// quotes keep everything but `\"`, `\\`, `\$` and `` \` ``, and a backslash
