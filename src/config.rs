@@ -42,7 +42,7 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 const MAX_PATH_LEN: usize = 4096;
 /// How many characters of a problem a message shows: a value pasted by
 /// mistake (a megabyte of text) is cut, keeping the key path and the line.
-const MAX_PROBLEM_LEN: usize = 300;
+const MAX_PROBLEM_LEN: usize = 1000;
 
 /// A valid configuration.
 #[derive(Debug, Clone)]
