@@ -42,6 +42,13 @@ pub const DEFAULT_RETRIES: u32 = 3;
 pub const MAX_RETRIES: u32 = 10;
 /// The API port when `api.port` is not set.
 pub const DEFAULT_API_PORT: u16 = 8001;
+/// The longest API token accepted: it must fit in a request header.
+pub const MAX_TOKEN_LEN: usize = 4096;
+/// The longest path the system opens (`PATH_MAX`).
+const MAX_PATH_LEN: usize = 4096;
+/// How many characters of a problem a message shows: a value pasted by
+/// mistake (a megabyte of text) is cut, keeping the key path and the line.
+const MAX_PROBLEM_LEN: usize = 1000;
 
 /// A valid configuration.
 #[derive(Debug, Clone)]
@@ -200,6 +207,12 @@ fn scalar_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
         fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
             Ok(Some(v.to_string()))
         }
+        fn visit_i128<E: de::Error>(self, v: i128) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_u128<E: de::Error>(self, v: u128) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
             Ok(Some(v.to_string()))
         }
@@ -251,9 +264,12 @@ pub fn load(path: &Path) -> Result<Config, Error> {
 /// Validates configuration `text` read from `path` (relative paths in it
 /// resolve against `path`'s directory).
 pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
-    let invalid = |problems| Error::ConfigInvalid {
+    let invalid = |problems: Vec<String>| Error::ConfigInvalid {
         path: path.to_path_buf(),
-        problems,
+        problems: problems
+            .iter()
+            .map(|p| crate::error::excerpt(p, MAX_PROBLEM_LEN))
+            .collect(),
     };
     let (raw, mut problems) = match serde_yaml::from_str::<RawConfig>(text) {
         Ok(raw) => {
@@ -310,6 +326,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
         problems: &mut problems,
     }
     .api(raw.api, base);
+    let state_dir_len = raw.state_dir.as_ref().map_or(0, |d| d.as_os_str().len());
+    if state_dir_len > MAX_PATH_LEN {
+        problems.push(format!(
+            "stateDir: {state_dir_len} bytes long; a path has at most {MAX_PATH_LEN}"
+        ));
+    }
     if problems.is_empty() {
         Ok(Config {
             path: path.to_path_buf(),
@@ -547,7 +569,10 @@ impl Checker<'_> {
         };
         let script = self.script(r.syncer_script, base);
         let script_args_text = r.syncer_script_args.unwrap_or_default();
-        let script_args = self.check("syncerScriptArgs", script::split_words(&script_args_text));
+        let script_args = self.check(
+            "syncerScriptArgs",
+            script::split_words(&script_args_text).and_then(script::check_args),
+        );
         let script_timeout = self.timeout(
             "syncerScriptTimeout",
             r.syncer_script_timeout,
@@ -725,12 +750,15 @@ impl Checker<'_> {
                 self.problem("authToken", "set authToken or authTokenFile, not both");
                 None
             }
-            (Some(t), None) => Some(Secret::new(t.trim())),
+            (Some(t), None) => self.check("authToken", usable_token(&t)),
             (None, Some(f)) => {
                 let path = base.join(f);
                 let text = read_secret_file(&path, "api.authTokenFile");
                 match self.check("authTokenFile", text) {
-                    Some(t) if !t.trim().is_empty() => Some(Secret::new(t.trim())),
+                    Some(t) if !t.trim().is_empty() => self.check(
+                        "authTokenFile",
+                        usable_token(&t).map_err(|e| format!("{}: {e}", path.display())),
+                    ),
                     Some(_) => {
                         self.problem("authTokenFile", format!("{} is empty", path.display()));
                         None
@@ -757,6 +785,23 @@ impl Checker<'_> {
             port,
             token: if enable_auth { token } else { None },
         }
+    }
+}
+
+/// A token as a client can send it in a header: trimmed, at most
+/// [`MAX_TOKEN_LEN`] long, without control characters. The message never
+/// shows the token.
+fn usable_token(text: &str) -> Result<Secret, String> {
+    let token = text.trim();
+    if token.len() > MAX_TOKEN_LEN {
+        Err(format!(
+            "{} bytes long; a token has at most {MAX_TOKEN_LEN}",
+            token.len()
+        ))
+    } else if token.chars().any(char::is_control) {
+        Err("contains a control character, which a request header cannot carry".into())
+    } else {
+        Ok(Secret::new(token))
     }
 }
 

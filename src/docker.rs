@@ -148,6 +148,13 @@ impl Docker {
             Failure::Cancelled => Error::Interrupted {
                 command: command.clone(),
             },
+            Failure::TooMuchOutput(_) => Error::DockerFailed {
+                command: command.clone(),
+                detail: format!(
+                    "it wrote more than {} MiB of output and was stopped",
+                    spec.max_output >> 20
+                ),
+            },
         })?;
         if done.status.success() {
             return Ok(done);

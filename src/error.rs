@@ -87,6 +87,25 @@ pub enum Error {
         /// The limit.
         after: Duration,
     },
+    /// The syncer script wrote more than picture-book reads; it was killed
+    /// and its list is not used.
+    ScriptOutputTooLarge {
+        /// The script.
+        script: PathBuf,
+        /// `standard output` or `standard error`.
+        stream: &'static str,
+        /// How many bytes of it were read.
+        limit: usize,
+    },
+    /// The syncer script listed more images than one run takes; none is used.
+    ScriptListTooLong {
+        /// The script.
+        script: PathBuf,
+        /// How many images (and lines that are not images) it listed.
+        listed: usize,
+        /// The most a run takes.
+        limit: usize,
+    },
     /// A child process was stopped because picture-book is shutting down.
     Interrupted {
         /// The command, e.g. `docker pull alpine:3.19` or the script's path.
@@ -148,6 +167,37 @@ impl Error {
             Error::DockerNotFound { .. } | Error::DockerUnreachable { .. }
         )
     }
+}
+
+/// `text` made safe for one line of a message or a log: control characters
+/// (ANSI escapes, NUL, line breaks), invisible direction marks and the
+/// replacement character that stands for bytes that were not UTF-8 are
+/// written as escapes (`\u{1b}`), and a text longer than `max` characters
+/// keeps its start and its end around a note of how much was cut.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    let escape = |s: &mut String, c: char| {
+        let unsafe_to_print = c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}' | '\u{fffd}');
+        if unsafe_to_print {
+            s.extend(c.escape_default());
+        } else {
+            s.push(c);
+        }
+    };
+    let mut out = String::new();
+    if count <= max {
+        text.chars().for_each(|c| escape(&mut out, c));
+        return out;
+    }
+    let tail = max / 3;
+    let head = max - tail;
+    text.chars().take(head).for_each(|c| escape(&mut out, c));
+    out.push_str(&format!("…[{} characters cut]…", count - head - tail));
+    text.chars()
+        .skip(count - tail)
+        .for_each(|c| escape(&mut out, c));
+    out
 }
 
 /// Formats a duration the way the configuration accepts it (`90s`, `10m`, `1h`).
@@ -237,6 +287,25 @@ impl fmt::Display for Error {
                 script.display(),
                 human_duration(*after)
             ),
+            Error::ScriptOutputTooLarge {
+                script,
+                stream,
+                limit,
+            } => write!(
+                f,
+                "syncer script {} wrote more than {} MiB to {stream} and was killed; nothing was mirrored",
+                script.display(),
+                limit >> 20
+            ),
+            Error::ScriptListTooLong {
+                script,
+                listed,
+                limit,
+            } => write!(
+                f,
+                "syncer script {} listed {listed} images, more than the {limit} one run takes; nothing was mirrored (list fewer, or split them over several registries)",
+                script.display()
+            ),
             Error::Interrupted { command } => {
                 write!(f, "{command} was stopped: picture-book is shutting down")
             }
@@ -285,6 +354,19 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(7200)), "2h");
         assert_eq!(human_duration(Duration::from_secs(90)), "90s");
         assert_eq!(human_duration(Duration::from_millis(250)), "250ms");
+    }
+
+    #[test]
+    fn excerpts_are_printable_and_bounded() {
+        assert_eq!(excerpt("alpine:3", 10), "alpine:3");
+        assert_eq!(excerpt("a\u{1b}[31mb\0c\r", 40), "a\\u{1b}[31mb\\u{0}c\\r");
+        assert_eq!(excerpt("\u{fffd}\u{202e}", 10), "\\u{fffd}\\u{202e}");
+        let long = format!("{}{}", "a".repeat(1 << 20), "z".repeat(10));
+        let short = excerpt(&long, 60);
+        assert!(short.starts_with(&"a".repeat(40)), "{short}");
+        assert!(short.ends_with(&"z".repeat(10)), "{short}");
+        assert!(short.contains(&format!("…[{} characters cut]…", (1 << 20) + 10 - 60)));
+        assert!(short.chars().count() < 100, "{short}");
     }
 
     #[test]

@@ -26,6 +26,9 @@ const LINGER: Duration = Duration::from_secs(2);
 const CANCEL_POLL: Duration = Duration::from_millis(200);
 /// How long a child may go on after a cancellation before it is terminated.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How much of each of its outputs a child may write unless its [`Spec`]
+/// says otherwise: everything read is kept in memory.
+pub const DEFAULT_MAX_OUTPUT: usize = 64 << 20;
 
 /// A request, shared by every child a command starts, to stop early: each
 /// running child is terminated once `grace` has passed since the request
@@ -86,6 +89,9 @@ pub struct Spec {
     pub args: Vec<OsString>,
     /// How long it may run before it and its process group are killed.
     pub timeout: Duration,
+    /// How many bytes it may write to stdout, and to stderr, before it and
+    /// its process group are terminated.
+    pub max_output: usize,
 }
 
 impl Spec {
@@ -99,7 +105,14 @@ impl Spec {
             program: program.into(),
             args: args.into_iter().map(Into::into).collect(),
             timeout,
+            max_output: DEFAULT_MAX_OUTPUT,
         }
+    }
+
+    /// The same spec with another output limit.
+    pub fn max_output(mut self, bytes: usize) -> Spec {
+        self.max_output = bytes;
+        self
     }
 }
 
@@ -145,10 +158,15 @@ pub enum Failure {
     TimedOut,
     /// It was terminated, with its process group, because of a [`Cancel`].
     Cancelled,
+    /// It wrote more than [`Spec::max_output`] bytes to this stream; the rest
+    /// was not read and it was terminated with its process group.
+    TooMuchOutput(Stream),
 }
 
 enum Event {
     Line(Stream, String),
+    /// The stream went past the limit; nothing more is read from it.
+    Overflow(Stream),
     Eof,
     Exit(io::Result<ExitStatus>),
 }
@@ -166,7 +184,8 @@ enum Ending {
 /// Runs `spec` to its end, calling `on_line` with each line of output (without
 /// its line ending) as it arrives, and returns everything it wrote. A child
 /// that runs past its time limit, or past `cancel`'s grace, gets SIGTERM, and
-/// SIGKILL if it is still there after a few seconds, with its process group.
+/// SIGKILL if it is still there after a few seconds, with its process group;
+/// so does one that writes more than its output limit.
 pub fn run(
     spec: &Spec,
     cancel: &Cancel,
@@ -190,10 +209,10 @@ pub fn run(
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     if let Some(out) = child.stdout.take() {
-        drain(out, Stream::Stdout, tx.clone());
+        drain(out, Stream::Stdout, spec.max_output, tx.clone());
     }
     if let Some(err) = child.stderr.take() {
-        drain(err, Stream::Stderr, tx.clone());
+        drain(err, Stream::Stderr, spec.max_output, tx.clone());
     }
     thread::spawn(move || {
         let status = child.wait();
@@ -229,6 +248,12 @@ pub fn run(
                 };
                 buf.push_str(&line);
                 buf.push('\n');
+            }
+            Ok(Event::Overflow(stream)) => {
+                if matches!(ending, Ending::No) {
+                    signal_group(pid, libc::SIGTERM);
+                    ending = Ending::Terminated(Instant::now(), Failure::TooMuchOutput(stream));
+                }
             }
             Ok(Event::Eof) => open_streams -= 1,
             Ok(Event::Exit(result)) => {
@@ -276,15 +301,25 @@ pub fn run(
     }
 }
 
-fn drain(pipe: impl Read + Send + 'static, stream: Stream, tx: mpsc::Sender<Event>) {
+/// Reads `pipe` line by line onto `tx`, and at most `limit` bytes of it: a
+/// longer output ends with [`Event::Overflow`] and the pipe is closed, so
+/// neither a flood of lines nor one endless line can fill the memory.
+fn drain(pipe: impl Read + Send + 'static, stream: Stream, limit: usize, tx: mpsc::Sender<Event>) {
     thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
+        let allowed = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+        let mut reader = BufReader::new(pipe.take(allowed));
         let mut buf = Vec::new();
+        let mut read = 0usize;
         loop {
             buf.clear();
             match reader.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => break,
-                Ok(_) => {
+                Ok(n) if read.saturating_add(n) > limit => {
+                    let _ = tx.send(Event::Overflow(stream));
+                    break;
+                }
+                Ok(n) => {
+                    read += n;
                     let text = String::from_utf8_lossy(&buf);
                     let line = text.trim_end_matches(['\n', '\r']).to_string();
                     if tx.send(Event::Line(stream, line)).is_err() {
@@ -421,6 +456,44 @@ mod tests {
         .unwrap();
         assert_eq!(done.stdout.len(), 1_000_001);
         assert!(done.status.success());
+    }
+
+    #[test]
+    fn output_past_the_limit_stops_the_child() {
+        let started = Instant::now();
+        let spec = Spec::new(
+            "/bin/sh",
+            ["-c", "echo fine; yes picture-book; echo never"],
+            Duration::from_secs(60),
+        )
+        .max_output(1 << 20);
+        let mut lines = 0usize;
+        let result = run(&spec, &Cancel::default(), &mut |_, _| lines += 1);
+        assert!(
+            matches!(result, Err(Failure::TooMuchOutput(Stream::Stdout))),
+            "{result:?}"
+        );
+        assert!(lines > 1000 && lines <= (1 << 20) / 13 + 1, "{lines}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let endless_line = Spec::new(
+            "/bin/sh",
+            ["-c", "head -c 5000000 /dev/zero | tr '\\0' x >&2"],
+            Duration::from_secs(60),
+        )
+        .max_output(1 << 20);
+        let result = run(&endless_line, &Cancel::default(), &mut |_, _| {});
+        assert!(
+            matches!(result, Err(Failure::TooMuchOutput(Stream::Stderr))),
+            "{result:?}"
+        );
+        let exact = Spec::new(
+            "/bin/sh",
+            ["-c", "printf 0123456789"],
+            Duration::from_secs(10),
+        )
+        .max_output(10);
+        let done = run(&exact, &Cancel::default(), &mut |_, _| {}).unwrap();
+        assert_eq!(done.stdout, "0123456789\n");
     }
 
     #[test]

@@ -5,10 +5,19 @@
 
 use std::fmt;
 
+use crate::error::excerpt;
+
 /// Longest repository name (domain and path) docker accepts.
-const MAX_NAME_LEN: usize = 255;
+pub const MAX_NAME_LEN: usize = 255;
 /// Longest tag docker accepts.
 const MAX_TAG_LEN: usize = 128;
+/// Longest reference there can be: a name, a tag and a sha512 digest.
+const MAX_REFERENCE_LEN: usize = MAX_NAME_LEN + 1 + MAX_TAG_LEN + 1 + 7 + 128;
+
+/// A piece of input quoted for a message: printable and short.
+fn quote(text: &str) -> String {
+    format!("'{}'", excerpt(text, 80))
+}
 
 /// A parsed image reference, as a syncer script lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -29,10 +38,30 @@ impl Reference {
         if text.is_empty() {
             return Err("empty image reference".into());
         }
-        if let Some(c) = text.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        if text.len() > MAX_REFERENCE_LEN {
             return Err(format!(
-                "contains whitespace or a control character ({c:?})"
+                "{} characters long; no image reference is longer than {MAX_REFERENCE_LEN}",
+                text.chars().count()
             ));
+        }
+        if let Some(c) = text.chars().find(|c| c.is_whitespace()) {
+            return Err(format!(
+                "contains whitespace ({}): one image reference per line, and a comment on a line of its own starting with #",
+                quote(&c.to_string())
+            ));
+        }
+        if let Some(c) = text.chars().find(|c| c.is_control()) {
+            return Err(format!(
+                "contains a control character ({})",
+                quote(&c.to_string())
+            ));
+        }
+        if let Some(c) = text.chars().find(|c| !c.is_ascii()) {
+            return Err(if c == char::REPLACEMENT_CHARACTER {
+                "contains bytes that are not UTF-8 text".to_string()
+            } else {
+                format!("contains {}, which is not ASCII", quote(&c.to_string()))
+            });
         }
         if text.len() == 64
             && text
@@ -217,18 +246,21 @@ pub fn check_registry_host(host: &str) -> Result<(), String> {
     }
     if host.contains("://") {
         return Err(format!(
-            "'{host}' must be a host name, without a scheme like https://"
+            "{} must be a host name, without a scheme like https://",
+            quote(host)
         ));
     }
     if host.contains('/') {
         return Err(format!(
-            "'{host}' must be a host name without a path; put the path in 'repository'"
+            "{} must be a host name without a path; put the path in 'repository'",
+            quote(host)
         ));
     }
     check_domain(host)?;
     if !looks_like_domain(host) {
         return Err(format!(
-            "'{host}' would be read by docker as a Docker Hub user, not a registry; use a name with a dot, a :port, or localhost"
+            "{} would be read by docker as a Docker Hub user, not a registry; use a name with a dot, a :port, or localhost",
+            quote(host)
         ));
     }
     Ok(())
@@ -240,11 +272,17 @@ pub fn check_repository(repository: &str) -> Result<(), String> {
     if trimmed.is_empty() {
         return Ok(());
     }
+    if trimmed.len() >= MAX_NAME_LEN {
+        return Err(format!(
+            "{} characters long; a target name (hostname, repository and image) has at most {MAX_NAME_LEN}",
+            trimmed.chars().count()
+        ));
+    }
     check_path(trimmed)
 }
 
 fn check_domain(domain: &str) -> Result<(), String> {
-    let bad = || format!("invalid registry domain '{domain}'");
+    let bad = || format!("invalid registry domain {}", quote(domain));
     let (host, port) = if let Some(rest) = domain.strip_prefix('[') {
         let (ip, after) = rest.split_once(']').ok_or_else(bad)?;
         if ip.is_empty() || !ip.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
@@ -276,7 +314,7 @@ fn check_domain(domain: &str) -> Result<(), String> {
             || !port.chars().all(|c| c.is_ascii_digit())
             || port.parse::<u16>().is_err()
         {
-            return Err(format!("invalid port in registry domain '{domain}'"));
+            return Err(format!("invalid port in registry domain {}", quote(domain)));
         }
     }
     Ok(())
@@ -285,11 +323,16 @@ fn check_domain(domain: &str) -> Result<(), String> {
 fn check_path(path: &str) -> Result<(), String> {
     for component in path.split('/') {
         if component.chars().any(|c| c.is_ascii_uppercase()) {
-            return Err(format!("repository name must be lowercase: '{path}'"));
+            return Err(format!(
+                "repository name must be lowercase: {}",
+                quote(path)
+            ));
         }
         if !path_component_ok(component) {
             return Err(format!(
-                "invalid repository name component '{component}' in '{path}'"
+                "invalid repository name component {} in {}",
+                quote(component),
+                quote(path)
             ));
         }
     }
@@ -325,13 +368,16 @@ fn path_component_ok(c: &str) -> bool {
 fn check_tag(tag: &str) -> Result<(), String> {
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let mut chars = tag.chars();
-    let ok = chars.next().is_some_and(word)
-        && chars.all(|c| word(c) || c == '.' || c == '-')
-        && tag.len() <= MAX_TAG_LEN;
-    if ok {
+    if tag.len() > MAX_TAG_LEN {
+        Err(format!(
+            "tag {} is {} characters long, longer than {MAX_TAG_LEN}",
+            quote(tag),
+            tag.chars().count()
+        ))
+    } else if chars.next().is_some_and(word) && chars.all(|c| word(c) || c == '.' || c == '-') {
         Ok(())
     } else {
-        Err(format!("invalid tag '{tag}'"))
+        Err(format!("invalid tag {}", quote(tag)))
     }
 }
 
@@ -340,7 +386,8 @@ fn check_tag(tag: &str) -> Result<(), String> {
 fn check_digest(digest: &str) -> Result<(), String> {
     let bad = || {
         format!(
-            "invalid digest '{digest}' (expected sha256:, sha384: or sha512: and lower-case hex)"
+            "invalid digest {} (expected sha256:, sha384: or sha512: and lower-case hex)",
+            quote(digest)
         )
     };
     let (algorithm, hex) = digest.split_once(':').ok_or_else(bad)?;
@@ -511,7 +558,61 @@ mod tests {
                 .contains("longer than 255")
         );
         let tag = format!("a:{}", "t".repeat(129));
-        assert!(Reference::parse(&tag).unwrap_err().contains("invalid tag"));
+        assert!(
+            Reference::parse(&tag)
+                .unwrap_err()
+                .contains("longer than 128")
+        );
+    }
+
+    /// What a syncer script may print by mistake: each is refused with a
+    /// reason that is short and printable, whatever the input.
+    #[test]
+    fn bad_input_is_refused_with_a_short_printable_reason() {
+        let cases: Vec<(String, &str)> = vec![
+            ("Alpine".into(), "lowercase: 'Alpine'"),
+            ("library/Alpine:3".into(), "lowercase"),
+            (
+                "alpine!".into(),
+                "invalid repository name component 'alpine!'",
+            ),
+            ("al$pine".into(), "invalid repository name component"),
+            ("alpine:3.19;rm".into(), "invalid tag '3.19;rm'"),
+            ("a/b?c".into(), "invalid repository name component 'b?c'"),
+            ("alpine:3 # pinned".into(), "a comment on a line of its own"),
+            (" alpine".into(), "contains whitespace (' ')"),
+            ("alpine	".into(), "contains whitespace ('\\t')"),
+            ("alpine\r".into(), "contains whitespace ('\\r')"),
+            ("al\0pine".into(), "control character ('\\u{0}')"),
+            ("\u{1b}[31malpine".into(), "control character ('\\u{1b}')"),
+            ("alp\u{fffd}ne".into(), "not UTF-8"),
+            ("alpïne".into(), "'ï', which is not ASCII"),
+            (
+                "#alpine".into(),
+                "invalid repository name component '#alpine'",
+            ),
+            (format!("{}:1", "a".repeat(256)), "longer than 255"),
+            (format!("a/{}/b", "c".repeat(300)), "longer than 255"),
+            (format!("quay.io/{}", "c".repeat(250)), "longer than 255"),
+            (
+                format!("a:{}", "t".repeat(129)),
+                "129 characters long, longer than 128",
+            ),
+            ("x".repeat(1 << 20), "1048576 characters long"),
+        ];
+        for (input, want) in &cases {
+            let err = Reference::parse(input).unwrap_err();
+            assert!(err.contains(want), "{input:?}: {err}");
+            assert!(err.len() < 400, "{} characters: {err}", err.len());
+            assert!(!err.chars().any(char::is_control), "{err:?}");
+        }
+        for ok in [
+            format!("a/{}:{}", "b".repeat(253), "t".repeat(128)),
+            format!("Quay.IO/x/{}", "y".repeat(200)),
+            format!("{}@sha512:{}", "n".repeat(255), "e".repeat(128)),
+        ] {
+            assert!(Reference::parse(&ok).is_ok(), "{ok}");
+        }
     }
 
     #[test]
@@ -556,6 +657,8 @@ mod tests {
         assert_eq!(check_repository("team/mirror"), Ok(()));
         assert!(check_repository("Team").unwrap_err().contains("lowercase"));
         assert!(check_repository("a b").is_err());
+        let huge = check_repository(&"x".repeat(1 << 20)).unwrap_err();
+        assert!(huge.starts_with("1048576 characters long"), "{huge}");
     }
 
     #[test]

@@ -6,9 +6,18 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::error::Error;
+use crate::error::{self, Error};
 use crate::process::{self, Cancel, Failure, Spec, Stream};
 use crate::reference::Reference;
+
+/// How much the script may write to stdout (and to stderr) before it is
+/// killed: some 200,000 lines of the longest references.
+pub const MAX_OUTPUT: usize = 16 << 20;
+/// The most images (lines that are not images counted too) one run takes.
+pub const MAX_IMAGES: usize = 10_000;
+/// How many characters of a bad line, or of the script's stderr, a message
+/// or a log line shows.
+pub const EXCERPT: usize = 120;
 
 /// One image reference the script listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +33,7 @@ pub struct Listed {
 pub struct InvalidLine {
     /// Its line number, from 1.
     pub line: usize,
-    /// The line, trimmed.
+    /// The line, trimmed, as a printable excerpt (see [`error::excerpt`]).
     pub text: String,
     /// What is wrong with it.
     pub reason: String,
@@ -40,7 +49,8 @@ pub struct Listing {
 }
 
 /// Reads a script's stdout: one reference per line, surrounding whitespace
-/// trimmed, blank lines and `#` comments skipped, duplicates kept once.
+/// trimmed, blank lines and `#` comments skipped, duplicates kept once, a
+/// trailing carriage return (CRLF line ends) dropped.
 pub fn parse_list(stdout: &str) -> Listing {
     let mut listing = Listing::default();
     let mut seen = HashSet::new();
@@ -62,7 +72,7 @@ pub fn parse_list(stdout: &str) -> Listing {
             }
             Err(reason) => listing.invalid.push(InvalidLine {
                 line: i + 1,
-                text: text.to_string(),
+                text: error::excerpt(text, EXCERPT),
                 reason,
             }),
         }
@@ -72,7 +82,8 @@ pub fn parse_list(stdout: &str) -> Listing {
 
 /// Runs the syncer script and returns its listing. A script that exits with a
 /// failure or runs past `timeout` yields an error and no listing: a
-/// half-printed list must not be taken for the whole list.
+/// half-printed list must not be taken for the whole list. So does one that
+/// writes more than [`MAX_OUTPUT`] or lists more than [`MAX_IMAGES`].
 pub fn run(
     script: &Path,
     args: &[String],
@@ -84,12 +95,13 @@ pub fn run(
         |n| n.to_string_lossy().into_owned(),
     );
     log::debug!("running syncer script {}", script.display());
-    let spec = Spec::new(script.as_os_str(), args, timeout);
+    let spec = Spec::new(script.as_os_str(), args, timeout).max_output(MAX_OUTPUT);
     let mut last_stderr = None;
     let result = process::run(&spec, cancel, &mut |stream, line| {
         if stream == Stream::Stderr && !line.trim().is_empty() {
+            let line = error::excerpt(line.trim(), EXCERPT);
             log::info!("{name}: {line}");
-            last_stderr = Some(line.trim().to_string());
+            last_stderr = Some(line);
         }
     });
     let finished = result.map_err(|failure| match failure {
@@ -108,6 +120,14 @@ pub fn run(
             script: script.to_path_buf(),
             source,
         },
+        Failure::TooMuchOutput(stream) => Error::ScriptOutputTooLarge {
+            script: script.to_path_buf(),
+            stream: match stream {
+                Stream::Stdout => "standard output",
+                Stream::Stderr => "standard error",
+            },
+            limit: MAX_OUTPUT,
+        },
     })?;
     if !finished.status.success() {
         return Err(Error::ScriptFailed {
@@ -116,7 +136,41 @@ pub fn run(
             last_stderr,
         });
     }
-    Ok(parse_list(&finished.stdout))
+    let listing = parse_list(&finished.stdout);
+    let listed = listing.images.len() + listing.invalid.len();
+    if listed > MAX_IMAGES {
+        return Err(Error::ScriptListTooLong {
+            script: script.to_path_buf(),
+            listed,
+            limit: MAX_IMAGES,
+        });
+    }
+    if listed == 0 {
+        log::warn!(
+            "syncer script {} exited successfully but listed no images; nothing to mirror",
+            script.display()
+        );
+    }
+    Ok(listing)
+}
+
+/// The longest `syncerScriptArgs` accepted, well below what the system lets
+/// a program be given.
+pub const MAX_ARGS_LEN: usize = 64 << 10;
+
+/// Checks that `words` can be given to a program: no NUL characters, and
+/// not longer in all than [`MAX_ARGS_LEN`].
+pub fn check_args(words: Vec<String>) -> Result<Vec<String>, String> {
+    let len: usize = words.iter().map(|w| w.len() + 1).sum();
+    if len > MAX_ARGS_LEN {
+        Err(format!(
+            "{len} bytes of arguments; at most {MAX_ARGS_LEN} are accepted"
+        ))
+    } else if words.iter().any(|w| w.contains('\0')) {
+        Err("contains a NUL character, which no argument can hold".into())
+    } else {
+        Ok(words)
+    }
 }
 
 /// Splits `text` into words as a POSIX shell does, without expanding anything:
@@ -225,16 +279,21 @@ mod tests {
         assert_eq!(split_words("abc\\").unwrap_err(), "backslash at the end");
     }
 
+    /// Each listed image as (line, reference).
+    fn listed(listing: &Listing) -> Vec<(usize, String)> {
+        listing
+            .images
+            .iter()
+            .map(|l| (l.line, l.reference.to_string()))
+            .collect()
+    }
+
     #[test]
     fn list_skips_blanks_comments_and_duplicates() {
         let out =
             "  alpine:3.19  \n\n# comment\nbusybox\nalpine:3.19\nNot An Image\n\tquay.io/a/b:1\n";
         let listing = parse_list(out);
-        let names: Vec<(usize, String)> = listing
-            .images
-            .iter()
-            .map(|l| (l.line, l.reference.to_string()))
-            .collect();
+        let names = listed(&listing);
         assert_eq!(
             names,
             [
@@ -247,6 +306,66 @@ mod tests {
         assert_eq!(listing.invalid[0].line, 6);
         assert_eq!(listing.invalid[0].text, "Not An Image");
         assert!(listing.invalid[0].reason.contains("whitespace"));
+    }
+
+    #[test]
+    fn garbage_lines_are_reported_and_the_good_ones_kept() {
+        let long = "y".repeat(1 << 20);
+        let out = format!(
+            "alpine:3.19\r\n\u{1b}[31mred\u{1b}[0m\nbusy\0box\n\u{fffd}\u{fffd}\n{long}\nquay.io/a/b:1\r\n\r\n# a comment\r\n"
+        );
+        let listing = parse_list(&out);
+        let names = listed(&listing);
+        assert_eq!(
+            names,
+            [
+                (1, "alpine:3.19".to_string()),
+                (6, "quay.io/a/b:1".to_string())
+            ]
+        );
+        let lines: Vec<usize> = listing.invalid.iter().map(|b| b.line).collect();
+        assert_eq!(lines, [2, 3, 4, 5]);
+        assert_eq!(listing.invalid[0].text, "\\u{1b}[31mred\\u{1b}[0m");
+        assert_eq!(listing.invalid[1].text, "busy\\u{0}box");
+        assert!(listing.invalid[2].reason.contains("not UTF-8"));
+        let one_mb = &listing.invalid[3];
+        assert!(one_mb.text.starts_with("yyyy") && one_mb.text.contains("characters cut"));
+        assert!(one_mb.text.len() < 2 * EXCERPT, "{}", one_mb.text.len());
+        assert!(one_mb.reason.starts_with("1048576 characters long"));
+    }
+
+    #[test]
+    fn oversized_listings_are_refused() {
+        let sh = |script: &str| {
+            run(
+                Path::new("/bin/sh"),
+                &["-c".into(), script.into()],
+                Duration::from_secs(60),
+                &Cancel::default(),
+            )
+        };
+        let many = sh("seq 1 10001 | sed 's/^/img/'").unwrap_err();
+        assert!(matches!(
+            many,
+            Error::ScriptListTooLong { listed: 10_001, .. }
+        ));
+        assert!(
+            many.to_string()
+                .contains("listed 10001 images, more than the 10000")
+        );
+        assert_eq!(
+            sh("seq 1 10000 | sed 's/^/img/'").unwrap().images.len(),
+            MAX_IMAGES
+        );
+        let flood = sh("yes alpine:3.19").unwrap_err();
+        assert!(
+            flood
+                .to_string()
+                .contains("wrote more than 16 MiB to standard output"),
+            "{flood}"
+        );
+        let nothing = sh("true").unwrap();
+        assert_eq!(nothing, Listing::default());
     }
 
     #[test]
