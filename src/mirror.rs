@@ -107,6 +107,7 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> RegistryReport {
         results: Mutex::new(Vec::new()),
         repositories: Mutex::new(HashMap::new()),
         down: Mutex::new(HashMap::new()),
+        failed_hosts: Mutex::new(Vec::new()),
     };
     let workers = registry.parallel.clamp(1, planned.len().max(1));
     let panics: Vec<_> = thread::scope(|scope| {
@@ -139,13 +140,32 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> RegistryReport {
         .extend(run.results.into_inner().unwrap_or_else(|p| p.into_inner()));
     report.images.sort_by_key(|i| i.line);
     let down = run.down.into_inner().unwrap_or_else(|p| p.into_inner());
-    report.error = stopped
-        .map(|(why, _)| why)
-        .or_else(|| down_message(&down, &report.images));
-    if let Some(e) = report.error.as_ref().filter(|_| !down.is_empty()) {
+    let failed_hosts = run
+        .failed_hosts
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    let down_message =
+        down_message(&down, &report.images).or_else(|| looks_down(&failed_hosts, &report.images));
+    if let Some(e) = down_message.as_ref().filter(|_| stopped.is_none()) {
         log::error!("{}: {e}", registry.hostname);
     }
+    report.error = stopped.map(|(why, _)| why).or(down_message);
     report.finish(started)
+}
+
+/// One line for a registry that failed every image moved in the run for
+/// passing reasons (HTTP 5xx, 429) even after retries.
+fn looks_down(failed: &[(String, bool)], images: &[ImageReport]) -> Option<String> {
+    let (host, _) = failed.first()?;
+    let moved = images.iter().filter(|i| i.attempts > 0).count();
+    let all_alike = failed.iter().all(|(h, passing)| h == host && *passing);
+    let last = images.iter().rev().find_map(|i| i.error.as_deref())?;
+    (failed.len() >= 2 && failed.len() == moved && all_alike).then(|| {
+        format!(
+            "{host} looks down: all {} images failed, each after its retries; the last said: {last}",
+            failed.len()
+        )
+    })
 }
 
 /// One line for the registries that could not be reached, instead of a
@@ -259,6 +279,9 @@ struct Run<'a> {
     /// Registries found unreachable in this run, with the error that told:
     /// the images that need them are not attempted.
     down: Mutex<HashMap<String, String>>,
+    /// For each image that failed to move: the registry it failed with, and
+    /// whether the failure was a passing one.
+    failed_hosts: Mutex<Vec<(String, bool)>>,
 }
 
 /// A failed transfer: the error, the registry it concerns, the attempts made.
@@ -376,7 +399,9 @@ impl Run<'_> {
                 report(Outcome::NotAttempted).attempts(f.attempts)
             }
             Err(f) => {
-                if retry::kind(&f.error) == Kind::Unreachable {
+                let kind = retry::kind(&f.error);
+                lock(&self.failed_hosts).push((f.host.clone(), kind.is_retryable()));
+                if kind == Kind::Unreachable {
                     lock(&self.down)
                         .entry(f.host)
                         .or_insert_with(|| error.clone().unwrap_or_default());

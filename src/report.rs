@@ -272,7 +272,13 @@ impl Report {
                         let _ = writeln!(out, "  up to date: {} -> {t}{why}", i.source);
                     }
                     (Outcome::Failed, _, Some(e)) => {
-                        let _ = writeln!(out, "  failed: line {}: {}: {e}", i.line, i.source);
+                        let tries = if i.attempts > 1 {
+                            format!(" (after {} attempts)", i.attempts)
+                        } else {
+                            String::new()
+                        };
+                        let _ =
+                            writeln!(out, "  failed: line {}: {}: {e}{tries}", i.line, i.source);
                     }
                     (Outcome::NotAttempted, _, _) => {
                         let _ = writeln!(out, "  not attempted: {}", i.source);
@@ -329,6 +335,7 @@ mod tests {
             vec![
                 image(Outcome::Mirrored, None),
                 image(Outcome::Failed, Some("denied")),
+                image(Outcome::Failed, Some("503 Service Unavailable")).attempts(4),
             ],
             None,
         );
@@ -337,6 +344,11 @@ mod tests {
             failed
                 .summary()
                 .contains("  failed: line 3: alpine:3: denied\n")
+        );
+        assert!(
+            failed.summary().contains(
+                "  failed: line 3: alpine:3: 503 Service Unavailable (after 4 attempts)\n"
+            )
         );
         let stopped = report(vec![], Some("syncer script failed"));
         assert!(stopped.summary().starts_with("r.io: failed ("));

@@ -182,6 +182,50 @@ fn invalid_config_lists_every_problem_and_runs_nothing() {
 }
 
 #[test]
+fn secret_files_others_may_read_are_refused_and_group_readable_ones_warned_of() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Workspace::new();
+    ws.list_script("sync.sh", &[]);
+    let auth = ws.file(
+        "push.json",
+        r#"{"auths":{"r.example.com":{"auth":"dTpw"}}}"#,
+    );
+    let token = ws.file("token", "s3cret-token");
+    ws.config("registries:\n  - hostname: r.example.com\n    syncerScript: sync.sh\n    pushAuthConfigFile: push.json\napi:\n  enabled: true\n  enableAuth: true\n  authTokenFile: token\n");
+    let mode = |path: &std::path::Path, m: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(&auth, 0o644);
+    mode(&token, 0o604);
+    let out = ws.run().without_daemon().args(["check"]).run();
+    assert_eq!(out.code, 2, "{out:?}");
+    for (key, file) in [
+        ("registries[0].pushAuthConfigFile", &auth),
+        ("api.authTokenFile", &token),
+    ] {
+        assert!(
+            out.stderr.contains(&format!(
+                "{key}: {} holds a secret but every user may read it",
+                file.display()
+            )),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(!out.all().contains("s3cret-token"));
+    mode(&auth, 0o640);
+    mode(&token, 0o600);
+    let out = ws.run().without_daemon().args(["check"]).run();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("holds a secret and its group may read it (mode 0640)"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn unknown_key_is_an_error_naming_it() {
     let ws = Workspace::new();
     ws.list_script("sync.sh", &[]);

@@ -82,7 +82,7 @@ fn credentials_reach_docker_privately_and_never_show() {
     let out = ws
         .run()
         .env("PATH", &path)
-        .args(["load", "--all", "-v", "--json"])
+        .args(["load", "--all", "-vv", "--json"])
         .run();
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(dst.config_digest("mirror/private/app", "7"), Some(id));

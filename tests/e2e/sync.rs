@@ -397,13 +397,17 @@ fn sigterm_during_a_run_exits_0_and_leaves_no_docker_child() {
     let ws = Workspace::new();
     let stuck = format!("127.0.0.1:{port}/stuck:1");
     ws.list_script("sync.sh", std::slice::from_ref(&stuck));
-    let d = Daemon::start(&ws, &registry_entry(&dst, "* * * * * *", ""), None);
+    // With credentials, so that the pull has a private docker config.
+    let auth = r#"{"auths":{"example.invalid":{"auth":"dTpw"}}}"#;
+    let extra = format!("    pullAuthConfig: '{auth}'\n");
+    let d = Daemon::start(&ws, &registry_entry(&dst, "* * * * * *", &extra), None);
     let pulling = format!("pull {stuck}");
     assert!(
         eventually(Duration::from_secs(30), || !processes_with(&pulling)
             .is_empty()),
         "the pull never started"
     );
+    assert_eq!(ws.private_dirs().len(), 1, "the pull's private config");
     let signalled = Instant::now();
     let out = d.stop();
     let took = signalled.elapsed();
@@ -423,6 +427,7 @@ fn sigterm_during_a_run_exits_0_and_leaves_no_docker_child() {
         Vec::<String>::new(),
         "a docker child outlived the daemon"
     );
+    assert!(ws.private_dirs().is_empty(), "{:?}", ws.private_dirs());
 }
 
 #[test]

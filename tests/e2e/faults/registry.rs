@@ -83,6 +83,34 @@ fn a_source_answering_429_is_given_a_longer_rest() {
 }
 
 #[test]
+fn a_source_failing_every_image_is_reported_once_as_down() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    src.push_image("a", "1", 1);
+    src.push_image("b", "1", 1);
+    let proxy = FaultProxy::start(&src.host, "503 Service Unavailable", "", usize::MAX);
+    let ws = Workspace::new();
+    ws.list_script(
+        "sync.sh",
+        &[format!("{}/a:1", proxy.host), format!("{}/b:1", proxy.host)],
+    );
+    ws.config(&single(&dst, "    retries: 1\n"));
+    let out = ws.run().args(["load", "--all"]).run();
+    assert_eq!(out.code, 1, "{out:?}");
+    let down = format!(
+        "error: {} looks down: all 2 images failed, each after its retries; the last said: ",
+        proxy.host
+    );
+    assert_eq!(out.stdout.matches(&down).count(), 1, "{}", out.stdout);
+    assert_eq!(
+        out.stdout.matches("(after 2 attempts)").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    assert!(dst.catalog().is_empty());
+}
+
+#[test]
 fn a_target_that_is_down_is_reported_once_and_the_next_run_completes() {
     let (src, mut dst) = (Registry::start(), Registry::start());
     let ids: Vec<String> = (1..=3)
