@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 /// A TCP proxy to a registry that answers the first `failures` requests
-/// docker sends with `status` (and `extra` headers), then recovers.
+/// whose user agent starts with `agent` (`docker/`, `picture-book/`) with
+/// `status` (and `extra` headers), then recovers.
 pub struct FaultProxy {
     /// `127.0.0.1:PORT`.
     pub host: String,
@@ -20,6 +21,7 @@ impl FaultProxy {
     /// Starts a proxy to `upstream` (`127.0.0.1:PORT`).
     pub fn start(
         upstream: &str,
+        agent: &'static str,
         status: &'static str,
         extra: &'static str,
         failures: usize,
@@ -33,7 +35,13 @@ impl FaultProxy {
             for conn in listener.incoming().flatten() {
                 let (upstream, counter) = (upstream.clone(), Arc::clone(&counter));
                 thread::spawn(move || {
-                    let _ = serve(conn, &upstream, status, extra, failures, &counter);
+                    let fault = Fault {
+                        agent,
+                        status,
+                        extra,
+                        failures,
+                    };
+                    let _ = serve(conn, &upstream, &fault, &counter);
                 });
             }
         });
@@ -46,12 +54,18 @@ impl FaultProxy {
     }
 }
 
+/// Which requests fail, and how.
+struct Fault {
+    agent: &'static str,
+    status: &'static str,
+    extra: &'static str,
+    failures: usize,
+}
+
 fn serve(
     mut conn: TcpStream,
     upstream: &str,
-    status: &str,
-    extra: &str,
-    failures: usize,
+    fault: &Fault,
     faults: &AtomicUsize,
 ) -> io::Result<()> {
     let mut first = [0u8; 1];
@@ -67,14 +81,15 @@ fn serve(
             head.push(byte[0]);
         }
         let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
-        let from_docker = text.contains("\r\nuser-agent: docker/");
-        let fail = from_docker
+        let chosen = text.contains(&format!("\r\nuser-agent: {}", fault.agent));
+        let fail = chosen
             && faults
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                    (n < failures).then_some(n + 1)
+                    (n < fault.failures).then_some(n + 1)
                 })
                 .is_ok();
         if fail {
+            let (status, extra) = (fault.status, fault.extra);
             let body = if status.starts_with("429") {
                 r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"injected fault"}]}"#
             } else {

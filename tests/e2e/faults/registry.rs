@@ -48,7 +48,7 @@ fn a_source_that_is_down_mid_run_and_returns_is_waited_for() {
 fn through_faults(status: &'static str, extra: &'static str) -> Outcome {
     let (src, dst) = (Registry::start(), Registry::start());
     let id = src.push_image("app", "1", 2);
-    let proxy = FaultProxy::start(&src.host, status, extra, 4);
+    let proxy = FaultProxy::start(&src.host, "docker/", status, extra, 4);
     let ws = Workspace::new();
     ws.list_script("sync.sh", &[format!("{}/app:1", proxy.host)]);
     ws.config(&single(&dst, ""));
@@ -83,11 +83,50 @@ fn a_source_answering_429_is_given_a_longer_rest() {
 }
 
 #[test]
+fn picture_books_own_requests_wait_as_retry_after_says() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    src.push_image("app", "1", 1);
+    let proxy = FaultProxy::start(
+        &src.host,
+        "picture-book/",
+        "429 Too Many Requests",
+        "Retry-After: 3\r\n",
+        1,
+    );
+    let ws = Workspace::new();
+    ws.list_script("sync.sh", &[format!("{}/app:1", proxy.host)]);
+    ws.config(&single(&dst, ""));
+    let out = ws
+        .run()
+        .args(["load", "--all", "--dry-run", "--json"])
+        .run();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(proxy.faults(), 1);
+    let report = out.json();
+    assert_eq!(
+        images(&report)[0]["reason"],
+        "not at the target",
+        "{report}"
+    );
+    assert!(
+        out.elapsed >= Duration::from_secs(3),
+        "Retry-After: 3 was not waited for: {:?}",
+        out.elapsed
+    );
+}
+
+#[test]
 fn a_source_failing_every_image_is_reported_once_as_down() {
     let (src, dst) = (Registry::start(), Registry::start());
     src.push_image("a", "1", 1);
     src.push_image("b", "1", 1);
-    let proxy = FaultProxy::start(&src.host, "503 Service Unavailable", "", usize::MAX);
+    let proxy = FaultProxy::start(
+        &src.host,
+        "docker/",
+        "503 Service Unavailable",
+        "",
+        usize::MAX,
+    );
     let ws = Workspace::new();
     ws.list_script(
         "sync.sh",
