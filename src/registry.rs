@@ -505,9 +505,7 @@ impl Client {
                     lock(&self.schemes).insert(repo.host.clone(), scheme);
                     return Ok(resp);
                 }
-                // A peer that lets a TLS handshake time out will not answer
-                // plain HTTP either: one wait is enough.
-                Err(e) if i + 1 < schemes.len() && !matches!(e, ureq::Error::Timeout(_)) => {
+                Err(e) if i + 1 < schemes.len() => {
                     log::debug!(
                         "{}: {scheme} failed ({e}); trying the next scheme",
                         repo.host

@@ -494,8 +494,6 @@ fn sigterm_stops_load_within_the_bound_and_leaves_nothing_behind() {
     let port = hanging_registry();
     let dst = Registry::start();
     let ws = Workspace::new();
-    let tmp = ws.dir.join("tmp");
-    fs::create_dir_all(&tmp).unwrap();
     let stuck = format!("127.0.0.1:{port}/stuck:1");
     ws.list_script(
         "sync.sh",
@@ -510,10 +508,10 @@ fn sigterm_stops_load_within_the_bound_and_leaves_nothing_behind() {
         &dst,
         &format!("    pullAuthConfig: '{auth}'\n    parallel: 2\n"),
     ));
-    let running = ws.run().env("TMPDIR", &tmp).args(["load", "--all"]).spawn();
+    let running = ws.run().args(["load", "--all"]).spawn();
     let pulling = format!("pull {stuck}");
     let started = eventually(Duration::from_secs(30), || {
-        !processes_with(&pulling).is_empty() && fs::read_dir(&tmp).unwrap().count() == 2
+        !processes_with(&pulling).is_empty() && ws.private_dirs().len() == 2
     });
     assert!(
         started,
@@ -540,8 +538,8 @@ fn sigterm_stops_load_within_the_bound_and_leaves_nothing_behind() {
         "a docker child outlived picture-book"
     );
     assert_eq!(
-        fs::read_dir(&tmp).unwrap().count(),
-        0,
+        ws.private_dirs(),
+        Vec::<std::path::PathBuf>::new(),
         "the private docker config was left behind"
     );
 }
