@@ -17,8 +17,9 @@
 # (htpasswd), and three targets: t1 requires a login too, t2 and t3 are
 # anonymous. Every registry has pull credentials, t1 push credentials too, so
 # every pull (and t1's push) goes through a private `docker --config`
-# directory (src/auth.rs, PrivateConfigDir); the daemon's TMPDIR is a folder
-# of this run, so those are counted without mistaking another process's.
+# directory (src/auth.rs, PrivateConfigDir); the daemon's TMPDIR and
+# XDG_RUNTIME_DIR are a folder of this run, so those are counted without
+# mistaking another process's.
 #
 # Workload: the syncer script lists three images that never change, one tag
 # that is rebuilt with new content, and "rolling" tags that appear one by
@@ -249,7 +250,7 @@ HOSTS=("$T1" "$T2" "$T3")
 # children inherit, to find any left behind.
 MARK=PB_SOAK_MARK=$WORK
 say "starting picture-book sync for $DURATION s"
-env "$MARK" TMPDIR="$PBDIR/tmp" DOCKER_CONFIG="$PBDIR/docker" \
+env "$MARK" TMPDIR="$PBDIR/tmp" XDG_RUNTIME_DIR="$PBDIR/tmp" DOCKER_CONFIG="$PBDIR/docker" \
     "$PB" --config "$PBDIR/config.yaml" --state-dir "$PBDIR/state" sync >"$PBDIR/log" 2>&1 &
 DAEMON=$!
 STARTED=$SECONDS

@@ -20,6 +20,7 @@ use crate::display::{Item, Progress, Step};
 use crate::docker::Docker;
 use crate::error::Error;
 use crate::freshness::{Checker, Verdict};
+use crate::local;
 use crate::reference::Reference;
 use crate::registry::{Client, Platform};
 use crate::report::{ImageReport, Outcome, RegistryReport, RunOutcome};
@@ -432,6 +433,7 @@ impl Run<'_> {
         );
         let _one_at_a_time = lock(&lock_for_repository);
         let source = reference.pull_name();
+        let pins = [local::Pin::new(&source), local::Pin::new(target)];
         let timeout = registry.transfer_timeout;
         let mut attempts = 1;
         let mut out = |line: &str| progress.output(item, line);
@@ -454,7 +456,8 @@ impl Run<'_> {
             docker.push(target, registry.push_auth.as_ref(), timeout, &mut out)
         })?;
         if registry.delete_local_images {
-            if let Err(e) = docker.remove(&[target, &source]) {
+            let [a, b] = &pins;
+            if let Err(e) = local::remove_unshared(&[a, b], |names| docker.remove(names)) {
                 log::warn!("{}: could not remove local images: {e}", registry.hostname);
             }
         }
