@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod api_faults;
 mod cli;
 mod docs;
 mod fresh;
