@@ -788,6 +788,7 @@ fn count_missed(schedule: &Schedule, due: DateTime<Local>, now: DateTime<Local>)
     missed
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks `m`, also after a thread panicked while holding it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -16,6 +16,7 @@ pub mod docker;
 pub mod error;
 pub mod exit;
 pub mod freshness;
+pub mod listener;
 pub mod local;
 pub mod mirror;
 pub mod process;

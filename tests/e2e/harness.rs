@@ -265,7 +265,8 @@ pub fn docker_ok(args: &[&str]) -> bool {
         .unwrap_or(false)
 }
 
-fn free_port() -> u16 {
+/// A port on 127.0.0.1 nobody listens on right now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

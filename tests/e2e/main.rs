@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod api_faults;
 mod bad_input;
 mod cli;
 mod docs;
