@@ -181,7 +181,8 @@ fn state_dir(cli: &Cli, config: &config::Config) -> PathBuf {
 /// Keeps the daemon's memory flat over months: every docker command it runs
 /// comes with short-lived threads that drain its output, and glibc gives
 /// threads arenas of their own whose fragments are rarely returned (a
-/// ten-minute soak grew by 3.8 MiB with them, by a tenth of that without).
+/// ten-minute `bench/soak.sh` grew by 3.8 MiB and still rising with them,
+/// by 0.7 MiB and flat after the third minute with one arena).
 /// The daemon allocates little, so one arena costs nothing measurable.
 #[allow(unsafe_code)]
 fn one_malloc_arena() {
