@@ -123,6 +123,8 @@ impl Docker {
     ) -> Result<Finished, Error> {
         let command = format!("docker {}", args.join(" "));
         let private = auth.map(PrivateConfigDir::create).transpose()?;
+        #[cfg(debug_assertions)]
+        injected_panic(&command);
         let mut argv: Vec<OsString> = Vec::new();
         if let Some(dir) = &private {
             argv.push("--config".into());
@@ -164,6 +166,19 @@ impl Docker {
             Err(Error::DockerUnreachable { detail })
         } else {
             Err(Error::DockerFailed { command, detail })
+        }
+    }
+}
+
+/// Fault injection for the test suite, compiled into debug builds only: a
+/// docker command whose text contains what the file `$PICTURE_BOOK_PANIC_FILE`
+/// says panics, once its private configuration has been written.
+#[cfg(debug_assertions)]
+fn injected_panic(command: &str) {
+    if let Some(file) = std::env::var_os("PICTURE_BOOK_PANIC_FILE") {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if !text.trim().is_empty() && command.contains(text.trim()) {
+            panic!("injected panic in {command}");
         }
     }
 }

@@ -344,8 +344,6 @@ impl Run<'_> {
             return report(Outcome::NotAttempted).error(format!("{host} is unreachable"));
         }
         let n = self.started.fetch_add(1, Ordering::Relaxed) + 1;
-        #[cfg(debug_assertions)]
-        injected_panic(&self.registry.hostname);
         let (verdict, seen) = if self.ctx.force {
             (
                 Verdict::Mirror("--force".into()),
@@ -504,17 +502,6 @@ impl Run<'_> {
                     attempts: *attempts - 1,
                 });
             }
-        }
-    }
-}
-
-/// Fault injection for the test suite, compiled into debug builds only: a
-/// run of the registry named in the file `$PICTURE_BOOK_PANIC_FILE` panics.
-#[cfg(debug_assertions)]
-fn injected_panic(hostname: &str) {
-    if let Some(file) = std::env::var_os("PICTURE_BOOK_PANIC_FILE") {
-        if std::fs::read_to_string(file).is_ok_and(|h| h.trim() == hostname) {
-            panic!("injected panic for {hostname}");
         }
     }
 }

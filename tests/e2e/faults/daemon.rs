@@ -64,14 +64,18 @@ fn sigkill_mid_run_then_a_restart_completes_the_mirror() {
 fn a_panicking_run_is_reported_as_crashed_and_nothing_else_notices() {
     let (src, bad, good) = (Registry::start(), Registry::start(), Registry::start());
     let id = src.push_image("app", "1", 1);
+    let other = src.push_image("app", "2", 1);
     let ws = Workspace::new();
-    ws.list_script("sync.sh", &[format!("{}/app:1", src.host)]);
-    let panic_file = ws.file("panic-on", &bad.host);
+    ws.list_script("bad.sh", &[format!("{}/app:1", src.host)]);
+    ws.list_script("sync.sh", &[format!("{}/app:2", src.host)]);
+    // The pull panics once its private docker configuration exists.
+    let pull = format!("docker pull {}/app:1", src.host);
+    let panic_file = ws.file("panic-on", &pull);
     let auth = r#"{"auths":{"example.invalid":{"auth":"dTpw"}}}"#;
     let extra = format!("    pullAuthConfig: '{auth}'\n");
     let registries = format!(
         "{}{}",
-        registry_entry(&bad, "*/2 * * * * *", &extra),
+        registry_entry(&bad, "*/2 * * * * *", &extra).replace("sync.sh", "bad.sh"),
         registry_entry(&good, "*/2 * * * * *", "")
     );
     let d = Daemon::start_with(&ws, &registries, None, |run| {
@@ -86,11 +90,16 @@ fn a_panicking_run_is_reported_as_crashed_and_nothing_else_notices() {
         last["error"]
             .as_str()
             .unwrap()
-            .contains(&format!("injected panic for {}", bad.host)),
+            .contains(&format!("internal error: injected panic in {pull}")),
         "{last}"
     );
+    assert!(
+        ws.private_dirs().is_empty(),
+        "the panicking pull's private config was left: {:?}",
+        ws.private_dirs()
+    );
     assert_eq!(d.status(&good.host)["lastRun"]["outcome"], "success");
-    assert_eq!(good.config_digest("mirror/app", "1").as_ref(), Some(&id));
+    assert_eq!(good.config_digest("mirror/app", "2").as_ref(), Some(&other));
     let metrics = d.call("GET", "/metrics").1;
     assert!(
         metrics.as_str().unwrap().contains(&format!(
