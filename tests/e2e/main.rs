@@ -3,7 +3,6 @@
 
 mod harness;
 
-mod api_faults;
 mod bad_input;
 mod cli;
 mod docs;

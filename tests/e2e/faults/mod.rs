@@ -1,11 +1,13 @@
 //! The fault suite: real faults injected into the real test environment
 //! (registries stopped, restarted and put behind failing proxies, a peer
 //! that never answers, docker daemons stopped before and during runs,
-//! picture-book itself killed with SIGKILL or made to panic). Each test says
+//! picture-book itself killed with SIGKILL or made to panic, its API abused
+//! over raw TCP). Each test says
 //! what must hold: which images are at the target, the exit code or the
 //! status, the time bound, and that no process or private directory is
 //! left behind.
 
+mod api;
 mod daemon;
 mod docker;
 mod net;
