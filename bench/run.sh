@@ -30,44 +30,17 @@ done
 [ "$(id -u)" = 0 ] || { echo "run as root (dockerd needs it)" >&2; exit 2; }
 (cd "$HERE" && cargo build --release -q)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 elapsed() { echo "$2 - $1" | bc; }
 ratio() { echo "scale=3; $1 / $2" | bc | sed 's/^\./0./'; }
 
-# The docker daemon.
-D=$WORK/d
-mkdir -p "$D"
-dockerd --storage-driver=vfs --iptables=false --ip6tables=false --bridge=none \
-    --data-root "$D/data" --exec-root "$D/exec" --pidfile "$D/pid" \
-    -H "unix://$D/docker.sock" >"$D/log" 2>&1 &
-PIDS+=($!)
-export DOCKER_HOST=unix://$D/docker.sock DOCKER_BUILDKIT=0 DOCKER_CLI_HINTS=false
-for _ in $(seq 1 100); do docker version >/dev/null 2>&1 && break; sleep 0.3; done
-
-# Registries: the source, and one target per tool (so that docker cannot
-# mount one tool's layers into another's repositories).
-start_registry() { # NAME VAR: starts a registry, sets VAR to its host:port
-    local dir=$WORK/$1 port
-    port=$(free_port)
-    mkdir -p "$dir"
-    cat >"$dir/config.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: $dir/data
-http:
-  addr: 127.0.0.1:$port
-EOF
-    docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
-    printf -v "$2" '%s' "127.0.0.1:$port"
-}
+# The docker daemon, and registries: the source, and one target per tool
+# (so that docker cannot mount one tool's layers into another's
+# repositories). The access logs count what each tool asked.
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+start_dockerd
+export REGISTRY_ACCESS_LOG=true
 # Not in $(...): the registries' pids must reach PIDS for the cleanup.
 start_registry src SRC
 start_registry t-pb T_PB

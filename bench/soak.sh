@@ -110,50 +110,15 @@ if [ -z "$PB" ]; then
 fi
 [ -x "$PB" ] || die "not an executable: $PB"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 b64() { printf '%s' "$1" | base64 -w0; }
 
-# The docker daemon; this script's own docker CLI logs in under $WORK/cli.
-D=$WORK/d
-mkdir -p "$D" "$WORK/cli"
-dockerd --storage-driver=vfs --iptables=false --ip6tables=false --bridge=none \
-    --data-root "$D/data" --exec-root "$D/exec" --pidfile "$D/pid" \
-    -H "unix://$D/docker.sock" >"$D/log" 2>&1 &
-PIDS+=($!)
-export DOCKER_HOST=unix://$D/docker.sock DOCKER_BUILDKIT=0 DOCKER_CLI_HINTS=false
+# The docker daemon, and registries; this script's own docker CLI logs in
+# under $WORK/cli.
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+mkdir -p "$WORK/cli"
 export DOCKER_CONFIG=$WORK/cli
-for _ in $(seq 1 100); do docker version >/dev/null 2>&1 && break; sleep 0.3; done
-docker version >/dev/null 2>&1 || die "dockerd did not start; see its log"
-
-# Registries. USER and PASS, when given, turn on htpasswd authentication.
-start_registry() { # NAME VAR [USER PASS]: starts a registry, sets VAR to its host:port
-    local dir=$WORK/$1 port
-    port=$(free_port)
-    mkdir -p "$dir"
-    cat >"$dir/config.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $dir/data
-http:
-  addr: 127.0.0.1:$port
-EOF
-    if [ $# -ge 4 ]; then
-        htpasswd -Bbn "$3" "$4" >"$dir/htpasswd" 2>/dev/null
-        printf 'auth:\n  htpasswd:\n    realm: soak\n    path: %s\n' "$dir/htpasswd" >>"$dir/config.yml"
-    fi
-    docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 1 100); do
-        curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && break
-        sleep 0.1
-    done
-    printf -v "$2" '%s' "127.0.0.1:$port"
-}
+start_dockerd
 PASS=$(head -c 12 /dev/urandom | base64 | tr -dc 'a-zA-Z0-9')
 # Not in $(...): the registries' pids must reach PIDS for the cleanup.
 start_registry src SRC soak "$PASS"

@@ -12,8 +12,8 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -266,12 +266,24 @@ pub fn docker_ok(args: &[&str]) -> bool {
 }
 
 /// A port on 127.0.0.1 nobody listens on right now.
+/// Ports of registries a test stopped and may start again: no other test
+/// of this binary is given them meanwhile.
+static RESERVED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
+/// A listener on 127.0.0.1 on a port that is not reserved.
+pub fn listen() -> TcpListener {
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        if !RESERVED.lock().unwrap().contains(&port) {
+            return listener;
+        }
+    }
+}
+
+/// A port free now, and not reserved.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    listen().local_addr().unwrap().port()
 }
 
 /// A distribution registry on 127.0.0.1.
@@ -356,6 +368,8 @@ impl Registry {
 
     /// Stops it (SIGKILL, as a crash or a power cut would).
     pub fn stop(&mut self) {
+        let port = self.host.rsplit_once(':').unwrap().1.parse().unwrap();
+        RESERVED.lock().unwrap().push(port);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

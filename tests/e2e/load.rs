@@ -551,7 +551,7 @@ fn sigterm_stops_load_within_the_bound_and_leaves_nothing_behind() {
 /// its port.
 pub fn hanging_registry() -> u16 {
     use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = crate::harness::listen();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {

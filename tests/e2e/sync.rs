@@ -3,12 +3,13 @@
 //! real registries, queried and controlled over its HTTP API with ureq.
 
 use std::fs;
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Outcome, Registry, Run, Running, Workspace, eventually, processes_with};
+use crate::harness::{
+    Outcome, Registry, Run, Running, Workspace, eventually, free_port, processes_with,
+};
 use crate::load::hanging_registry;
 
 const TOKEN: &str = "tok-5e2f-a8c1";
@@ -34,11 +35,7 @@ impl Daemon {
         token: Option<&str>,
         setup: impl FnOnce(Run) -> Run,
     ) -> Daemon {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         ws.config(&config_text(registries, port, token));
         let running = setup(ws.run()).args(["-v", "sync"]).spawn();
         let d = Daemon {

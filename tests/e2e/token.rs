@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use tiny_http::{Header, Method, Response, Server};
 
-use crate::harness::Registry;
+use crate::harness::{Registry, listen};
 
 /// A request the front answered.
 #[derive(Debug, Clone)]
@@ -47,7 +47,7 @@ impl TokenFront {
     /// Starts a front for `upstream` that gives `user`/`pass` tokens valid for
     /// `life` seconds.
     pub fn start(upstream: &Registry, user: &str, pass: &str, life: u64) -> TokenFront {
-        let server = Server::http("127.0.0.1:0").unwrap();
+        let server = Server::from_listener(listen(), None).unwrap();
         let host = format!("127.0.0.1:{}", server.server_addr().to_ip().unwrap().port());
         let expected = format!(
             "Basic {}",

@@ -6,14 +6,14 @@
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Running, Workspace, eventually, free_port};
+use crate::harness::{Running, Workspace, eventually, free_port, listen};
 
 /// How long a test waits for one answer.
 const ANSWER_LIMIT: Duration = Duration::from_secs(10);
@@ -456,7 +456,7 @@ fn the_api_comes_back_after_running_out_of_file_descriptors() {
 #[test]
 fn a_port_in_use_stops_the_start_with_its_address_and_reason() {
     let ws = Workspace::new();
-    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = listen();
     let port = taken.local_addr().unwrap().port();
     let out = spawn_sync(&ws, port, "* * * * *", "touch ran").wait(Duration::from_secs(30));
     assert_eq!(out.code, 1, "{}", out.stderr);

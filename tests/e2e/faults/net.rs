@@ -3,10 +3,12 @@
 //! through, and a peer that accepts connections and never answers.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
+
+use crate::harness::listen;
 
 /// A TCP proxy to a registry that answers the first `failures` requests
 /// whose user agent starts with `agent` (`docker/`, `picture-book/`) with
@@ -26,7 +28,7 @@ impl FaultProxy {
         extra: &'static str,
         failures: usize,
     ) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = listen();
         let host = listener.local_addr().unwrap().to_string();
         let faults = Arc::new(AtomicUsize::new(0));
         let upstream = upstream.to_string();
@@ -120,7 +122,7 @@ fn serve(
 /// A port that accepts connections and never says a word: the peer every
 /// timeout is there for. Connections are held until the test binary exits.
 pub fn silent_peer() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = listen();
     let host = listener.local_addr().unwrap().to_string();
     let held = Arc::new(Mutex::new(Vec::new()));
     thread::spawn(move || {
