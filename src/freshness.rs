@@ -166,6 +166,30 @@ impl Checker<'_> {
         Seen { source_digest }
     }
 
+    /// After docker was told "too many requests", asks the registry again
+    /// with a `HEAD` of the manifest (Docker Hub does not count those as
+    /// pulls); the client waits as long as its `Retry-After` says (see
+    /// `registry`), so this returns once it serves again or has said enough.
+    pub fn wait_until_served(&self, source: &Reference, target: &str, at_source: bool) {
+        let (src, dst, tag) = self.repositories(source, target);
+        let asked = if at_source {
+            let creds = (self.pull_creds)(&src.host);
+            let reference = source
+                .digest()
+                .map_or_else(|| source.target_tag(), String::from);
+            self.client.head_digest(&src, &reference, creds.as_ref())
+        } else {
+            self.client
+                .head_digest(&dst, &tag, self.push_creds.as_ref())
+        };
+        if let Err(e) = asked {
+            log::debug!(
+                "asking whether {} serves again: {e}",
+                if at_source { &src.host } else { &dst.host }
+            );
+        }
+    }
+
     /// Records a successful mirror: the source digest seen before the pull
     /// and the digest the push gave the target (or, failing that, a `HEAD`).
     pub fn record_mirrored(

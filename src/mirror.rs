@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
+use std::time::Instant;
 
 use chrono::Local;
 
@@ -285,6 +286,14 @@ struct Run<'a> {
     failed_hosts: Mutex<Vec<(String, bool)>>,
 }
 
+/// One docker transfer of an image: what it is, the registry it talks to,
+/// and how to wait until that registry serves again after a 429.
+struct Transfer<'t> {
+    what: &'static str,
+    host: &'t str,
+    served: &'t dyn Fn(),
+}
+
 /// A failed transfer: the error, the registry it concerns, the attempts made.
 struct Failure {
     error: Error,
@@ -436,13 +445,14 @@ impl Run<'_> {
         let mut attempts = 1;
         let mut out = |line: &str| progress.output(item, line);
         progress.step(item, Step::Pulling);
-        self.attempt(
-            item,
-            "pull",
-            source_host(reference),
-            &mut attempts,
-            &mut || docker.pull(&source, registry.pull_auth.as_ref(), timeout, &mut out),
-        )?;
+        let pull = Transfer {
+            what: "pull",
+            host: source_host(reference),
+            served: &|| self.checker.wait_until_served(reference, target, true),
+        };
+        self.attempt(item, &pull, &mut attempts, &mut || {
+            docker.pull(&source, registry.pull_auth.as_ref(), timeout, &mut out)
+        })?;
         docker.tag(&source, target).map_err(|error| Failure {
             error,
             host: registry.hostname.clone(),
@@ -450,7 +460,12 @@ impl Run<'_> {
         })?;
         progress.step(item, Step::Pushing);
         let mut out = |line: &str| progress.output(item, line);
-        let pushed = self.attempt(item, "push", &registry.hostname, &mut attempts, &mut || {
+        let push = Transfer {
+            what: "push",
+            host: &registry.hostname,
+            served: &|| self.checker.wait_until_served(reference, target, false),
+        };
+        let pushed = self.attempt(item, &push, &mut attempts, &mut || {
             docker.push(target, registry.push_auth.as_ref(), timeout, &mut out)
         })?;
         if registry.delete_local_images {
@@ -462,17 +477,17 @@ impl Run<'_> {
         Ok((pushed, attempts))
     }
 
-    /// Runs one docker transfer with `host`, again after each passing
-    /// failure (waiting longer each time) while the image has retries left
-    /// and the run is not asked to stop.
+    /// Runs one docker transfer, again after each passing failure (waiting
+    /// longer each time, and after a 429 as long as the registry says) while
+    /// the image has retries left and the run is not asked to stop.
     fn attempt<T>(
         &self,
         item: &Item,
-        what: &str,
-        host: &str,
+        step: &Transfer<'_>,
         attempts: &mut u32,
         transfer: &mut dyn FnMut() -> Result<T, Error>,
     ) -> Result<T, Failure> {
+        let host = step.host;
         loop {
             let error = match transfer() {
                 Ok(done) => return Ok(done),
@@ -489,12 +504,23 @@ impl Run<'_> {
             }
             let wait = retry::delay(kind, *attempts);
             log::warn!(
-                "{}: {what} failed (attempt {} of {tries}): {error}; trying again in {:.1}s",
+                "{}: {} failed (attempt {} of {tries}): {error}; trying again in {:.1}s{}",
                 item.name(),
+                step.what,
                 *attempts,
-                wait.as_secs_f64()
+                wait.as_secs_f64(),
+                if kind == Kind::Throttled {
+                    " or when the registry says"
+                } else {
+                    ""
+                }
             );
             *attempts += 1;
+            let asked = Instant::now();
+            if kind == Kind::Throttled {
+                (step.served)();
+            }
+            let wait = wait.saturating_sub(asked.elapsed());
             if !retry::sleep(wait, &|| self.stop_requested()) {
                 return Err(Failure {
                     error,

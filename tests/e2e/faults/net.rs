@@ -1,6 +1,6 @@
 //! Network faults to put in front of a real registry: a proxy that answers
-//! docker's first requests with an error status and then passes everything
-//! through, and a peer that accepts connections and never answers.
+//! chosen requests with an error status and passes everything else through,
+//! and a peer that accepts connections and never answers.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -10,65 +10,94 @@ use std::thread;
 
 use crate::harness::listen;
 
-/// A TCP proxy to a registry that answers the first `failures` requests
-/// whose user agent starts with `agent` (`docker/`, `picture-book/`) with
-/// `status` (and `extra` headers), then recovers.
+/// A TCP proxy to a registry that answers some requests with an error (the
+/// [`Fault`]s) and passes everything else through.
 pub struct FaultProxy {
     /// `127.0.0.1:PORT`.
     pub host: String,
-    faults: Arc<AtomicUsize>,
+    served: Arc<AtomicUsize>,
+}
+
+/// Requests to fail: the first `count` whose user agent starts with `agent`
+/// (`docker/`, `picture-book/`) once the proxy has served `after` faults,
+/// answered with `status` and `extra` headers.
+#[derive(Clone, Copy)]
+pub struct Fault {
+    pub agent: &'static str,
+    pub status: &'static str,
+    pub extra: &'static str,
+    pub count: usize,
+    pub after: usize,
+}
+
+impl Fault {
+    /// The first `count` requests of `agent` answered with `status`.
+    pub fn first(count: usize, agent: &'static str, status: &'static str) -> Fault {
+        Fault {
+            agent,
+            status,
+            extra: "",
+            count,
+            after: 0,
+        }
+    }
+
+    /// With `extra` headers (each ending in CRLF).
+    pub fn with(self, extra: &'static str) -> Fault {
+        Fault { extra, ..self }
+    }
+
+    /// Only once the proxy has served `after` faults.
+    pub fn after(self, after: usize) -> Fault {
+        Fault { after, ..self }
+    }
 }
 
 impl FaultProxy {
-    /// Starts a proxy to `upstream` (`127.0.0.1:PORT`).
-    pub fn start(
-        upstream: &str,
-        agent: &'static str,
-        status: &'static str,
-        extra: &'static str,
-        failures: usize,
-    ) -> FaultProxy {
+    /// Starts a proxy to `upstream` (`127.0.0.1:PORT`) with `faults`.
+    pub fn start(upstream: &str, faults: &[Fault]) -> FaultProxy {
         let listener = listen();
         let host = listener.local_addr().unwrap().to_string();
-        let faults = Arc::new(AtomicUsize::new(0));
+        let served = Arc::new(AtomicUsize::new(0));
+        let left = Arc::new(Mutex::new(faults.to_vec()));
         let upstream = upstream.to_string();
-        let counter = Arc::clone(&faults);
+        let counter = Arc::clone(&served);
         thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let (upstream, counter) = (upstream.clone(), Arc::clone(&counter));
+                let (upstream, counter, left) =
+                    (upstream.clone(), Arc::clone(&counter), Arc::clone(&left));
                 thread::spawn(move || {
-                    let fault = Fault {
-                        agent,
-                        status,
-                        extra,
-                        failures,
-                    };
-                    let _ = serve(conn, &upstream, &fault, &counter);
+                    let _ = serve(conn, &upstream, &left, &counter);
                 });
             }
         });
-        FaultProxy { host, faults }
+        FaultProxy { host, served }
     }
 
-    /// How many requests it has answered with its error so far.
+    /// How many requests it has answered with an error so far.
     pub fn faults(&self) -> usize {
-        self.faults.load(Ordering::SeqCst)
+        self.served.load(Ordering::SeqCst)
     }
 }
 
-/// Which requests fail, and how.
-struct Fault {
-    agent: &'static str,
-    status: &'static str,
-    extra: &'static str,
-    failures: usize,
+/// The fault `head` (a request head, lowercase) meets, if any; counts it.
+fn take(head: &str, left: &Mutex<Vec<Fault>>, served: &AtomicUsize) -> Option<Fault> {
+    let mut left = left.lock().unwrap();
+    let fault = left.iter_mut().find(|f| {
+        f.count > 0
+            && served.load(Ordering::SeqCst) >= f.after
+            && head.contains(&format!("\r\nuser-agent: {}", f.agent))
+    })?;
+    fault.count -= 1;
+    served.fetch_add(1, Ordering::SeqCst);
+    Some(*fault)
 }
 
 fn serve(
     mut conn: TcpStream,
     upstream: &str,
-    fault: &Fault,
-    faults: &AtomicUsize,
+    left: &Mutex<Vec<Fault>>,
+    served: &AtomicUsize,
 ) -> io::Result<()> {
     let mut first = [0u8; 1];
     conn.peek(&mut first)?;
@@ -83,14 +112,7 @@ fn serve(
             head.push(byte[0]);
         }
         let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
-        let chosen = text.contains(&format!("\r\nuser-agent: {}", fault.agent));
-        let fail = chosen
-            && faults
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                    (n < fault.failures).then_some(n + 1)
-                })
-                .is_ok();
-        if fail {
+        if let Some(fault) = take(&text, left, served) {
             let (status, extra) = (fault.status, fault.extra);
             let body = if status.starts_with("429") {
                 r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"injected fault"}]}"#
@@ -104,8 +126,9 @@ fn serve(
             )?;
             return conn.shutdown(Shutdown::Both);
         }
+        head = one_request_per_connection(&head);
     }
-    // Anything else (TLS probes included) goes to the registry as it is.
+    // Anything else (TLS probes included) goes to the registry.
     let mut up = TcpStream::connect(upstream)?;
     up.write_all(&head)?;
     let (mut down_r, mut up_w) = (conn.try_clone()?, up.try_clone()?);
@@ -117,6 +140,19 @@ fn serve(
     let _ = conn.shutdown(Shutdown::Write);
     let _ = pump.join();
     Ok(())
+}
+
+/// `head` asking the registry to close the connection after answering, so
+/// that the client's next request comes on a new one and is looked at.
+fn one_request_per_connection(head: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(head);
+    let mut lines: Vec<&str> = text
+        .trim_end_matches("\r\n")
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    lines.push("Connection: close");
+    format!("{}\r\n\r\n", lines.join("\r\n")).into_bytes()
 }
 
 /// A port that accepts connections and never says a word: the peer every

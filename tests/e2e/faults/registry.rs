@@ -4,7 +4,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::images;
-use super::net::{FaultProxy, silent_peer};
+use super::net::{Fault, FaultProxy, silent_peer};
 use crate::harness::{Outcome, Registry, Workspace, eventually, processes_with, single};
 
 /// The run's first image comes from a healthy registry; the others from one
@@ -48,7 +48,7 @@ fn a_source_that_is_down_mid_run_and_returns_is_waited_for() {
 fn through_faults(status: &'static str, extra: &'static str) -> Outcome {
     let (src, dst) = (Registry::start(), Registry::start());
     let id = src.push_image("app", "1", 2);
-    let proxy = FaultProxy::start(&src.host, "docker/", status, extra, 4);
+    let proxy = FaultProxy::start(&src.host, &[Fault::first(4, "docker/", status).with(extra)]);
     let ws = Workspace::new();
     ws.list_script("sync.sh", &[format!("{}/app:1", proxy.host)]);
     ws.config(&single(&dst, ""));
@@ -88,10 +88,7 @@ fn picture_books_own_requests_wait_as_retry_after_says() {
     src.push_image("app", "1", 1);
     let proxy = FaultProxy::start(
         &src.host,
-        "picture-book/",
-        "429 Too Many Requests",
-        "Retry-After: 3\r\n",
-        1,
+        &[Fault::first(1, "picture-book/", "429 Too Many Requests").with("Retry-After: 3\r\n")],
     );
     let ws = Workspace::new();
     ws.list_script("sync.sh", &[format!("{}/app:1", proxy.host)]);
@@ -115,18 +112,44 @@ fn picture_books_own_requests_wait_as_retry_after_says() {
     );
 }
 
+/// Docker is told "too many requests" and cannot say for how long; the
+/// registry says `Retry-After: 8` to picture-book's own question afterwards.
+#[test]
+fn after_docker_is_throttled_the_registrys_retry_after_is_waited_for() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    let id = src.push_image("app", "1", 1);
+    let throttled = "429 Too Many Requests";
+    let proxy = FaultProxy::start(
+        &src.host,
+        &[
+            Fault::first(3, "docker/", throttled),
+            Fault::first(1, "picture-book/", throttled)
+                .with("Retry-After: 8\r\n")
+                .after(1),
+        ],
+    );
+    let ws = Workspace::new();
+    ws.list_script("sync.sh", &[format!("{}/app:1", proxy.host)]);
+    ws.config(&single(&dst, ""));
+    let out = ws.run().args(["load", "--all", "--json"]).run();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(dst.config_digest("mirror/app", "1"), Some(id));
+    assert_eq!(proxy.faults(), 4, "picture-book never asked the registry");
+    assert_eq!(images(&out.json())[0]["attempts"], 2);
+    assert!(
+        out.elapsed >= Duration::from_secs(8),
+        "Retry-After: 8 was not waited for: {:?}",
+        out.elapsed
+    );
+}
+
 #[test]
 fn a_source_failing_every_image_is_reported_once_as_down() {
     let (src, dst) = (Registry::start(), Registry::start());
     src.push_image("a", "1", 1);
     src.push_image("b", "1", 1);
-    let proxy = FaultProxy::start(
-        &src.host,
-        "docker/",
-        "503 Service Unavailable",
-        "",
-        usize::MAX,
-    );
+    let failing = Fault::first(usize::MAX, "docker/", "503 Service Unavailable");
+    let proxy = FaultProxy::start(&src.host, &[failing]);
     let ws = Workspace::new();
     ws.list_script(
         "sync.sh",
