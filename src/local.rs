@@ -47,7 +47,7 @@ impl Drop for Pin {
 /// Calls `remove` with the names of `mine` that no other transfer holds
 /// (nothing when there are none), while no transfer can take a new pin.
 pub fn remove_unshared(
-    mine: &[&Pin],
+    mine: &[Pin],
     remove: impl FnOnce(&[&str]) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let counts = pins();
@@ -68,23 +68,23 @@ mod tests {
 
     #[test]
     fn a_name_another_transfer_holds_is_kept() {
-        let (mine, target) = (Pin::new("pb-test/a:1"), Pin::new("pb-test/mirror/a:1"));
+        let mine = [Pin::new("pb-test/a:1"), Pin::new("pb-test/mirror/a:1")];
         let other = Pin::new("pb-test/a:1");
         let mut removed = Vec::new();
-        remove_unshared(&[&mine, &target], |names| {
+        remove_unshared(&mine, |names| {
             removed = names.iter().map(|n| n.to_string()).collect();
             Ok(())
         })
         .unwrap();
         assert_eq!(removed, ["pb-test/mirror/a:1"]);
         drop(other);
-        remove_unshared(&[&mine, &target], |names| {
+        remove_unshared(&mine, |names| {
             removed = names.iter().map(|n| n.to_string()).collect();
             Ok(())
         })
         .unwrap();
         assert_eq!(removed, ["pb-test/a:1", "pb-test/mirror/a:1"]);
-        drop((mine, target));
+        drop(mine);
         assert!(!pins().contains_key("pb-test/a:1"));
     }
 }

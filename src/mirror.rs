@@ -469,8 +469,7 @@ impl Run<'_> {
             docker.push(target, registry.push_auth.as_ref(), timeout, &mut out)
         })?;
         if registry.delete_local_images {
-            let [a, b] = &pins;
-            if let Err(e) = local::remove_unshared(&[a, b], |names| docker.remove(names)) {
+            if let Err(e) = local::remove_unshared(&pins, |names| docker.remove(names)) {
                 log::warn!("{}: could not remove local images: {e}", registry.hostname);
             }
         }
