@@ -42,7 +42,8 @@ pub fn fresh_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Stops everything listed in `<root>/pids` and removes the root once this
+/// Stops everything listed in `<root>/pids`, unmounts what killed docker
+/// daemons left mounted under the root, and removes the root once this
 /// process is gone.
 fn start_watchdog(dir: &Path) {
     let script = format!(
@@ -50,6 +51,7 @@ fn start_watchdog(dir: &Path) {
          for p in $(cat {d}/pids 2>/dev/null); do kill $p 2>/dev/null; done; \
          for i in $(seq 1 40); do alive=0; for p in $(cat {d}/pids 2>/dev/null); do kill -0 $p 2>/dev/null && alive=1; done; [ $alive = 0 ] && break; sleep 0.25; done; \
          for p in $(cat {d}/pids 2>/dev/null); do kill -9 $p 2>/dev/null; done; \
+         awk -v d={d}/ 'index($2, d) == 1 {{ print $2 }}' /proc/mounts | xargs -r -n1 umount -l 2>/dev/null; \
          rm -rf {d}",
         pid = std::process::id(),
         d = dir.display()
