@@ -740,9 +740,12 @@ impl Daemon {
                     "{}: not run: {e}; the next run tries again",
                     registry.hostname
                 );
-                let mut report = RegistryReport::start(&registry.hostname, started);
-                report.error = Some(e.to_string());
-                return report.finish(started);
+                return RegistryReport::ended_early(
+                    &registry.hostname,
+                    started,
+                    e.to_string(),
+                    RunOutcome::Failed,
+                );
             }
         };
         let ctx = mirror::Context {
@@ -766,10 +769,12 @@ impl Daemon {
                 "{}: internal error during the run: {what}",
                 registry.hostname
             );
-            let mut report = RegistryReport::start(&registry.hostname, started);
-            report.error = Some(format!("internal error: {what}"));
-            report.outcome = RunOutcome::Crashed;
-            report.finish(started)
+            RegistryReport::ended_early(
+                &registry.hostname,
+                started,
+                format!("internal error: {what}"),
+                RunOutcome::Crashed,
+            )
         })
     }
 }

@@ -45,7 +45,7 @@ use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::process::Cancel;
 use crate::registry::{Client, Platform};
-use crate::report::{RegistryReport, Report};
+use crate::report::{RegistryReport, Report, RunOutcome};
 use crate::signals::{Request, Signals};
 
 /// Runs the command `cli` asks for and returns the exit status it calls for.
@@ -149,12 +149,12 @@ fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
         };
         let result = match not_run {
             None => mirror::run(registry, &ctx),
-            Some(why) => {
-                let started = Local::now();
-                let mut r = RegistryReport::start(&registry.hostname, started);
-                r.error = Some(why);
-                r.finish(started)
-            }
+            Some(why) => RegistryReport::ended_early(
+                &registry.hostname,
+                Local::now(),
+                why,
+                RunOutcome::Failed,
+            ),
         };
         report.registries.push(result);
     }

@@ -179,6 +179,20 @@ impl RegistryReport {
         }
     }
 
+    /// The report of a run of `hostname` started at `started` that ended
+    /// before any image, with `error` and as `outcome` (`Failed` or `Crashed`).
+    pub fn ended_early(
+        hostname: &str,
+        started: DateTime<Local>,
+        error: String,
+        outcome: RunOutcome,
+    ) -> RegistryReport {
+        let mut report = RegistryReport::start(hostname, started);
+        report.error = Some(error);
+        report.outcome = outcome;
+        report.finish(started)
+    }
+
     /// Closes the report: counts the outcomes and records the duration.
     pub fn finish(mut self, started: DateTime<Local>) -> RegistryReport {
         let count = |o: Outcome| self.images.iter().filter(|i| i.outcome == o).count();
