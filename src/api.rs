@@ -17,9 +17,10 @@ use serde_json::{Value, json};
 use tiny_http::{Header, Method, Request, Response};
 
 use crate::config::Api;
-use crate::daemon::{Daemon, Refusal, lock};
+use crate::daemon::{Daemon, Refusal};
 use crate::error::Error;
 use crate::listener::{Acceptors, Stopper};
+use crate::mutex::lock;
 use crate::secret::Secret;
 
 const LIST_TYPES: &str = "configured, active";

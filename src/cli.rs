@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::display::Verbosity;
 use crate::error::Error;
@@ -59,7 +60,14 @@ pub struct LoadOptions {
     pub json: bool,
     /// `--force`.
     pub force: bool,
+    /// `--wait`: how long to wait for another process's run of a registry.
+    pub wait: Duration,
 }
+
+/// How long `load` waits for another process's run of a registry when
+/// `--wait` is not given: as long as one image may take to move
+/// (`transferTimeout`'s default).
+pub const DEFAULT_WAIT: Duration = crate::config::DEFAULT_TRANSFER_TIMEOUT;
 
 const MAIN_HELP: &str = "\
 picture-book: mirror container images into container registries
@@ -101,6 +109,8 @@ Options:
                          its target, and whether it is up to date and why;
                          pull and push nothing
   -f, --force            Mirror every image, even those already up to date
+  -w, --wait <DURATION>  How long to wait while another picture-book runs a
+                         registry (90s, 10m, 1h; 0: not at all) [default: 30m]
       --json             Print a machine-readable report on stdout (logs stay
                          on stderr)
   -c, --config <FILE>    Configuration file
@@ -166,6 +176,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
     let registry: Option<String> = args
         .opt_value_from_str(["-r", "--registry"])
         .map_err(usage)?;
+    let wait: Option<String> = args.opt_value_from_str(["-w", "--wait"]).map_err(usage)?;
+    let wait = wait.as_deref().map(parse_wait).transpose()?;
     if let Some(host) = registry
         .as_deref()
         .filter(|h| h.starts_with('-') || h.is_empty())
@@ -221,6 +233,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
             Some("--json")
         } else if force {
             Some("--force")
+        } else if wait.is_some() {
+            Some("--wait")
         } else {
             None
         };
@@ -272,6 +286,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
             dry_run,
             json,
             force,
+            wait: wait.unwrap_or(DEFAULT_WAIT),
         }),
         Some(name @ "check") => {
             load_only(name)?;
@@ -293,6 +308,24 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
         state_dir,
         command,
     })
+}
+
+/// `--wait`'s value: a duration as the configuration writes them, or 0.
+fn parse_wait(text: &str) -> Result<Duration, Error> {
+    if text.trim().parse::<u64>() == Ok(0) {
+        return Ok(Duration::ZERO);
+    }
+    crate::config::parse_duration(text)
+        .map_err(|e| Error::Usage(format!("--wait: {e}")))
+        .and_then(|d| {
+            if d > crate::config::MAX_TIMEOUT {
+                Err(Error::Usage(format!(
+                    "--wait: '{text}' is longer than the longest allowed, 24h"
+                )))
+            } else {
+                Ok(d)
+            }
+        })
 }
 
 #[cfg(test)]
@@ -329,7 +362,23 @@ mod tests {
                 dry_run: true,
                 json: true,
                 force: false,
+                wait: DEFAULT_WAIT,
             })
+        );
+        let waits = parse_str(&["load", "--all", "--wait", "90s"]).unwrap();
+        assert!(matches!(
+            waits.command,
+            Command::Load(LoadOptions { wait, .. }) if wait == Duration::from_secs(90)
+        ));
+        let now = parse_str(&["load", "--all", "-w", "0"]).unwrap();
+        assert!(matches!(
+            now.command,
+            Command::Load(LoadOptions { wait, .. }) if wait.is_zero()
+        ));
+        assert!(usage_error(&["load", "--all", "--wait", "soon"]).starts_with("--wait: 'soon'"));
+        assert_eq!(
+            usage_error(&["sync", "--wait", "1m"]),
+            "--wait belongs to 'load', not 'sync'"
         );
         assert_eq!(cli.state_dir, Some(PathBuf::from("/s")));
         let forced = parse_str(&["load", "--all", "--force"]).unwrap();

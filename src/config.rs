@@ -286,7 +286,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
         }
         Err(e) => match salvage(text, &e) {
             Some(salvaged) => salvaged,
-            None => return Err(invalid(vec![render_yaml_error(&e)])),
+            None => return Err(invalid(vec![render_yaml_error(&e, text)])),
         },
     };
     let base = path.parent().unwrap_or(Path::new("/"));
@@ -389,13 +389,59 @@ pub const API_KEYS: &[&str] = &[
     "authTokenFile",
 ];
 
-/// `msg at line N` for a serde_yaml error.
-fn render_yaml_error(e: &serde_yaml::Error) -> String {
+/// `msg at line N` for a serde_yaml error of `text`. A duplicate key is
+/// told at the line of its second appearance (serde_yaml gives the start of
+/// the mapping that holds it).
+fn render_yaml_error(e: &serde_yaml::Error, text: &str) -> String {
     let msg = e.to_string();
+    let duplicate = msg
+        .split_once("duplicate field `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .and_then(|(key, _)| duplicate_key_line(text, key, e.location()?.line()));
+    if let Some(line) = duplicate {
+        let core = msg.split(" at line ").next().unwrap_or(&msg);
+        return format!("{core} at line {line}");
+    }
     match e.location() {
         Some(loc) if !msg.contains(" at line ") => format!("{msg} at line {}", loc.line()),
         _ => msg,
     }
+}
+
+/// The line (from 1) at which `key` appears a second time in one mapping of
+/// the YAML `text`, looking from line `from` on: mappings are told apart by
+/// indentation and sequence dashes, which is all a configuration file uses.
+fn duplicate_key_line(text: &str, key: &str, from: usize) -> Option<usize> {
+    let mut open: Vec<(usize, Vec<String>)> = Vec::new();
+    for (n, line) in text.lines().enumerate().skip(from.saturating_sub(1)) {
+        let mut indent = line.len() - line.trim_start_matches(' ').len();
+        let mut rest = line.trim_start_matches(' ');
+        let mut item = false;
+        while let Some(after) = rest.strip_prefix("- ") {
+            let inner = after.trim_start_matches(' ');
+            indent += rest.len() - inner.len();
+            rest = inner;
+            item = true;
+        }
+        let Some(name) = rest
+            .split_once(':')
+            .filter(|(_, after)| after.is_empty() || after.starts_with([' ', '\t']))
+            .map(|(name, _)| name.trim().trim_matches(['\'', '"']))
+            .filter(|name| !name.is_empty() && !name.starts_with('#'))
+        else {
+            continue;
+        };
+        open.retain(|(at, _)| *at < indent || (*at == indent && !item));
+        if open.last().is_none_or(|(at, _)| *at < indent) {
+            open.push((indent, Vec::new()));
+        }
+        let keys = &mut open.last_mut()?.1;
+        if keys.iter().any(|k| k == name) && name == key {
+            return Some(n + 1);
+        }
+        keys.push(name.to_string());
+    }
+    None
 }
 
 /// After the typed parse failed with `first`, reads the file again as plain
@@ -404,7 +450,7 @@ fn render_yaml_error(e: &serde_yaml::Error) -> String {
 /// does not parse.
 fn salvage(text: &str, first: &serde_yaml::Error) -> Option<(Salvaged, Vec<String>)> {
     use serde_yaml::Value;
-    let first_text = render_yaml_error(first);
+    let first_text = render_yaml_error(first, text);
     let mut problems = vec![first_text.clone()];
     let mut report = |p: String| {
         let core = p.split(" at line ").next().unwrap_or(&p).to_string();
@@ -711,7 +757,9 @@ impl Checker<'_> {
                 "{} is not executable (chmod +x it)",
                 path.display()
             )),
-            Ok(_) => Ok(path),
+            Ok(_) => script::check_runnable(&path)
+                .map(|_| path.clone())
+                .map_err(|problem| format!("{} cannot run: {problem}", path.display())),
         };
         self.check("syncerScript", result)
     }
@@ -1152,6 +1200,27 @@ api:
         );
         assert!(dir.problems("")[0].contains("missing field `registries`"));
         assert!(dir.problems("registries: [")[0].contains("line"));
+    }
+
+    #[test]
+    fn a_duplicate_key_is_told_at_its_own_line() {
+        let dir = Dir::new("duplicate");
+        let yaml = "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\n  - hostname: b.example.com\n    repository: y\n    syncerScript: sync.sh\n    # a comment\n\n    repository: z\n";
+        let problems = dir.problems(yaml);
+        assert_eq!(
+            problems,
+            ["registries[1]: duplicate field `repository` at line 9"]
+        );
+        let top = "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\napi:\n  enabled: true\n  port: 8001\n  enabled: false\ndisplay: spinner\n";
+        assert_eq!(
+            dir.problems(top),
+            ["api: duplicate field `enabled` at line 7"]
+        );
+        assert_eq!(
+            duplicate_key_line("a: 1\nb:\n  a: 2\n  c: 3\na: 4\n", "a", 1),
+            Some(5)
+        );
+        assert_eq!(duplicate_key_line("- a: 1\n- a: 2\n", "a", 1), None);
     }
 
     #[test]

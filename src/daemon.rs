@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -21,15 +21,22 @@ use crate::config::{Config, Registry};
 use crate::display::Progress;
 use crate::docker::Docker;
 use crate::mirror;
+use crate::mutex::lock;
 use crate::process::Cancel;
 use crate::registry::Client;
 use crate::report::{Outcome, RegistryReport, RunOutcome, rfc3339};
+use crate::runlock::{self, Holder};
 use crate::schedule::Schedule;
 use crate::secret::Secret;
 
 /// The longest a synchronizer sleeps before it looks at the clock again, so
 /// that a wall-clock step (NTP, suspend) delays a run by at most this much.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// How long a due run waits for another process's run of its registry to
+/// end before it is skipped: long enough to outlast someone looking at the
+/// lock (`details`, `run`), which takes it for a moment.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// Why an operation was refused; the API maps each to an HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,8 +96,20 @@ struct State {
     next_run: Option<DateTime<Local>>,
     number_of_syncs: u64,
     skipped: u64,
+    /// The last due run that another process's run kept from starting.
+    last_skip: Option<LastSkip>,
     outcomes: [u64; RunOutcome::ALL.len()],
     last_run: Option<RegistryReport>,
+}
+
+/// A due run skipped because another process held the registry's lock.
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LastSkip {
+    /// When.
+    at: String,
+    /// Who held the lock.
+    held_by: Holder,
 }
 
 struct Running {
@@ -119,6 +138,11 @@ struct Status {
     next_run: Option<String>,
     number_of_syncs: u64,
     skipped_runs: u64,
+    /// Another process that runs this registry now, holding its lock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    locked_by: Option<Holder>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_skipped: Option<LastSkip>,
     created: String,
     last_run: Option<LastRun>,
 }
@@ -136,6 +160,8 @@ struct LastRun {
     not_attempted: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
     failed_images: Vec<FailedImage>,
 }
 
@@ -168,6 +194,7 @@ impl Synchronizer {
                 next_run,
                 number_of_syncs: 0,
                 skipped: 0,
+                last_skip: None,
                 outcomes: [0; RunOutcome::ALL.len()],
                 last_run: None,
             }),
@@ -176,7 +203,7 @@ impl Synchronizer {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// Changes the state and wakes the thread to look at it.
@@ -186,7 +213,12 @@ impl Synchronizer {
         result
     }
 
-    fn status(&self) -> Status {
+    fn status(&self, state_dir: &Path) -> Status {
+        let locked_by = if self.lock().running.is_some() {
+            None
+        } else {
+            runlock::holder(state_dir, &self.hostname)
+        };
         let st = self.lock();
         Status {
             hostname: self.hostname.clone(),
@@ -205,6 +237,8 @@ impl Synchronizer {
             next_run: st.next_run.as_ref().map(rfc3339),
             number_of_syncs: st.number_of_syncs,
             skipped_runs: st.skipped,
+            locked_by,
+            last_skipped: st.last_skip.clone(),
             created: rfc3339(&self.created),
             last_run: st.last_run.as_ref().map(last_run),
         }
@@ -222,6 +256,7 @@ fn last_run(r: &RegistryReport) -> LastRun {
         failed: r.failed,
         not_attempted: r.not_attempted,
         error: r.error.clone(),
+        warnings: r.warnings.clone(),
         failed_images: r
             .images
             .iter()
@@ -327,7 +362,7 @@ impl Daemon {
         let active: Vec<Status> = self
             .syncs()
             .iter()
-            .map(|s| s.status())
+            .map(|s| s.status(&self.tools.state_dir))
             .filter(|s| !s.paused && s.sync_period.is_some())
             .collect();
         json!({ "synchronizers": active })
@@ -337,7 +372,7 @@ impl Daemon {
     pub fn details(&self, host: &str) -> Result<Value, Refusal> {
         let sync = self.find(host)?;
         let configuration = sync.lock().registry.redacted();
-        Ok(json!({ "configuration": configuration, "status": sync.status() }))
+        Ok(json!({ "configuration": configuration, "status": sync.status(&self.tools.state_dir) }))
     }
 
     /// `pause`: no further scheduled runs; a run in progress stops after its
@@ -384,6 +419,7 @@ impl Daemon {
     /// `run`: start a run now.
     pub fn run_now(&self, host: &str) -> Result<Value, Refusal> {
         let sync = self.find(host)?;
+        let held = runlock::holder(&self.tools.state_dir, &sync.hostname);
         sync.update(|st| {
             if st.running.is_some() || st.run_now {
                 Err(Refusal::Conflict(format!(
@@ -393,6 +429,11 @@ impl Daemon {
             } else if st.paused {
                 Err(Refusal::Conflict(format!(
                     "{}: paused; resume it first",
+                    sync.hostname
+                )))
+            } else if let Some(holder) = held {
+                Err(Refusal::Conflict(format!(
+                    "{}: another picture-book is running this registry: {holder}; try again when it has ended",
                     sync.hostname
                 )))
             } else {
@@ -433,7 +474,7 @@ impl Daemon {
         let statuses: Vec<(Status, [u64; RunOutcome::ALL.len()])> = self
             .syncs()
             .iter()
-            .map(|s| (s.status(), s.lock().outcomes))
+            .map(|s| (s.status(&self.tools.state_dir), s.lock().outcomes))
             .collect();
         let mut out = String::new();
         let mut family =
@@ -637,7 +678,13 @@ impl Daemon {
                 log::info!("{}: synchronizer stopped", sync.hostname);
                 return;
             };
-            let report = self.run_once(sync, &registry);
+            let report = match self.run_once(sync, &registry) {
+                Ok(report) => report,
+                Err(holder) => {
+                    self.skip_held(sync, holder);
+                    continue;
+                }
+            };
             let finished = Local::now();
             let skipped = schedule
                 .as_ref()
@@ -668,6 +715,24 @@ impl Daemon {
                 );
             }
         }
+    }
+
+    /// A due run that another process's run of the registry kept from
+    /// starting: counted as skipped, with who held it.
+    fn skip_held(&self, sync: &Synchronizer, holder: Holder) {
+        log::warn!(
+            "{}: skipped: another picture-book is running this registry: {holder}",
+            sync.hostname
+        );
+        sync.update(|st| {
+            st.running = None;
+            st.skipped += 1;
+            st.last_skip = Some(LastSkip {
+                at: rfc3339(&Local::now()),
+                held_by: holder,
+            });
+            st.reschedule();
+        });
     }
 
     /// Sleeps until a run is due or requested, marks it running, and returns
@@ -712,7 +777,7 @@ impl Daemon {
 
     /// One run, shielded from panics so that one registry's bug cannot stop
     /// its synchronizer or the daemon.
-    fn run_once(&self, sync: &Synchronizer, registry: &Registry) -> RegistryReport {
+    fn run_once(&self, sync: &Synchronizer, registry: &Registry) -> Result<RegistryReport, Holder> {
         let stop = || {
             let st = sync.lock();
             if self.tools.cancel.is_cancelled() {
@@ -740,12 +805,12 @@ impl Daemon {
                     "{}: not run: {e}; the next run tries again",
                     registry.hostname
                 );
-                return RegistryReport::ended_early(
+                return Ok(RegistryReport::ended_early(
                     &registry.hostname,
                     started,
                     e.to_string(),
                     RunOutcome::Failed,
-                );
+                ));
             }
         };
         let ctx = mirror::Context {
@@ -758,6 +823,7 @@ impl Daemon {
             force: false,
             stop: &stop,
             on_image: &on_image,
+            lock_wait: Some(LOCK_WAIT),
         };
         catch_unwind(AssertUnwindSafe(|| mirror::run(registry, &ctx))).unwrap_or_else(|panic| {
             let what = panic
@@ -769,12 +835,12 @@ impl Daemon {
                 "{}: internal error during the run: {what}",
                 registry.hostname
             );
-            RegistryReport::ended_early(
+            Ok(RegistryReport::ended_early(
                 &registry.hostname,
                 started,
                 format!("internal error: {what}"),
                 RunOutcome::Crashed,
-            )
+            ))
         })
     }
 }
@@ -791,9 +857,4 @@ fn count_missed(schedule: &Schedule, due: DateTime<Local>, now: DateTime<Local>)
         t = next;
     }
     missed
-}
-
-/// Locks `m`, also after a thread panicked while holding it.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
 
 use crate::config::DisplayMode;
+use crate::mutex::lock;
 
 const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 const TICK: Duration = Duration::from_millis(100);
@@ -87,7 +88,7 @@ fn console() -> &'static Console {
 
 impl Console {
     fn lock(&self) -> MutexGuard<'_, ConsoleState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// Prints `text` (whole lines) above the spinner lines.

@@ -107,6 +107,12 @@ impl Docker {
         Ok(pushed_digest(&done.stdout))
     }
 
+    /// Whether the daemon has a local image called `name`.
+    pub fn has_image(&self, name: &str) -> bool {
+        let args = ["image", "inspect", "--format", "{{.Id}}", name];
+        self.run(&args, None, QUICK_TIMEOUT, &mut |_| {}).is_ok()
+    }
+
     /// `docker rmi images...`.
     pub fn remove(&self, images: &[&str]) -> Result<(), Error> {
         let mut args = vec!["rmi"];

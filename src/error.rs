@@ -71,6 +71,13 @@ pub enum Error {
         /// Why it could not start.
         source: io::Error,
     },
+    /// The syncer script cannot be started: its interpreter is missing, say.
+    ScriptUnusable {
+        /// The script.
+        script: PathBuf,
+        /// Why, in the operator's terms.
+        problem: String,
+    },
     /// The syncer script exited with a failure status; its list is not used.
     ScriptFailed {
         /// The script.
@@ -126,13 +133,15 @@ pub enum Error {
     State {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: io::Error,
+        /// Why, in the operator's terms (`... is not a directory`).
+        problem: String,
     },
     /// A registry's HTTP API failed or refused.
     Registry {
         /// The registry host.
         host: String,
+        /// The HTTP status it answered with, when it answered.
+        status: Option<u16>,
         /// What happened.
         detail: String,
     },
@@ -157,6 +166,14 @@ impl Error {
                 | Error::ConfigInvalid { .. }
                 | Error::UnknownRegistry { .. }
         )
+    }
+
+    /// The HTTP status a registry answered with, for a registry error.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Error::Registry { status, .. } => *status,
+            _ => None,
+        }
     }
 
     /// True when the docker daemon as a whole is unusable, so that further
@@ -266,6 +283,13 @@ impl fmt::Display for Error {
             Error::ScriptSpawn { script, source } => {
                 write!(f, "cannot run syncer script {}: {source}", script.display())
             }
+            Error::ScriptUnusable { script, problem } => {
+                write!(
+                    f,
+                    "cannot run syncer script {}: {problem}",
+                    script.display()
+                )
+            }
             Error::ScriptFailed {
                 script,
                 status,
@@ -316,10 +340,10 @@ impl fmt::Display for Error {
             ),
             Error::Output(source) => write!(f, "cannot write to standard output: {source}"),
             Error::Signals(source) => write!(f, "cannot install signal handlers: {source}"),
-            Error::Registry { host, detail } => write!(f, "registry {host}: {detail}"),
-            Error::State { path, source } => write!(
+            Error::Registry { host, detail, .. } => write!(f, "registry {host}: {detail}"),
+            Error::State { path, problem } => write!(
                 f,
-                "cannot write the state file {}: {source} (set stateDir or --state-dir to a writable directory)",
+                "cannot write the state file {}: {problem} (set stateDir or --state-dir to a writable directory)",
                 path.display()
             ),
             Error::ApiBind { address, detail } => write!(
@@ -336,7 +360,6 @@ impl std::error::Error for Error {
             Error::ConfigRead { source, .. }
             | Error::ScriptSpawn { source, .. }
             | Error::Credentials { source, .. }
-            | Error::State { source, .. }
             | Error::Output(source)
             | Error::Signals(source) => Some(source),
             _ => None,

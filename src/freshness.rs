@@ -19,6 +19,9 @@ pub enum Verdict {
     UpToDate(String),
     /// The image must be mirrored, for this reason.
     Mirror(String),
+    /// The target refuses the push credentials: mirroring would pull for
+    /// nothing. The text says which key to look at.
+    Refused(String),
 }
 
 /// What the check saw, kept so a successful mirror can be recorded.
@@ -80,6 +83,9 @@ impl Checker<'_> {
         let target_digest = match self.client.head_digest(&dst_repo, &tag, dst_creds) {
             Ok(Some(d)) => d,
             Ok(None) => return (Verdict::Mirror("not at the target".into()), seen),
+            Err(e) if matches!(e.http_status(), Some(401 | 403)) => {
+                return (self.refused(&dst_repo, &e), seen);
+            }
             Err(e) => {
                 return (
                     Verdict::Mirror(format!("cannot check the target: {e}")),
@@ -147,6 +153,25 @@ impl Checker<'_> {
                 (Verdict::Mirror(format!("cannot compare images: {e}")), seen)
             }
         }
+    }
+
+    /// The verdict for a target that answered 401 or 403 (`e`) with the push
+    /// credentials, naming the key that gives them.
+    fn refused(&self, repo: &Repository, e: &crate::error::Error) -> Verdict {
+        let status = e.http_status().unwrap_or_default();
+        let host = &repo.host;
+        Verdict::Refused(match (status, &self.push_creds) {
+            (403, _) => format!(
+                "{host} denies pushing to {} (403): give the user of pushAuthConfig push access there",
+                repo.path
+            ),
+            (_, Some(_)) => {
+                format!("{host} refused the push credentials (401): check pushAuthConfig")
+            }
+            (_, None) => format!(
+                "{host} asks for credentials (401) and none are configured for it: set pushAuthConfig"
+            ),
+        })
     }
 
     /// What `--force` needs to record a mirror afterwards: the source's

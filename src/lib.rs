@@ -19,11 +19,13 @@ pub mod freshness;
 pub mod listener;
 pub mod local;
 pub mod mirror;
+pub mod mutex;
 pub mod process;
 pub mod reference;
 pub mod registry;
 pub mod report;
 pub mod retry;
+pub mod runlock;
 pub mod schedule;
 pub mod script;
 pub mod secret;
@@ -89,6 +91,12 @@ fn check(cli: &Cli) -> Result<ExitCode, Error> {
         text.push_str(&format!("{} {}\n", r.hostname, runs.join(" ")));
     }
     print_out(&text)?;
+    let dir = state_dir(cli, &config);
+    if let Some(problem) = state::dir_problem(&dir) {
+        log::warn!(
+            "the state directory {problem}: runs will remember nothing and not be kept apart from other picture-books (set stateDir or --state-dir)"
+        );
+    }
     let n = config.registries.len();
     let noun = if n == 1 { "registry" } else { "registries" };
     log::info!("{}: valid ({n} {noun})", config.path.display());
@@ -137,6 +145,7 @@ fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
         force: options.force,
         stop: &stop,
         on_image: &|_, _, _| {},
+        lock_wait: (!options.dry_run).then_some(options.wait),
     };
     let mut report = Report {
         dry_run: options.dry_run,
@@ -147,14 +156,23 @@ fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
             Err(e) => Some(e.to_string()),
             Ok(_) => stop().map(|why| format!("not run: {why}")),
         };
+        let started = Local::now();
         let result = match not_run {
-            None => mirror::run(registry, &ctx),
-            Some(why) => RegistryReport::ended_early(
-                &registry.hostname,
-                Local::now(),
-                why,
-                RunOutcome::Failed,
-            ),
+            None => mirror::run(registry, &ctx).unwrap_or_else(|holder| {
+                let why = if stop().is_some() {
+                    format!("not run: interrupted while another picture-book ran it: {holder}")
+                } else {
+                    format!(
+                        "another picture-book still runs this registry after {} (--wait): {holder}",
+                        error::human_duration(options.wait)
+                    )
+                };
+                log::error!("{}: {why}", registry.hostname);
+                RegistryReport::ended_early(&registry.hostname, started, why, RunOutcome::Failed)
+            }),
+            Some(why) => {
+                RegistryReport::ended_early(&registry.hostname, started, why, RunOutcome::Failed)
+            }
         };
         report.registries.push(result);
     }

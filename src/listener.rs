@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use tiny_http::Request;
 
-use crate::daemon::lock;
+use crate::mutex::lock;
 
 /// How long a client connection may send nothing before it is closed.
 pub const IDLE_LIMIT: Duration = Duration::from_secs(30);

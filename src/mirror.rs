@@ -9,23 +9,25 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use chrono::Local;
+use chrono::{DateTime, Local};
 
 use crate::auth::{self, Credentials, DockerAuth};
 use crate::config::Registry;
 use crate::display::{Item, Progress, Step};
 use crate::docker::Docker;
-use crate::error::Error;
+use crate::error::{Error, human_duration};
 use crate::freshness::{Checker, Verdict};
 use crate::local;
+use crate::mutex::{into_inner, lock};
 use crate::reference::Reference;
 use crate::registry::{Client, Platform};
 use crate::report::{ImageReport, Outcome, RegistryReport, RunOutcome};
 use crate::retry::{self, Kind};
+use crate::runlock::{self, Holder, Refused, RunLock};
 use crate::script;
 use crate::state::StateFile;
 
@@ -50,6 +52,15 @@ pub struct Context<'a> {
     pub stop: &'a (dyn Fn() -> Option<String> + Sync),
     /// Told when an image starts: its number, the total, its source.
     pub on_image: &'a (dyn Fn(usize, usize, &str) + Sync),
+    /// How long to wait for another process's run of the registry to end;
+    /// None to take no lock (a dry run writes nothing).
+    pub lock_wait: Option<Duration>,
+}
+
+impl Context<'_> {
+    fn stop_requested(&self) -> bool {
+        (self.stop)().is_some()
+    }
 }
 
 /// An image to mirror: its line, its reference, its target.
@@ -60,11 +71,15 @@ struct Planned {
 }
 
 /// Mirrors what `registry`'s syncer script lists, `registry.parallel` images
-/// at a time; never fails as a whole, everything that went wrong is in the
-/// report.
-pub fn run(registry: &Registry, ctx: &Context<'_>) -> RegistryReport {
+/// at a time, holding the registry's lock (see `runlock`) throughout unless
+/// `ctx.lock_wait` is None. Fails only when another process holds the lock
+/// past `ctx.lock_wait`, with who it is; everything else that went wrong is
+/// in the report.
+pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Holder> {
+    let (lock, unusable) = take_lock(registry, ctx)?;
     let started = Local::now();
     let mut report = RegistryReport::start(&registry.hostname, started);
+    report.warnings.extend(unusable);
     log::info!(
         "{}: running syncer script {}",
         registry.hostname,
@@ -80,11 +95,15 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> RegistryReport {
         Err(e) => {
             log::error!("{}: {e}", registry.hostname);
             report.error = Some(e.to_string());
-            return report.finish(started);
+            return Ok(report.finish(started));
         }
     };
     let planned = plan(registry, listing, &mut report);
     let state = StateFile::load(ctx.state_dir, &registry.hostname);
+    if let Some(problem) = state.problem().filter(|_| report.warnings.is_empty()) {
+        log::warn!("{}: {problem}", registry.hostname);
+        report.warnings.push(problem);
+    }
     ctx.client.remember_challenges(state.challenges());
     let pull_creds = |host: &str| credentials(registry.pull_auth.as_ref(), host);
     let insecure = |host: &str| registry.is_insecure(host);
@@ -97,27 +116,8 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> RegistryReport {
         insecure: &insecure,
         target_insecure: registry.insecure,
     };
-    let run = Run {
-        registry,
-        ctx,
-        checker: &checker,
-        state: &state,
-        total: planned.len(),
-        next: AtomicUsize::new(0),
-        started: AtomicUsize::new(0),
-        stopped: Mutex::new(None),
-        results: Mutex::new(Vec::new()),
-        repositories: Mutex::new(HashMap::new()),
-        down: Mutex::new(HashMap::new()),
-        failed_hosts: Mutex::new(Vec::new()),
-    };
-    let workers = registry.parallel.clamp(1, planned.len().max(1));
-    let panics: Vec<_> = thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| scope.spawn(|| run.work(&planned)))
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().err()).collect()
-    });
+    let run = Run::new(registry, ctx, &checker, &state, planned.len());
+    let panics = run.work_all(&planned);
     state.set_challenges(ctx.client.challenges());
     if ctx.dry_run {
         log::debug!(
@@ -128,31 +128,48 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> RegistryReport {
     } else if let Err(e) = state.save() {
         log::warn!("{}: {e}", registry.hostname);
     }
+    drop(lock);
     // A worker's panic goes on to the caller as it was, once what the other
     // workers mirrored is saved.
     if let Some(panic) = panics.into_iter().next() {
         std::panic::resume_unwind(panic);
     }
-    let stopped = run.stopped.into_inner().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, stop_outcome)) = &stopped {
-        report.outcome = *stop_outcome;
+    if report.warnings.is_empty() {
+        report.warnings.extend(state.problem());
     }
-    report
-        .images
-        .extend(run.results.into_inner().unwrap_or_else(|p| p.into_inner()));
-    report.images.sort_by_key(|i| i.line);
-    let down = run.down.into_inner().unwrap_or_else(|p| p.into_inner());
-    let failed_hosts = run
-        .failed_hosts
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner());
-    let down_message =
-        down_message(&down, &report.images).or_else(|| looks_down(&failed_hosts, &report.images));
-    if let Some(e) = down_message.as_ref().filter(|_| stopped.is_none()) {
-        log::error!("{}: {e}", registry.hostname);
+    Ok(run.finish(report, started))
+}
+
+/// Takes the registry's lock as `ctx` says: None when it takes none; the
+/// holder when another process keeps it past the wait. A lock that cannot
+/// be taken (the state directory is not usable) is a warning, said once:
+/// the run goes on without it.
+fn take_lock(
+    registry: &Registry,
+    ctx: &Context<'_>,
+) -> Result<(Option<RunLock>, Option<String>), Holder> {
+    let Some(wait) = ctx.lock_wait else {
+        return Ok((None, None));
+    };
+    let host = &registry.hostname;
+    let waiting = &mut |holder: &Holder| {
+        log::info!(
+            "{host}: another picture-book is running this registry: {holder}; waiting up to {} for it to end",
+            human_duration(wait)
+        );
+    };
+    let stop = || ctx.stop_requested();
+    match runlock::lock(ctx.state_dir, host, wait, waiting, &stop) {
+        Ok(lock) => Ok((Some(lock), None)),
+        Err(Refused::Held(holder)) => Err(holder),
+        Err(Refused::Unusable(why)) => {
+            let warning = format!(
+                "the state directory {why}: this run remembers nothing and is not kept apart from other picture-books"
+            );
+            log::warn!("{host}: {warning}");
+            Ok((None, Some(warning)))
+        }
     }
-    report.error = stopped.map(|(why, _)| why).or(down_message);
-    report.finish(started)
 }
 
 /// One line for a registry that failed every image moved in the run for
@@ -301,7 +318,61 @@ struct Failure {
     attempts: u32,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(
+        registry: &'a Registry,
+        ctx: &'a Context<'a>,
+        checker: &'a Checker<'a>,
+        state: &'a StateFile,
+        total: usize,
+    ) -> Run<'a> {
+        Run {
+            registry,
+            ctx,
+            checker,
+            state,
+            total,
+            next: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
+            stopped: Mutex::new(None),
+            results: Mutex::new(Vec::new()),
+            repositories: Mutex::new(HashMap::new()),
+            down: Mutex::new(HashMap::new()),
+            failed_hosts: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Works through `planned` on `parallel` threads; returns the panics of
+    /// those that panicked.
+    fn work_all(&self, planned: &[Planned]) -> Vec<Box<dyn std::any::Any + Send>> {
+        let workers = self.registry.parallel.clamp(1, planned.len().max(1));
+        thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| scope.spawn(|| self.work(planned)))
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().err()).collect()
+        })
+    }
+
+    /// Adds what the run did to `report`, and closes it.
+    fn finish(self, mut report: RegistryReport, started: DateTime<Local>) -> RegistryReport {
+        let stopped = into_inner(self.stopped);
+        if let Some((_, stop_outcome)) = &stopped {
+            report.outcome = *stop_outcome;
+        }
+        report.images.extend(into_inner(self.results));
+        report.images.sort_by_key(|i| i.line);
+        let down = into_inner(self.down);
+        let failed_hosts = into_inner(self.failed_hosts);
+        let down_message = down_message(&down, &report.images)
+            .or_else(|| looks_down(&failed_hosts, &report.images));
+        if let Some(e) = down_message.as_ref().filter(|_| stopped.is_none()) {
+            log::error!("{}: {e}", self.registry.hostname);
+        }
+        report.error = stopped.map(|(why, _)| why).or(down_message);
+        report.finish(started)
+    }
+
     /// Takes images off the plan until none is left.
     fn work(&self, planned: &[Planned]) {
         while let Some(image) = planned.get(self.next.fetch_add(1, Ordering::Relaxed)) {
@@ -366,6 +437,10 @@ impl Run<'_> {
             Verdict::UpToDate(reason) => {
                 log::info!("{label} {source}: up to date ({reason})");
                 return report(Outcome::UpToDate).reason(reason);
+            }
+            Verdict::Refused(error) => {
+                log::error!("{label} {source}: {error}");
+                return report(Outcome::Failed).error(error);
             }
             Verdict::Mirror(reason) if self.ctx.dry_run => {
                 return report(Outcome::Planned).reason(reason);
@@ -440,7 +515,11 @@ impl Run<'_> {
         );
         let _one_at_a_time = lock(&lock_for_repository);
         let source = reference.pull_name();
-        let pins = [local::Pin::new(&source), local::Pin::new(target)];
+        let present = |name: &str| docker.has_image(name);
+        let pins = [
+            local::Pin::new(&source, present),
+            local::Pin::new(target, present),
+        ];
         let timeout = registry.transfer_timeout;
         let mut attempts = 1;
         let mut out = |line: &str| progress.output(item, line);
@@ -450,14 +529,25 @@ impl Run<'_> {
             host: source_host(reference),
             served: &|| self.checker.wait_until_served(reference, target, true),
         };
-        self.attempt(item, &pull, &mut attempts, &mut || {
-            docker.pull(&source, registry.pull_auth.as_ref(), timeout, &mut out)
-        })?;
-        docker.tag(&source, target).map_err(|error| Failure {
-            error,
-            host: registry.hostname.clone(),
-            attempts,
-        })?;
+        let mut pull_and_tag = |attempts: &mut u32| {
+            self.attempt(item, &pull, attempts, &mut || {
+                docker.pull(&source, registry.pull_auth.as_ref(), timeout, &mut out)
+            })?;
+            docker.tag(&source, target).map_err(|error| Failure {
+                error,
+                host: registry.hostname.clone(),
+                attempts: *attempts,
+            })
+        };
+        if let Err(f) = pull_and_tag(&mut attempts) {
+            // Another process on this docker daemon may have removed what
+            // was just pulled (its own deleteLocalImages); pull it again.
+            if !f.error.to_string().contains("No such image") {
+                return Err(f);
+            }
+            log::warn!("{}: {}; pulling it again", item.name(), f.error);
+            pull_and_tag(&mut attempts)?;
+        }
         progress.step(item, Step::Pushing);
         let mut out = |line: &str| progress.output(item, line);
         let push = Transfer {
@@ -534,8 +624,4 @@ impl Run<'_> {
 /// The registry docker pulls `reference` from.
 fn source_host(reference: &Reference) -> &str {
     reference.domain().unwrap_or("docker.io")
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use crate::auth::Credentials;
 use crate::error::Error;
+use crate::mutex::lock;
 use crate::reference::Reference;
 use crate::secret::Secret;
 
@@ -61,6 +62,9 @@ pub struct Repository {
     pub path: String,
     /// Whether plain HTTP (and unverified HTTPS) is allowed.
     pub insecure: bool,
+    /// Whether picture-book pushes here: its tokens are asked for `pull,push`,
+    /// so that credentials that cannot push are refused before anything moves.
+    pub push: bool,
 }
 
 impl Repository {
@@ -78,13 +82,14 @@ impl Repository {
             insecure: insecure(domain) || is_loopback(&host),
             host,
             path,
+            push: false,
         }
     }
 
     /// Where the target `name` (`host/path`, without tag) lives; Docker Hub
     /// names are expanded as for sources.
     pub fn target(name: &str, insecure: bool) -> Repository {
-        match Reference::parse(name) {
+        let repo = match Reference::parse(name) {
             Ok(r) => Repository::of(&r, &|_| insecure),
             Err(_) => {
                 let (host, path) = name.split_once('/').unwrap_or((name, ""));
@@ -92,9 +97,17 @@ impl Repository {
                     host: host.to_string(),
                     path: path.to_string(),
                     insecure: insecure || is_loopback(host),
+                    push: false,
                 }
             }
-        }
+        };
+        Repository { push: true, ..repo }
+    }
+
+    /// The token scope picture-book needs here.
+    fn scope(&self) -> String {
+        let actions = if self.push { "pull,push" } else { "pull" };
+        format!("repository:{}:{actions}", self.path)
     }
 }
 
@@ -297,7 +310,7 @@ impl Client {
         path: &str,
         creds: Option<&Credentials>,
     ) -> Result<http::Response<ureq::Body>, Error> {
-        let scope = format!("repository:{}:pull", repo.path);
+        let scope = repo.scope();
         let mut answered = false;
         loop {
             let authorization = self.authorization(repo, &scope, creds)?;
@@ -401,10 +414,11 @@ impl Client {
             } else {
                 ""
             };
-            return Err(fail(
-                repo,
-                format!("the token service {realm} refused ({status}){hint}"),
-            ));
+            return Err(Error::Registry {
+                host: repo.host.clone(),
+                status: Some(status),
+                detail: format!("the token service {realm} refused ({status}){hint}"),
+            });
         }
         let text = read_body(repo, &mut resp, 1 << 20, "the token")?;
         let body: Value = serde_json::from_str(&text).map_err(|_| {
@@ -776,6 +790,7 @@ fn encode(value: &str) -> String {
 fn fail(repo: &Repository, detail: String) -> Error {
     Error::Registry {
         host: repo.host.clone(),
+        status: None,
         detail,
     }
 }
@@ -787,11 +802,11 @@ fn refused(repo: &Repository, status: u16, path: &str) -> Error {
         429 => "too many requests (rate limited)",
         _ => "unexpected answer",
     };
-    fail(repo, format!("{status} for {path}: {why}"))
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    Error::Registry {
+        host: repo.host.clone(),
+        status: Some(status),
+        detail: format!("{status} for {path}: {why}"),
+    }
 }
 
 #[cfg(test)]

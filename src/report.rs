@@ -149,6 +149,10 @@ pub struct RegistryReport {
     /// What stopped the run as a whole (syncer script, docker daemon).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What went wrong without failing an image, each said once (a state
+    /// directory that cannot be written).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Images now at the target.
     pub mirrored: usize,
     /// Images that were up to date already.
@@ -171,6 +175,7 @@ impl RegistryReport {
             seconds: 0.0,
             outcome: RunOutcome::Success,
             error: None,
+            warnings: Vec::new(),
             mirrored: 0,
             up_to_date: 0,
             failed: 0,
@@ -272,6 +277,9 @@ impl Report {
             let _ = writeln!(out, " ({:.1}s)", r.seconds);
             if let Some(e) = &r.error {
                 let _ = writeln!(out, "  error: {e}");
+            }
+            for w in &r.warnings {
+                let _ = writeln!(out, "  warning: {w}");
             }
             for i in &r.images {
                 let why = i

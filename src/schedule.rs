@@ -102,7 +102,7 @@ impl Schedule {
         let any_of = match fields.len() {
             5 => translate(&fields)?,
             6 | 7 => {
-                vec![cron::Schedule::from_str(&expanded).map_err(|e| format!("'{source}': {e}"))?]
+                vec![cron::Schedule::from_str(&expanded).map_err(|e| cron_error(&source, &e))?]
             }
             0 => return Err("empty schedule".into()),
             n => {
@@ -176,7 +176,7 @@ fn translate(fields: &[&str]) -> Result<Vec<cron::Schedule>, String> {
             list(&hours),
             list(&months)
         );
-        cron::Schedule::from_str(&expr).map_err(|e| format!("'{}': {e}", fields.join(" ")))
+        cron::Schedule::from_str(&expr).map_err(|e| cron_error(&fields.join(" "), &e))
     };
     // Vixie cron: a day field that starts with '*' is "unrestricted"; when
     // neither is, a day matches if either field matches.
@@ -188,6 +188,24 @@ fn translate(fields: &[&str]) -> Result<Vec<cron::Schedule>, String> {
 }
 
 /// Expands one crontab field into the sorted values it matches.
+/// The cron crate's error for `expr` as one line: it shows the expression
+/// with a caret under the problem on lines of their own, which a message
+/// (and a log line) cannot hold; the last line says what is wrong.
+fn cron_error(expr: &str, e: &cron::error::Error) -> String {
+    let text = e.to_string();
+    let why = text
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.chars().all(|c| c == '^') && *l != expr.trim())
+        .unwrap_or("not a valid schedule");
+    let hint = if expr.contains(['L', 'W', '#']) {
+        " (L, W and # are not supported)"
+    } else {
+        ""
+    };
+    format!("'{expr}': {why}{hint}")
+}
+
 fn parse_field(text: &str, field: &Field) -> Result<Vec<u32>, String> {
     let mut values = Vec::new();
     for item in text.split(',') {
@@ -498,6 +516,14 @@ mod tests {
             let err = Schedule::parse(expr).unwrap_err();
             assert!(err.contains(want), "{expr:?}: {err}");
         }
+        for expr in ["0 0 0 L * *", "0 0 0 * * 5L", "0 0 0 * * 5#2", "0 0 L * *"] {
+            let err = Schedule::parse(expr).unwrap_err();
+            assert!(!err.contains(['\n', '^']), "one line: {err:?}");
+        }
+        assert_eq!(
+            Schedule::parse("0 0 0 L * *").unwrap_err(),
+            "'0 0 0 L * *': The 'Days of Month' field does not support using names. 'L' specified. (L, W and # are not supported)"
+        );
     }
 
     #[test]

@@ -112,9 +112,11 @@ pub fn run(
         Failure::Cancelled => Error::Interrupted {
             command: script.display().to_string(),
         },
-        Failure::NotFound => Error::ScriptSpawn {
+        Failure::NotFound => Error::ScriptUnusable {
             script: script.to_path_buf(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            problem: check_runnable(script)
+                .err()
+                .unwrap_or_else(|| "it does not exist".into()),
         },
         Failure::Spawn(source) => Error::ScriptSpawn {
             script: script.to_path_buf(),
@@ -152,6 +154,70 @@ pub fn run(
         );
     }
     Ok(listing)
+}
+
+/// Whether the system can start `script`: it exists, and the interpreter
+/// its `#!` line names exists and can run (a script saved with CRLF line
+/// ends names one whose name ends in a carriage return). A script without
+/// a `#!` line is run by `/bin/sh`, as execvp(3) and shells do.
+pub fn check_runnable(script: &Path) -> Result<(), String> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(script)
+        .and_then(|f| f.take(512).read_to_end(&mut head))
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    let Some(line) = head.strip_prefix(b"#!") else {
+        return Ok(());
+    };
+    let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.trim_start_matches([' ', '\t']).split([' ', '\t']);
+    let interpreter = words.next().unwrap_or_default();
+    if line.ends_with('\r') {
+        return Err(format!(
+            "its first line ends in a carriage return (the file has CRLF line ends), so its interpreter is '{}', which does not exist; convert it with dos2unix or sed -i 's/\\r$//'",
+            error::excerpt(interpreter, EXCERPT)
+        ));
+    }
+    let shown = error::excerpt(interpreter, EXCERPT);
+    match std::fs::metadata(interpreter) {
+        Err(_) => {
+            return Err(format!(
+                "its interpreter {shown} (on its #! line) does not exist"
+            ));
+        }
+        Ok(m) if !m.is_file() || !is_executable(&m) => {
+            return Err(format!(
+                "its interpreter {shown} (on its #! line) is not an executable file"
+            ));
+        }
+        Ok(_) => {}
+    }
+    let program = words.find(|w| !w.is_empty() && !w.starts_with('-'));
+    match program {
+        Some(p) if interpreter.ends_with("/env") && !p.contains('=') && !on_path(p) => {
+            Err(format!(
+                "its interpreter {} (run by {shown} on its #! line) is not on PATH",
+                error::excerpt(p, EXCERPT)
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn is_executable(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    m.permissions().mode() & 0o111 != 0
+}
+
+/// Whether `program` is a path to, or the name on `PATH` of, an executable.
+fn on_path(program: &str) -> bool {
+    let runnable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && is_executable(&m));
+    if program.contains('/') {
+        return runnable(Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| runnable(&dir.join(program))))
 }
 
 /// The longest `syncerScriptArgs` accepted, well below what the system lets
@@ -380,6 +446,52 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("exit status 4"), "{text}");
         assert!(text.contains("it said: broken"), "{text}");
+    }
+
+    #[test]
+    fn scripts_that_cannot_start_say_why() {
+        let dir = std::env::temp_dir().join(format!("pb-script-run-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        };
+        let crlf = write("crlf.sh", "#!/bin/sh\r\necho alpine\r\n");
+        let missing = write("missing.py", "#!/usr/bin/python9 -u\nprint('alpine')\n");
+        let env = write(
+            "env.sh",
+            "#!/usr/bin/env picture-book-no-such-shell\necho alpine\n",
+        );
+        let plain = write("plain.sh", "echo alpine:3.19\n");
+        let good = write("good.sh", "#! /bin/sh -e\necho alpine\n");
+        let run_it = |p: &Path| run(p, &[], Duration::from_secs(10), &Cancel::default());
+        let err = run_it(&crlf).unwrap_err().to_string();
+        assert!(err.contains("CRLF line ends"), "{err}");
+        assert!(err.contains("'/bin/sh\\r'"), "{err}");
+        assert!(err.starts_with(&format!("cannot run syncer script {}: ", crlf.display())));
+        let err = run_it(&missing).unwrap_err().to_string();
+        assert!(
+            err.ends_with("its interpreter /usr/bin/python9 (on its #! line) does not exist"),
+            "{err}"
+        );
+        assert_eq!(
+            check_runnable(&missing).unwrap_err(),
+            "its interpreter /usr/bin/python9 (on its #! line) does not exist"
+        );
+        assert!(check_runnable(&env).unwrap_err().contains(
+            "picture-book-no-such-shell (run by /usr/bin/env on its #! line) is not on PATH"
+        ));
+        assert!(check_runnable(&good).is_ok());
+        assert!(check_runnable(&plain).is_ok());
+        assert_eq!(
+            listed(&run_it(&plain).unwrap()),
+            [(1, "alpine:3.19".to_string())],
+            "a script without #! runs with /bin/sh"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

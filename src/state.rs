@@ -1,11 +1,13 @@
 //! What was mirrored, remembered between runs: one small JSON file per
 //! target registry under the state directory, recording for each target the
 //! source digest it was mirrored from and the digest the target received.
-//! Writes are atomic (temporary file, fsync, rename); a file that cannot be
-//! read is logged and treated as empty, never fatal. Deciding what the
-//! records mean is `freshness`'s business.
+//! Writes are atomic (temporary file, fsync, rename) and merge this
+//! process's records into what the file holds then, so that no record of
+//! another writer is lost; a file that cannot be read is logged and treated
+//! as empty, never fatal, and a directory that cannot be written is told
+//! once. Deciding what the records mean is `freshness`'s business.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::mutex::lock;
 use crate::registry::Challenge;
 
 /// The state directory of a root process.
@@ -44,6 +47,92 @@ pub fn default_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(|| PathBuf::from(".local/state"));
     base.join("picture-book")
+}
+
+/// The name a registry's files in the state directory are given (before
+/// `.json`, `.lock`): its hostname, with what is not a letter, a digit, a dot
+/// or a dash as `_`.
+pub fn file_stem(hostname: &str) -> String {
+    hostname
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// What stands in the way of using `dir` as the state directory, in the
+/// operator's terms, without creating anything: not a directory, inside
+/// something that is not a directory, or not writable by this user.
+pub fn dir_problem(dir: &Path) -> Option<String> {
+    let mut at = dir;
+    loop {
+        match fs::metadata(at) {
+            Ok(m) if !m.is_dir() && at == dir => {
+                return Some(format!("{} is not a directory", dir.display()));
+            }
+            Ok(m) if !m.is_dir() => {
+                return Some(format!(
+                    "{} cannot be created: {} is not a directory",
+                    dir.display(),
+                    at.display()
+                ));
+            }
+            Ok(_) => {
+                return writable(at).err().map(|e| {
+                    if at == dir {
+                        format!("{} is not writable: {e}", dir.display())
+                    } else {
+                        format!(
+                            "{} cannot be created in {}: {e}",
+                            dir.display(),
+                            at.display()
+                        )
+                    }
+                });
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                at = match at.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+            }
+            Err(e) => return Some(format!("{} cannot be used: {e}", dir.display())),
+        }
+    }
+}
+
+/// Makes sure `dir` exists and can be written, or says why not.
+pub fn usable_dir(dir: &Path) -> Result<(), String> {
+    if let Some(problem) = dir_problem(dir) {
+        return Err(problem);
+    }
+    fs::create_dir_all(dir).map_err(|e| format!("{} cannot be created: {e}", dir.display()))
+}
+
+/// Whether this user may create files in the directory `dir`.
+#[allow(unsafe_code)]
+fn writable(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: access(2) reads the NUL-terminated path that `path` owns for
+    // the duration of the call and writes no memory.
+    let rc = unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Removes temporary files that a writer of `name` left when it died.
@@ -97,61 +186,76 @@ struct Document {
 /// the end).
 const SAVE_EVERY: Duration = Duration::from_secs(5);
 
+/// Reads a state file; a missing one is empty, one that cannot be read or
+/// parsed is empty with the reason.
+fn read(path: &Path) -> (Document, Option<String>) {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Document::default(), None),
+        Err(e) => {
+            return (
+                Document::default(),
+                Some(format!("cannot read state ({e})")),
+            );
+        }
+    };
+    match serde_json::from_str::<Document>(&text) {
+        Ok(doc) if doc.version == FORMAT => (doc, None),
+        Ok(doc) => (
+            Document::default(),
+            Some(format!("unknown state format {}", doc.version)),
+        ),
+        Err(e) => (Document::default(), Some(format!("unreadable state ({e})"))),
+    }
+}
+
 /// The state of one target registry, shared by a run's threads.
 pub struct StateFile {
     path: PathBuf,
     inner: Mutex<Inner>,
-    /// Serializes writers; holds the generation last written and when.
-    written: Mutex<(u64, Option<Instant>)>,
+    /// Serializes writers.
+    written: Mutex<Written>,
 }
 
 struct Inner {
     doc: Document,
     generation: u64,
+    /// The targets this process recorded: what a write merges into the file.
+    changed: BTreeSet<String>,
+}
+
+#[derive(Default)]
+struct Written {
+    /// The generation last written.
+    generation: u64,
+    /// When.
+    at: Option<Instant>,
+    /// Why the state cannot be written, once that is known: nothing more is
+    /// tried, and the reason is told once.
+    problem: Option<String>,
 }
 
 impl StateFile {
     /// Loads the state of `hostname` from `dir`. A missing file is empty; one
-    /// that cannot be read or parsed is logged and treated as empty.
+    /// that cannot be read or parsed is logged and treated as empty. A
+    /// directory that cannot hold it gives a state that writes nothing and
+    /// says why in [`StateFile::problem`].
     pub fn load(dir: &Path, hostname: &str) -> StateFile {
-        let name: String = hostname
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let name = file_stem(hostname);
         let path = dir.join(format!("{name}.json"));
-        let doc = match fs::read_to_string(&path) {
-            Ok(text) => match serde_json::from_str::<Document>(&text) {
-                Ok(doc) if doc.version == FORMAT => doc,
-                Ok(doc) => {
-                    log::warn!(
-                        "{}: unknown state format {}; starting afresh",
-                        path.display(),
-                        doc.version
-                    );
-                    Document::default()
-                }
-                Err(e) => {
-                    log::warn!(
-                        "{}: unreadable state ({e}); starting afresh, images are checked against the registries",
-                        path.display()
-                    );
-                    Document::default()
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Document::default(),
-            Err(e) => {
+        let problem = dir_problem(dir);
+        let doc = if problem.is_some() {
+            Document::default()
+        } else {
+            let (doc, unreadable) = read(&path);
+            if let Some(why) = unreadable {
                 log::warn!(
-                    "{}: cannot read state ({e}); starting afresh",
+                    "{}: {why}; starting afresh, images are checked against the registries",
                     path.display()
                 );
-                Document::default()
             }
+            remove_stale_temporaries(dir, &name);
+            doc
         };
         let doc = Document {
             version: FORMAT,
@@ -159,17 +263,28 @@ impl StateFile {
             images: doc.images,
             challenges: doc.challenges,
         };
-        remove_stale_temporaries(dir, &name);
         StateFile {
             path,
-            inner: Mutex::new(Inner { doc, generation: 0 }),
-            written: Mutex::new((0, None)),
+            inner: Mutex::new(Inner {
+                doc,
+                generation: 0,
+                changed: BTreeSet::new(),
+            }),
+            written: Mutex::new(Written {
+                problem: problem.map(|p| format!("the state directory {p}")),
+                ..Written::default()
+            }),
         }
     }
 
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Why this state cannot be written, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        lock(&self.written).problem.clone()
     }
 
     /// The record of `target`.
@@ -182,6 +297,7 @@ impl StateFile {
         let mut inner = self.lock();
         if inner.doc.images.get(target) != Some(&record) {
             inner.doc.images.insert(target.to_string(), record);
+            inner.changed.insert(target.to_string());
             inner.generation += 1;
         }
     }
@@ -207,8 +323,10 @@ impl StateFile {
         }
     }
 
-    /// Writes the state if it changed since it was last written: to a
-    /// temporary file, fsynced, renamed over the old one.
+    /// Writes the state if it changed since it was last written, merged
+    /// into what the file holds now: to a temporary file, fsynced, renamed
+    /// over the old one. Once a write failed, nothing more is tried and the
+    /// error is not repeated.
     pub fn save(&self) -> Result<(), Error> {
         self.write_if(|_| true)
     }
@@ -220,26 +338,40 @@ impl StateFile {
     }
 
     fn write_if(&self, due: impl Fn(Option<Instant>) -> bool) -> Result<(), Error> {
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        if !due(written.1) {
+        let mut written = lock(&self.written);
+        if written.problem.is_some() || !due(written.at) {
             return Ok(());
         }
-        let (generation, text) = {
+        let (generation, mine, changed) = {
             let inner = self.lock();
-            if inner.generation == written.0 {
+            if inner.generation == written.generation {
                 return Ok(());
             }
-            let text = serde_json::to_string_pretty(&inner.doc).map_err(|e| self.fail(e.into()))?;
-            (inner.generation, text)
+            let mine = Document {
+                version: FORMAT,
+                registry: inner.doc.registry.clone(),
+                images: inner.doc.images.clone(),
+                challenges: inner.doc.challenges.clone(),
+            };
+            (inner.generation, mine, inner.changed.clone())
         };
-        self.write_atomically(text.as_bytes())?;
-        *written = (generation, Some(Instant::now()));
+        let merged = merge(read(&self.path).0, mine, &changed);
+        let text = serde_json::to_string_pretty(&merged).unwrap_or_default();
+        if let Err(problem) = self.write_atomically(text.as_bytes()) {
+            written.problem = Some(problem.clone());
+            return Err(Error::State {
+                path: self.path.clone(),
+                problem,
+            });
+        }
+        written.generation = generation;
+        written.at = Some(Instant::now());
         Ok(())
     }
 
-    fn write_atomically(&self, bytes: &[u8]) -> Result<(), Error> {
+    fn write_atomically(&self, bytes: &[u8]) -> Result<(), String> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(|e| self.fail(e))?;
+        usable_dir(dir).map_err(|p| format!("the state directory {p}"))?;
         let tmp = dir.join(format!(
             ".{}.{}.tmp",
             self.path
@@ -248,14 +380,14 @@ impl StateFile {
                 .unwrap_or_default(),
             std::process::id()
         ));
-        let mut file = fs::File::create(&tmp).map_err(|e| self.fail(e))?;
-        let result = file
-            .write_all(bytes)
-            .and_then(|_| file.sync_all())
-            .and_then(|_| fs::rename(&tmp, &self.path));
+        let result = fs::File::create(&tmp).and_then(|mut file| {
+            file.write_all(bytes)
+                .and_then(|_| file.sync_all())
+                .and_then(|_| fs::rename(&tmp, &self.path))
+        });
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
-            return Err(self.fail(e));
+            return Err(format!("cannot write {}: {e}", self.path.display()));
         }
         if let Ok(d) = fs::File::open(dir) {
             let _ = d.sync_all();
@@ -263,15 +395,27 @@ impl StateFile {
         Ok(())
     }
 
-    fn fail(&self, source: std::io::Error) -> Error {
-        Error::State {
-            path: self.path.clone(),
-            source,
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        lock(&self.inner)
+    }
+}
+
+/// What the file holds now (`disk`), with this process's records of the
+/// `changed` targets and its challenges laid over it.
+fn merge(disk: Document, mine: Document, changed: &BTreeSet<String>) -> Document {
+    let mut images = disk.images;
+    for target in changed {
+        if let Some(record) = mine.images.get(target) {
+            images.insert(target.clone(), record.clone());
         }
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    let mut challenges = disk.challenges;
+    challenges.extend(mine.challenges);
+    Document {
+        version: FORMAT,
+        registry: mine.registry,
+        images,
+        challenges,
     }
 }
 

@@ -5,7 +5,7 @@ _picture_book() {
     _init_completion || return
 
     local global="-c --config --state-dir -v --verbose -q --quiet -h --help -V --version"
-    local load="-r --registry -a --all -n --dry-run -f --force --json"
+    local load="-r --registry -a --all -n --dry-run -f --force -w --wait --json"
 
     case $prev in
         -c | --config)
@@ -14,6 +14,10 @@ _picture_book() {
             ;;
         --state-dir)
             _filedir -d
+            return
+            ;;
+        -w | --wait)
+            COMPREPLY=($(compgen -W "0 90s 10m 30m 1h" -- "$cur"))
             return
             ;;
         -r | --registry)

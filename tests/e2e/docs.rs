@@ -178,3 +178,112 @@ fn zsh_completion_parses() {
         .expect("install zsh to test the completion");
     assert!(status.success());
 }
+
+/// The README's fenced block that follows the line containing `after`.
+fn readme_block(after: &str) -> String {
+    let readme = read("README.md");
+    let from = readme
+        .find(after)
+        .unwrap_or_else(|| panic!("README lost {after:?}"));
+    let rest = &readme[from..];
+    let start = rest.find("```").unwrap();
+    let body = &rest[start..];
+    let body = &body[body.find('\n').unwrap() + 1..];
+    body[..body.find("```").unwrap()].to_string()
+}
+
+/// Whether `real` has every key `shown` has, at the same place.
+fn has_fields(shown: &serde_json::Value, real: &serde_json::Value, at: &str) -> Vec<String> {
+    use serde_json::Value;
+    match (shown, real) {
+        (Value::Object(s), Value::Object(r)) => s
+            .iter()
+            .flat_map(|(k, v)| match r.get(k) {
+                Some(rv) => has_fields(v, rv, &format!("{at}.{k}")),
+                None => vec![format!("{at}.{k}")],
+            })
+            .collect(),
+        (Value::Array(s), Value::Array(r)) => match (s.first(), r.first()) {
+            (Some(sv), Some(rv)) => has_fields(sv, rv, &format!("{at}[0]")),
+            (Some(_), None) => vec![format!("{at}[0] (the answer's list is empty)")],
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn the_readme_api_examples_work_against_a_real_daemon() {
+    use crate::harness::{Registry, Workspace, eventually};
+    use crate::sync::{Daemon, registry_entry};
+    use std::time::Duration;
+    let (src, dst) = (Registry::start(), Registry::start());
+    src.push_image("good", "1", 1);
+    let ws = Workspace::new();
+    ws.list_script(
+        "sync.sh",
+        &[
+            format!("{}/good:1", src.host),
+            format!("{}/missing:1", src.host),
+        ],
+    );
+    let push = dst.auth_json("pusher", "push-pass-readme");
+    ws.secret_file("push.json", &push);
+    let extra = "    pushAuthConfigFile: push.json\n    deleteLocalImages: true\n";
+    let token = "readme-token-3c9";
+    let d = Daemon::start(
+        &ws,
+        &registry_entry(&dst, "*/30 * * * *", extra),
+        Some(token),
+    );
+    let (code, _) = d.call("POST", &format!("/ops?sync={}&action=run", dst.host));
+    assert_eq!(code, 202);
+    assert!(eventually(Duration::from_secs(60), || d.syncs(&dst.host) >= 1));
+
+    let shown: serde_json::Value = serde_json::from_str(&readme_block(
+        "`details` answers with the registry's configuration",
+    ))
+    .expect("the README's details example is JSON");
+    let real = d.get(&format!("/ops?sync={}&action=details", dst.host));
+    let missing = has_fields(&shown, &real, "");
+    assert!(missing.is_empty(), "the API lacks {missing:?}: {real:#}");
+    assert_eq!(real["status"]["lastRun"]["outcome"], "failed", "{real:#}");
+
+    let api = format!("http://127.0.0.1:{}", d.port());
+    let readme = read("README.md");
+    let at = readme
+        .find("T=this-is-a-token-lol; API=")
+        .expect("README's curl examples");
+    let start = readme[..at].rfind("```").unwrap();
+    let curls: Vec<String> = readme[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("```"))
+        .filter(|l| l.starts_with("curl "))
+        .map(|l| l.replace("my-registry.com", &dst.host))
+        .collect();
+    assert!(curls.len() >= 9, "{curls:?}");
+    for line in curls {
+        let command = line.replacen("curl ", "curl -sS -w '\\n%{http_code}' ", 1);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .env("T", token)
+            .env("API", &api)
+            .output()
+            .expect("curl must be installed");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+        assert!(
+            out.status.success() && status.starts_with('2'),
+            "{line}: {status} {body} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !line.contains("/metrics") && !line.contains("/healthz") {
+            let json: serde_json::Value = serde_json::from_str(body)
+                .unwrap_or_else(|e| panic!("{line}: not JSON ({e}): {body}"));
+            assert!(json.get("error").is_none(), "{line}: {json}");
+        }
+    }
+    assert_eq!(d.stop().code, 0);
+}

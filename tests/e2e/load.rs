@@ -152,32 +152,45 @@ fn wrong_credentials_fail_each_image_with_a_clear_error() {
         "sync.sh",
         &[format!("{}/a:1", src.host), format!("{}/b:1", src.host)],
     );
-    ws.config(&single(
-        &dst,
-        &format!(
-            "    pushAuthConfig: '{}'\n",
-            dst.auth_json("pusher", "wrong-password-5a1")
+    let wrong = format!(
+        "    pushAuthConfig: '{}'\n",
+        dst.auth_json("pusher", "wrong-password-5a1")
+    );
+    let before = src.requests().len();
+    for (extra, want) in [
+        (
+            wrong.as_str(),
+            format!(
+                "{} refused the push credentials (401): check pushAuthConfig",
+                dst.host
+            ),
         ),
-    ));
-    let out = ws.run().args(["load", "--all", "--json"]).run();
-    assert_eq!(out.code, 1, "{out:?}");
-    let report = out.json();
-    let images = report["registries"][0]["images"].as_array().unwrap();
-    assert_eq!(images.len(), 2);
-    for image in images {
-        assert_eq!(image["outcome"], "failed");
-        let error = image["error"].as_str().unwrap();
-        assert!(
-            error.starts_with(&format!("docker push {}/mirror/", dst.host)),
-            "{error}"
-        );
-        assert!(
-            error.to_lowercase().contains("unauthorized")
-                || error.contains("authentication required"),
-            "{error}"
-        );
+        (
+            "",
+            format!(
+                "{} asks for credentials (401) and none are configured for it: set pushAuthConfig",
+                dst.host
+            ),
+        ),
+    ] {
+        ws.config(&single(&dst, extra));
+        let out = ws.run().args(["load", "--all", "--json"]).run();
+        assert_eq!(out.code, 1, "{out:?}");
+        let report = out.json();
+        let images = report["registries"][0]["images"].as_array().unwrap();
+        assert_eq!(images.len(), 2);
+        for image in images {
+            assert_eq!(image["outcome"], "failed");
+            assert_eq!(image["error"], want.as_str(), "{image}");
+        }
+        assert!(!out.all().contains("wrong-password-5a1"));
     }
-    assert!(!out.all().contains("wrong-password-5a1"));
+    let docker: Vec<_> = src.requests()[before..]
+        .iter()
+        .filter(|(_, _, agent)| !agent.starts_with("picture-book/"))
+        .cloned()
+        .collect();
+    assert!(docker.is_empty(), "nothing was pulled: {docker:#?}");
     assert!(dst.catalog().is_empty());
 }
 

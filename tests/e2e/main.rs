@@ -9,5 +9,6 @@ mod docs;
 mod faults;
 mod fresh;
 mod load;
+mod several;
 mod sync;
 mod token;

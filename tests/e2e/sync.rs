@@ -116,6 +116,16 @@ impl Daemon {
         self.status(host)["numberOfSyncs"].as_u64().unwrap()
     }
 
+    /// The port of its API.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its process ID.
+    pub fn pid(&self) -> u32 {
+        self.running.as_ref().unwrap().pid
+    }
+
     pub fn signal(&self, signal: &str) {
         self.running.as_ref().unwrap().signal(signal);
     }
@@ -289,7 +299,17 @@ fn run_now_conflicts_and_schedule_changes() {
 
 /// A syncer script that lists nothing, marks its start and end in a file
 /// and takes `seconds` in between; returns the file.
-fn marking_script(ws: &Workspace, seconds: u32) -> std::path::PathBuf {
+/// Panics when the marks `marking_script` left show two runs at once.
+pub fn assert_never_overlapped(marks: &std::path::Path) {
+    let marks = fs::read_to_string(marks).unwrap();
+    let mut depth = 0;
+    for line in marks.lines() {
+        depth += if line == "start" { 1 } else { -1 };
+        assert!((0..=1).contains(&depth), "runs overlapped: {marks}");
+    }
+}
+
+pub fn marking_script(ws: &Workspace, seconds: u32) -> std::path::PathBuf {
     let marks = ws.dir.join("marks");
     let body = format!(
         "echo start >> {m}\nsleep {seconds}\necho end >> {m}",
@@ -315,12 +335,7 @@ fn a_due_time_during_a_run_is_skipped_never_overlapped() {
         "{}",
         out.stderr
     );
-    let marks = fs::read_to_string(&marks).unwrap();
-    let mut depth = 0;
-    for line in marks.lines() {
-        depth += if line == "start" { 1 } else { -1 };
-        assert!((0..=1).contains(&depth), "runs overlapped: {marks}");
-    }
+    assert_never_overlapped(&marks);
 }
 
 #[test]
