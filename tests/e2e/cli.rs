@@ -401,3 +401,56 @@ fn spellings_of_one_image_plan_once_and_collisions_fail() {
         "maps to r.example.com/m/x/app:1, which line 4 (quay.io/x/app:1) already fills; not mirrored"
     );
 }
+
+#[test]
+fn check_names_what_keeps_a_script_from_starting_and_the_line_of_a_duplicate() {
+    let ws = Workspace::new();
+    let crlf = ws.file("crlf.sh", "#!/bin/sh\r\necho alpine\r\n");
+    let missing = ws.file(
+        "missing.sh",
+        "#!/usr/local/bin/no-such-shell\necho alpine\n",
+    );
+    for script in [&crlf, &missing] {
+        std::fs::set_permissions(script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    ws.config("registries:\n  - hostname: a.example.com\n    syncerScript: crlf.sh\n  - hostname: b.example.com\n    syncerScript: missing.sh\n");
+    let out = ws.run().without_daemon().args(["check"]).run();
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "registries[0].syncerScript: {} cannot run: its first line ends in a carriage return (the file has CRLF line ends)",
+            crlf.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "registries[1].syncerScript: {} cannot run: its interpreter /usr/local/bin/no-such-shell (on its #! line) does not exist",
+            missing.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    let load = ws.run().without_daemon().args(["load", "--all"]).run();
+    assert_eq!(load.code, 2, "the same check before a run: {load:?}");
+    ws.list_script("sync.sh", &[]);
+    let lines = [
+        "registries:",
+        "  - hostname: a.example.com",
+        "    syncerScript: sync.sh",
+        "    # the next key is given twice",
+        "    parallel: 2",
+        "    retries: 1",
+        "    parallel: 3",
+    ];
+    ws.config(&lines.join("\n"));
+    let dup = ws.run().without_daemon().args(["check"]).run();
+    assert!(
+        dup.stderr
+            .contains("registries[0]: duplicate field `parallel` at line 7"),
+        "{}",
+        dup.stderr
+    );
+}
