@@ -545,7 +545,6 @@ fn decode(text: &str) -> Result<String, String> {
 mod tests {
     use super::*;
     use crate::display::Progress;
-    use crate::docker::Docker;
     use crate::process::Cancel;
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
@@ -567,7 +566,7 @@ mod tests {
         let config = crate::config::parse(&yaml, &dir.join("c.yaml")).unwrap();
         let cancel = Arc::new(Cancel::default());
         let tools = crate::daemon::Tools {
-            docker: Docker::new(cancel.clone()),
+            engines: crate::engine::Engines::new(cancel.clone()),
             client: crate::registry::Client::default(),
             state_dir: dir.join("state"),
             cancel,

@@ -15,8 +15,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use crate::auth::DockerAuth;
+use crate::credentials::DockerAuth;
+use crate::engine::Choice;
 use crate::error::Error;
+use crate::platform::Platform;
 use crate::reference;
 use crate::schedule::Schedule;
 use crate::script;
@@ -98,6 +100,12 @@ pub struct Registry {
     pub insecure: bool,
     /// Source registries that are insecure in the same way.
     pub insecure_registries: Vec<String>,
+    /// What moves the images.
+    pub engine: Choice,
+    /// The platforms of an index the native engine copies (all when empty).
+    pub platforms: Vec<Platform>,
+    /// The native engine's upload chunk size, when blobs go in chunks.
+    pub chunk_size: Option<u64>,
 }
 
 /// How progress is shown on stderr.
@@ -170,6 +178,12 @@ struct RawRegistry {
     insecure: Option<bool>,
     #[serde(default)]
     insecure_registries: Option<Vec<String>>,
+    #[serde(default)]
+    engine: Option<String>,
+    #[serde(default)]
+    platforms: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "scalar_text")]
+    chunk_size: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -378,6 +392,9 @@ pub const REGISTRY_KEYS: &[&str] = &[
     "transferTimeout",
     "insecure",
     "insecureRegistries",
+    "engine",
+    "platforms",
+    "chunkSize",
 ];
 /// The keys of `api`.
 pub const API_KEYS: &[&str] = &[
@@ -656,6 +673,28 @@ impl Checker<'_> {
                 insecure_registries.push(host);
             }
         }
+        let engine = self.engine(r.engine.as_deref());
+        let platforms = self.platforms(r.platforms.unwrap_or_default());
+        let chunk_size = self.chunk_size(r.chunk_size.as_deref());
+        if let Some(engine) = engine.filter(|e| *e != Choice::Native) {
+            for (key, set) in [
+                (
+                    "platforms",
+                    platforms.as_ref().is_some_and(|p| !p.is_empty()),
+                ),
+                ("chunkSize", chunk_size.is_some_and(|c| c.is_some())),
+            ] {
+                if set {
+                    self.problem(
+                        key,
+                        format!(
+                            "works only with engine: native (this registry's engine is {})",
+                            engine.name()
+                        ),
+                    );
+                }
+            }
+        }
         Some(Registry {
             hostname: host_ok.map(|_| hostname)?,
             repository: repo_ok.map(|_| repository)?,
@@ -672,7 +711,74 @@ impl Checker<'_> {
             transfer_timeout: transfer_timeout?,
             insecure: r.insecure.unwrap_or(false),
             insecure_registries,
+            engine: engine?,
+            platforms: platforms?,
+            chunk_size: chunk_size?,
         })
+    }
+
+    /// The `engine` key: `docker` when unset.
+    fn engine(&mut self, raw: Option<&str>) -> Option<Choice> {
+        match raw.map(str::trim) {
+            None | Some("") => Some(Choice::Docker),
+            Some(name) => {
+                let known: Vec<&str> = Choice::ALL.iter().map(|c| c.name()).collect();
+                self.check(
+                    "engine",
+                    Choice::parse(name).ok_or_else(|| {
+                        format!("unknown engine '{name}'; use {}", known.join(" or "))
+                    }),
+                )
+            }
+        }
+    }
+
+    /// The `platforms` key: `os/arch[/variant]` each.
+    fn platforms(&mut self, raw: Vec<String>) -> Option<Vec<Platform>> {
+        let mut platforms = Vec::new();
+        let mut ok = true;
+        for (i, text) in raw.iter().enumerate() {
+            match Platform::parse(text) {
+                Some(p) => platforms.push(p),
+                None => {
+                    ok = false;
+                    self.problem(
+                        &format!("platforms[{i}]"),
+                        format!("'{text}' is not a platform; write os/architecture[/variant], like linux/arm64 or linux/arm/v7"),
+                    );
+                }
+            }
+        }
+        ok.then_some(platforms)
+    }
+
+    /// The `chunkSize` key: bytes, or a number with KiB, MiB or GiB; at
+    /// least 64 KiB, at most 1 GiB.
+    fn chunk_size(&mut self, raw: Option<&str>) -> Option<Option<u64>> {
+        let Some(text) = raw.map(str::trim).filter(|t| !t.is_empty()) else {
+            return Some(None);
+        };
+        let (digits, unit) = text
+            .find(|c: char| !c.is_ascii_digit())
+            .map_or((text, ""), |i| text.split_at(i));
+        let multiplier = match unit.trim() {
+            "" | "B" => Some(1u64),
+            "KiB" | "K" | "k" => Some(1 << 10),
+            "MiB" | "M" => Some(1 << 20),
+            "GiB" | "G" => Some(1 << 30),
+            _ => None,
+        };
+        let bytes = digits
+            .parse::<u64>()
+            .ok()
+            .zip(multiplier)
+            .and_then(|(n, m)| n.checked_mul(m));
+        let checked = match bytes {
+            Some(b) if (64 << 10..=1 << 30).contains(&b) => Ok(Some(b)),
+            Some(_) => Err(format!("'{text}' is out of range 64KiB-1GiB")),
+            None => Err(format!("'{text}' is not a size; write bytes, or e.g. 8MiB")),
+        };
+        self.check("chunkSize", checked)
     }
 
     /// A duration key: `default` when unset or empty, at most [`MAX_TIMEOUT`].
@@ -958,6 +1064,9 @@ impl Registry {
             "transferTimeout": crate::error::human_duration(self.transfer_timeout),
             "insecure": self.insecure,
             "insecureRegistries": self.insecure_registries,
+            "engine": self.engine.name(),
+            "platforms": self.platforms.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "chunkSize": self.chunk_size,
         })
     }
 }

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::config::{Config, Registry};
 use crate::display::Progress;
-use crate::docker::Docker;
+use crate::engine::Engines;
 use crate::mirror;
 use crate::mutex::lock;
 use crate::process::Cancel;
@@ -61,8 +61,8 @@ pub struct Daemon {
 
 /// What every run uses, shared by the synchronizers.
 pub struct Tools {
-    /// The docker CLI.
-    pub docker: Docker,
+    /// The engines.
+    pub engines: Engines,
     /// The registry API client (and its token cache).
     pub client: Client,
     /// Where state files live.
@@ -798,25 +798,10 @@ impl Daemon {
             }
         };
         let started = Local::now();
-        let platform = match self.tools.docker.check_daemon() {
-            Ok(info) => info.platform,
-            Err(e) => {
-                log::error!(
-                    "{}: not run: {e}; the next run tries again",
-                    registry.hostname
-                );
-                return Ok(RegistryReport::ended_early(
-                    &registry.hostname,
-                    started,
-                    e.to_string(),
-                    RunOutcome::Failed,
-                ));
-            }
-        };
         let ctx = mirror::Context {
-            docker: &self.tools.docker,
+            engines: &self.tools.engines,
             client: &self.tools.client,
-            platform: &platform,
+            cancel: &self.tools.cancel,
             state_dir: &self.tools.state_dir,
             progress: &self.tools.progress,
             dry_run: false,
@@ -824,6 +809,7 @@ impl Daemon {
             stop: &stop,
             on_image: &on_image,
             lock_wait: Some(LOCK_WAIT),
+            readiness: &mirror::Readiness::every_run(),
         };
         catch_unwind(AssertUnwindSafe(|| mirror::run(registry, &ctx))).unwrap_or_else(|panic| {
             let what = panic

@@ -168,6 +168,8 @@ pub enum Step {
     Pulling,
     /// `docker push`.
     Pushing,
+    /// The native engine's copy.
+    Copying,
 }
 
 impl Step {
@@ -175,18 +177,49 @@ impl Step {
         match self {
             Step::Pulling => "pulling",
             Step::Pushing => "pushing",
+            Step::Copying => "copying",
         }
     }
 }
 
+/// How often the bytes of a copy are shown: on the spinner line, and as a
+/// log line when there is no spinner.
+const BYTES_EVERY: Duration = Duration::from_millis(200);
+const BYTES_LOGGED_EVERY: Duration = Duration::from_secs(10);
+
+/// Bytes moved of an image so far, and when they were last shown.
+#[derive(Debug)]
+struct Bytes {
+    done: u64,
+    total: u64,
+    shown: Option<Instant>,
+}
+
+/// `12.3 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// One image's place in a run, for progress lines: `registry [n/m] source`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Item {
     id: usize,
     label: String,
     source: String,
     target: String,
     started: Instant,
+    bytes: Mutex<Bytes>,
 }
 
 impl Item {
@@ -199,7 +232,33 @@ impl Item {
             source: source.to_string(),
             target: target.to_string(),
             started: Instant::now(),
+            bytes: Mutex::new(Bytes {
+                done: 0,
+                total: 0,
+                shown: None,
+            }),
         }
+    }
+
+    /// `copying SOURCE 12.3 MiB of 40.0 MiB (5.1 MiB/s)`, when it is time to
+    /// show it again (every `every`), after adding `n` bytes done of `total`.
+    fn bytes_line(&self, n: u64, total: u64, every: Duration) -> Option<String> {
+        let mut b = lock(&self.bytes);
+        b.done += n;
+        b.total = total;
+        if b.shown.is_some_and(|t| t.elapsed() < every) {
+            return None;
+        }
+        b.shown = Some(Instant::now());
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        Some(format!(
+            "{} copying {} {} of {} ({}/s)",
+            self.label,
+            self.source,
+            human_bytes(b.done.min(b.total)),
+            human_bytes(b.total),
+            human_bytes((b.done as f64 / secs) as u64)
+        ))
     }
 
     /// `registry [n/m] source`, as log lines name the image.
@@ -241,7 +300,7 @@ impl Progress {
                     item.label,
                     step.verb(),
                     match step {
-                        Step::Pulling => &item.source,
+                        Step::Pulling | Step::Copying => &item.source,
                         Step::Pushing => &item.target,
                     }
                 );
@@ -258,13 +317,41 @@ impl Progress {
             }
             Progress::Plain | Progress::Verbose => {
                 let name = match step {
-                    Step::Pulling => &item.source,
+                    Step::Pulling | Step::Copying => &item.source,
                     Step::Pushing => &item.target,
                 };
                 log::info!("{} {} {name}", item.label, step.verb());
             }
             Progress::Quiet => {}
         }
+    }
+
+    /// `n` more bytes of the image's `total` are done.
+    pub fn advance(&self, item: &Item, n: u64, total: u64) {
+        match self {
+            Progress::Spinner => {
+                if let Some(text) = item.bytes_line(n, total, BYTES_EVERY) {
+                    let mut state = console().lock();
+                    if let Some(entry) = state.active.iter_mut().find(|(id, _, _)| *id == item.id) {
+                        entry.1 = text;
+                    }
+                }
+            }
+            Progress::Plain | Progress::Verbose => {
+                if let Some(text) = item.bytes_line(n, total, BYTES_LOGGED_EVERY) {
+                    if n > 0 {
+                        log::info!("{text}");
+                    }
+                }
+            }
+            Progress::Quiet => {}
+        }
+    }
+
+    /// The image's copy starts, of `total` bytes.
+    pub fn bytes(&self, item: &Item, done: u64, total: u64) {
+        lock(&item.bytes).done = done;
+        self.advance(item, 0, total);
     }
 
     /// A line of docker's output for the image.

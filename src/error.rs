@@ -136,12 +136,28 @@ pub enum Error {
         /// Why, in the operator's terms (`... is not a directory`).
         problem: String,
     },
-    /// A registry's HTTP API failed or refused.
+    /// A registry's HTTP API refused, or answered what cannot be used.
     Registry {
         /// The registry host.
         host: String,
         /// The HTTP status it answered with, when it answered.
         status: Option<u16>,
+        /// The OCI error code of its answer (`DENIED`, `BLOB_UNKNOWN`), if any.
+        code: Option<String>,
+        /// What happened.
+        detail: String,
+        /// How long it asked to be left alone (`Retry-After`).
+        retry_after: Option<Duration>,
+    },
+    /// Content (a blob, a manifest) does not match its digest.
+    Corrupt {
+        /// What, from where, and how it differs.
+        detail: String,
+    },
+    /// A registry could not be reached, or the connection broke or stalled.
+    Network {
+        /// The registry host.
+        host: String,
         /// What happened.
         detail: String,
     },
@@ -172,6 +188,22 @@ impl Error {
     pub fn http_status(&self) -> Option<u16> {
         match self {
             Error::Registry { status, .. } => *status,
+            _ => None,
+        }
+    }
+
+    /// The registry host an error of the registry API concerns.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Error::Registry { host, .. } | Error::Network { host, .. } => Some(host),
+            _ => None,
+        }
+    }
+
+    /// How long the registry asked to be left alone, when it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Registry { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -340,7 +372,10 @@ impl fmt::Display for Error {
             ),
             Error::Output(source) => write!(f, "cannot write to standard output: {source}"),
             Error::Signals(source) => write!(f, "cannot install signal handlers: {source}"),
-            Error::Registry { host, detail, .. } => write!(f, "registry {host}: {detail}"),
+            Error::Corrupt { detail } => f.write_str(detail),
+            Error::Registry { host, detail, .. } | Error::Network { host, detail } => {
+                write!(f, "registry {host}: {detail}")
+            }
             Error::State { path, problem } => write!(
                 f,
                 "cannot write the state file {}: {problem} (set stateDir or --state-dir to a writable directory)",

@@ -1,14 +1,17 @@
 //! Whether a target already holds its source's image, decided from the
-//! registry API without pulling: a `HEAD` of the source and of the target,
-//! compared with what the state file recorded at the last mirror; without a
-//! record, the image config digests (what survives docker's pull and push)
-//! are compared by `GET`. Moving images is `mirror`'s business.
+//! registry API without pulling, as the engine says: a `HEAD` of the source
+//! and of the target, then, for the native engine, equal digests (or the
+//! digests recorded when a platform-filtered index was copied); for the CLI
+//! engines, what the state file recorded at the last mirror, and without a
+//! record the image config digests (what survives docker's pull and push),
+//! compared by `GET`. Moving images is the engines' business.
 
 use chrono::Local;
 
-use crate::auth::Credentials;
+use crate::credentials::Credentials;
+use crate::engine::Freshness;
 use crate::reference::Reference;
-use crate::registry::{Client, Platform, Repository};
+use crate::registry::{Client, Repository};
 use crate::report::rfc3339;
 use crate::state::{Record, StateFile};
 
@@ -35,8 +38,8 @@ pub struct Seen {
 pub struct Checker<'a> {
     /// The registry client.
     pub client: &'a Client,
-    /// The platform docker pulls.
-    pub platform: &'a Platform,
+    /// How the engine decides freshness.
+    pub freshness: &'a Freshness,
     /// The run's state.
     pub state: &'a StateFile,
     /// Credentials for a source host.
@@ -93,6 +96,15 @@ impl Checker<'_> {
                 );
             }
         };
+        let platform = match self.freshness {
+            Freshness::SameDigest => {
+                return (
+                    self.same_digest(target, &source_digest, &target_digest),
+                    seen,
+                );
+            }
+            Freshness::SameConfig(platform) => platform,
+        };
         if let Some(record) = self.state.get(target) {
             return if record.source_digest != source_digest {
                 (
@@ -124,10 +136,10 @@ impl Checker<'_> {
             .map_or_else(|| source.target_tag(), String::from);
         let source_config =
             self.client
-                .config_digest(&src_repo, &pull_ref, src_creds.as_ref(), self.platform);
+                .config_digest(&src_repo, &pull_ref, src_creds.as_ref(), platform);
         let target_config = self
             .client
-            .config_digest(&dst_repo, &tag, dst_creds, self.platform);
+            .config_digest(&dst_repo, &tag, dst_creds, platform);
         match (source_config, target_config) {
             (Ok(Some(a)), Ok(Some(b))) if a == b => {
                 self.state
@@ -142,7 +154,7 @@ impl Checker<'_> {
                 seen,
             ),
             (Ok(None), _) => (
-                Verdict::Mirror(format!("no {} image at the source", self.platform)),
+                Verdict::Mirror(format!("no {platform} image at the source")),
                 seen,
             ),
             (_, Ok(None)) => (
@@ -152,6 +164,27 @@ impl Checker<'_> {
             (Err(e), _) | (_, Err(e)) => {
                 (Verdict::Mirror(format!("cannot compare images: {e}")), seen)
             }
+        }
+    }
+
+    /// The native engine's verdict: the target holds the source's manifest
+    /// when the digests are equal, or equal those recorded when a filtered
+    /// index (which has a digest of its own) was copied.
+    fn same_digest(&self, target: &str, source: &str, at_target: &str) -> Verdict {
+        if source == at_target {
+            return Verdict::UpToDate(format!("the same digest ({})", short(source)));
+        }
+        match self.state.get(target) {
+            Some(r) if r.source_digest == source && r.target_digest == at_target => {
+                Verdict::UpToDate(
+                    "unchanged since it was mirrored (a platform-filtered index)".into(),
+                )
+            }
+            _ => Verdict::Mirror(format!(
+                "the target holds another manifest ({} at the source, {} at the target)",
+                short(source),
+                short(at_target)
+            )),
         }
     }
 

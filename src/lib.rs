@@ -1,25 +1,28 @@
 //! picture-book mirrors container images into container registries: for each
-//! configured target registry, a syncer script lists images, and docker pulls,
-//! retags and pushes them. This crate root wires the commands together; each
+//! configured target registry, a syncer script lists images, and an engine
+//! (docker's pull, tag and push, or picture-book's own registry-to-registry
+//! copy) moves them. This crate root wires the commands together; each
 //! concern lives in its own module.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod api;
-pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod daemon;
+pub mod digest;
 pub mod display;
-pub mod docker;
+pub mod engine;
 pub mod error;
 pub mod exit;
 pub mod freshness;
 pub mod listener;
-pub mod local;
 pub mod mirror;
 pub mod mutex;
+pub mod plan;
+pub mod platform;
 pub mod process;
 pub mod reference;
 pub mod registry;
@@ -42,11 +45,11 @@ use chrono::{Local, SecondsFormat};
 use crate::cli::{Cli, Command, LoadOptions, Selection};
 use crate::daemon::Daemon;
 use crate::display::{Progress, Verbosity};
-use crate::docker::Docker;
+use crate::engine::{EngineSet, Engines};
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::process::Cancel;
-use crate::registry::{Client, Platform};
+use crate::registry::Client;
 use crate::report::{RegistryReport, Report, RunOutcome};
 use crate::signals::{Request, Signals};
 
@@ -110,35 +113,18 @@ fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
         Selection::One(host) => vec![config.registry(host)?],
         Selection::All => config.registries.iter().collect(),
     };
-    auth::remove_stale_dirs();
+    engine::private::remove_stale_dirs();
     let cancel = Arc::new(Cancel::default());
     signals::cancel_on_stop(cancel.clone())?;
-    let docker = Docker::new(cancel.clone());
-    let ready = match docker.check_daemon() {
-        Ok(info) => {
-            log::debug!("docker daemon {} ({})", info.version, info.platform);
-            Ok(info.platform)
-        }
-        Err(e) if options.dry_run => {
-            log::debug!("{e}; comparing images for this host's platform");
-            Ok(Platform::host())
-        }
-        Err(e) => {
-            log::error!("{e}");
-            Err(e)
-        }
-    };
-    let platform = ready
-        .as_ref()
-        .map_or_else(|_| Platform::host(), Clone::clone);
+    let engines = Engines::new(cancel.clone());
     let client = Client::default();
     let state_dir = state_dir(cli, &config);
     let progress = Progress::new(config.display, cli.verbosity);
     let stop = || cancel.is_cancelled().then(|| "interrupted".to_string());
     let ctx = mirror::Context {
-        docker: &docker,
+        engines: &engines,
         client: &client,
-        platform: &platform,
+        cancel: &cancel,
         state_dir: &state_dir,
         progress: &progress,
         dry_run: options.dry_run,
@@ -146,18 +132,15 @@ fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
         stop: &stop,
         on_image: &|_, _, _| {},
         lock_wait: (!options.dry_run).then_some(options.wait),
+        readiness: &mirror::Readiness::once(),
     };
     let mut report = Report {
         dry_run: options.dry_run,
         registries: Vec::new(),
     };
     for registry in registries {
-        let not_run = match &ready {
-            Err(e) => Some(e.to_string()),
-            Ok(_) => stop().map(|why| format!("not run: {why}")),
-        };
         let started = Local::now();
-        let result = match not_run {
+        let result = match stop() {
             None => mirror::run(registry, &ctx).unwrap_or_else(|holder| {
                 let why = if stop().is_some() {
                     format!("not run: interrupted while another picture-book ran it: {holder}")
@@ -170,9 +153,12 @@ fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
                 log::error!("{}: {why}", registry.hostname);
                 RegistryReport::ended_early(&registry.hostname, started, why, RunOutcome::Failed)
             }),
-            Some(why) => {
-                RegistryReport::ended_early(&registry.hostname, started, why, RunOutcome::Failed)
-            }
+            Some(why) => RegistryReport::ended_early(
+                &registry.hostname,
+                started,
+                format!("not run: {why}"),
+                RunOutcome::Failed,
+            ),
         };
         report.registries.push(result);
     }
@@ -219,13 +205,17 @@ fn sync(cli: &Cli) -> Result<ExitCode, Error> {
     one_malloc_arena();
     let path = config::locate(cli.config.as_deref())?;
     let config = config::load(&path)?;
-    auth::remove_stale_dirs();
+    engine::private::remove_stale_dirs();
     let mut signals = Signals::new()?;
     let cancel = Arc::new(Cancel::default());
-    let docker = Docker::new(cancel.clone());
-    match docker.check_daemon() {
-        Ok(info) => log::info!("docker daemon {} ({})", info.version, info.platform),
-        Err(e) => log::warn!("{e}; each run fails until docker is reachable"),
+    let engines = Engines::new(cancel.clone());
+    let mut used: Vec<engine::Choice> = config.registries.iter().map(|r| r.engine).collect();
+    used.dedup();
+    for choice in used {
+        match engines.get(choice).ready() {
+            Ok(ready) => log::info!("engine {}", ready.version),
+            Err(e) => log::warn!("{e}; each run of it fails until it is"),
+        }
     }
     let state_dir = state_dir(cli, &config);
     let api_settings = config.api.clone();
@@ -234,7 +224,7 @@ fn sync(cli: &Cli) -> Result<ExitCode, Error> {
     let daemon = Daemon::new(
         config,
         daemon::Tools {
-            docker,
+            engines,
             client: Client::default(),
             state_dir,
             cancel: cancel.clone(),

@@ -1,49 +1,53 @@
 //! One run over one registry: run its syncer script, plan a target for each
-//! listed image, skip those already up to date (see `freshness`), and move
-//! the others with docker (pull, tag, push, and optionally remove the local
-//! copies), `parallel` at a time on scoped threads. One image failing does
-//! not stop the others; a docker daemon that is gone does, and so does the
-//! caller's stop request (pause, shutdown), after the images in progress.
-//! `load` calls this once per registry and the daemon once per scheduled run.
+//! listed image (see `plan`), skip those already up to date (see
+//! `freshness`), and move the others with the registry's engine, `parallel`
+//! at a time on scoped threads, each step under the retry policy of
+//! `retry`. One image failing does not stop the others; an engine that is
+//! gone (the docker daemon) does, and so does the caller's stop request
+//! (pause, shutdown), after the images in progress. The registry's lock
+//! (see `runlock`) is held throughout. `load` calls this once per registry
+//! and the daemon once per scheduled run.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Local};
 
-use crate::auth::{self, Credentials, DockerAuth};
 use crate::config::Registry;
-use crate::display::{Item, Progress, Step};
-use crate::docker::Docker;
+use crate::credentials::{self, Credentials, DockerAuth};
+use crate::display::{Item, Progress};
+use crate::engine::{Engine, EngineSet, Failed, Freshness, Job, KnownBlobs, Slots};
 use crate::error::{Error, human_duration};
-use crate::freshness::{Checker, Verdict};
-use crate::local;
+use crate::freshness::{Checker, Seen, Verdict};
 use crate::mutex::{into_inner, lock};
+use crate::plan::{Planned, plan};
+use crate::platform::Platform;
+use crate::process::Cancel;
 use crate::reference::Reference;
-use crate::registry::{Client, Platform};
+use crate::registry::Client;
 use crate::report::{ImageReport, Outcome, RegistryReport, RunOutcome};
-use crate::retry::{self, Kind};
+use crate::retry::{self, Kind, Policy};
 use crate::runlock::{self, Holder, Refused, RunLock};
 use crate::script;
 use crate::state::StateFile;
 
 /// What a run needs besides the registry.
 pub struct Context<'a> {
-    /// The docker CLI (and, through it, the cancellation of children).
-    pub docker: &'a Docker,
+    /// The engines.
+    pub engines: &'a dyn EngineSet,
     /// The registry API client.
     pub client: &'a Client,
-    /// The platform docker pulls, for comparing images.
-    pub platform: &'a Platform,
+    /// The cancellation of children (syncer scripts, docker).
+    pub cancel: &'a Cancel,
     /// Where state files live.
     pub state_dir: &'a Path,
     /// Where progress is shown.
     pub progress: &'a Progress,
-    /// Run the script and decide, but pull and push nothing.
+    /// Run the script and decide, but move nothing.
     pub dry_run: bool,
     /// Mirror every image, up to date or not.
     pub force: bool,
@@ -55,6 +59,50 @@ pub struct Context<'a> {
     /// How long to wait for another process's run of the registry to end;
     /// None to take no lock (a dry run writes nothing).
     pub lock_wait: Option<Duration>,
+    /// Whether each engine is ready, asked each run or once.
+    pub readiness: &'a Readiness,
+}
+
+/// Whether the engines are ready: asked at every run (the daemon, whose
+/// docker may come and go), or once per engine and process (`load`, which
+/// says a missing docker once, not once per registry).
+pub struct Readiness {
+    once: Option<Mutex<HashMap<&'static str, Result<Freshness, String>>>>,
+}
+
+impl Readiness {
+    /// Asked at every run.
+    pub fn every_run() -> Readiness {
+        Readiness { once: None }
+    }
+
+    /// Asked once per engine.
+    pub fn once() -> Readiness {
+        Readiness {
+            once: Some(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Whether the engine of `registry` can work, and how it decides
+    /// freshness. A dry run without docker compares images for this host's
+    /// platform.
+    fn of(
+        &self,
+        engines: &dyn EngineSet,
+        registry: &Registry,
+        dry_run: bool,
+    ) -> Result<Freshness, String> {
+        let Some(cache) = &self.once else {
+            return ready(engines.get(registry.engine), registry, dry_run);
+        };
+        let name = registry.engine.name();
+        if let Some(known) = lock(cache).get(name) {
+            return known.clone();
+        }
+        let known = ready(engines.get(registry.engine), registry, dry_run);
+        lock(cache).insert(name, known.clone());
+        known
+    }
 }
 
 impl Context<'_> {
@@ -63,22 +111,28 @@ impl Context<'_> {
     }
 }
 
-/// An image to mirror: its line, its reference, its target.
-struct Planned {
-    line: usize,
-    reference: Reference,
-    target: String,
-}
-
 /// Mirrors what `registry`'s syncer script lists, `registry.parallel` images
 /// at a time, holding the registry's lock (see `runlock`) throughout unless
 /// `ctx.lock_wait` is None. Fails only when another process holds the lock
 /// past `ctx.lock_wait`, with who it is; everything else that went wrong is
 /// in the report.
 pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Holder> {
+    let engine = ctx.engines.get(registry.engine);
+    let freshness = match ctx.readiness.of(ctx.engines, registry, ctx.dry_run) {
+        Ok(freshness) => freshness,
+        Err(e) => {
+            return Ok(RegistryReport::ended_early(
+                &registry.hostname,
+                Local::now(),
+                e,
+                RunOutcome::Failed,
+            ));
+        }
+    };
     let (lock, unusable) = take_lock(registry, ctx)?;
     let started = Local::now();
     let mut report = RegistryReport::start(&registry.hostname, started);
+    report.engine = Some(registry.engine.name());
     report.warnings.extend(unusable);
     log::info!(
         "{}: running syncer script {}",
@@ -89,7 +143,7 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         &registry.script,
         &registry.script_args,
         registry.script_timeout,
-        ctx.docker.cancel(),
+        ctx.cancel,
     ) {
         Ok(listing) => listing,
         Err(e) => {
@@ -109,16 +163,26 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
     let insecure = |host: &str| registry.is_insecure(host);
     let checker = Checker {
         client: ctx.client,
-        platform: ctx.platform,
+        freshness: &freshness,
         state: &state,
         pull_creds: &pull_creds,
         push_creds: credentials(registry.push_auth.as_ref(), &registry.hostname),
         insecure: &insecure,
         target_insecure: registry.insecure,
     };
-    let run = Run::new(registry, ctx, &checker, &state, planned.len());
+    let known = KnownBlobs::new(state.blobs());
+    let run = Run::new(
+        registry,
+        ctx,
+        engine,
+        &checker,
+        &state,
+        &known,
+        planned.len(),
+    );
     let panics = run.work_all(&planned);
     state.set_challenges(ctx.client.challenges());
+    state.set_blobs(known.all());
     if ctx.dry_run {
         log::debug!(
             "{}: dry run; {} not written",
@@ -138,6 +202,24 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         report.warnings.extend(state.problem());
     }
     Ok(run.finish(report, started))
+}
+
+/// Whether `engine` can work now, and how it decides freshness.
+fn ready(engine: &dyn Engine, registry: &Registry, dry_run: bool) -> Result<Freshness, String> {
+    match engine.ready() {
+        Ok(ready) => {
+            log::debug!("{}: engine {}", registry.hostname, ready.version);
+            Ok(ready.freshness)
+        }
+        Err(e) if dry_run => {
+            log::debug!("{e}; comparing images for this host's platform");
+            Ok(Freshness::SameConfig(Platform::host()))
+        }
+        Err(e) => {
+            log::error!("{}: not run: {e}", registry.hostname);
+            Err(e.to_string())
+        }
+    }
 }
 
 /// Takes the registry's lock as `ctx` says: None when it takes none; the
@@ -209,74 +291,12 @@ fn down_message(down: &HashMap<String, String>, images: &[ImageReport]) -> Optio
     })
 }
 
-/// Gives each listed image its target; reports invalid lines and different
-/// images that would land on the same target.
-fn plan(
-    registry: &Registry,
-    listing: script::Listing,
-    report: &mut RegistryReport,
-) -> Vec<Planned> {
-    let mut planned = Vec::new();
-    let mut filled: HashMap<String, (usize, String, String)> = HashMap::new();
-    for listed in listing.images {
-        let source = listed.reference.to_string();
-        let identity = listed.reference.identity();
-        let target = listed
-            .reference
-            .target(&registry.hostname, &registry.repository);
-        match filled.get(&target) {
-            Some((line, _, same)) if *same == identity => {
-                log::debug!(
-                    "{}: line {}: {source} is line {line} again; mirroring it once",
-                    registry.hostname,
-                    listed.line
-                );
-            }
-            Some((line, other, _)) => {
-                let error = format!(
-                    "maps to {target}, which line {line} ({other}) already fills; not mirrored"
-                );
-                log::error!(
-                    "{}: line {}: {source}: {error}",
-                    registry.hostname,
-                    listed.line
-                );
-                report.images.push(
-                    ImageReport::new(listed.line, source, Some(target), Outcome::Failed)
-                        .error(error),
-                );
-            }
-            None => {
-                filled.insert(target.clone(), (listed.line, source, identity));
-                planned.push(Planned {
-                    line: listed.line,
-                    reference: listed.reference,
-                    target,
-                });
-            }
-        }
-    }
-    for bad in listing.invalid {
-        let error = format!("not an image reference: {}", bad.reason);
-        log::error!(
-            "{}: syncer script line {}: '{}': {error}",
-            registry.hostname,
-            bad.line,
-            bad.text
-        );
-        report
-            .images
-            .push(ImageReport::new(bad.line, bad.text, None, Outcome::Failed).error(error));
-    }
-    planned
-}
-
 /// Credentials for `host`: from the configured DockerConfigJSON, else the
 /// operator's own docker login.
 fn credentials(auth: Option<&DockerAuth>, host: &str) -> Option<Credentials> {
     match auth {
         Some(a) => a.credentials_for(host),
-        None => auth::operator_credentials(host),
+        None => credentials::operator_credentials(host),
     }
 }
 
@@ -284,8 +304,12 @@ fn credentials(auth: Option<&DockerAuth>, host: &str) -> Option<Credentials> {
 struct Run<'a> {
     registry: &'a Registry,
     ctx: &'a Context<'a>,
+    engine: &'a dyn Engine,
     checker: &'a Checker<'a>,
     state: &'a StateFile,
+    known: &'a KnownBlobs,
+    /// Transfers in flight, images and blobs alike.
+    slots: Slots,
     total: usize,
     next: AtomicUsize,
     started: AtomicUsize,
@@ -303,34 +327,24 @@ struct Run<'a> {
     failed_hosts: Mutex<Vec<(String, bool)>>,
 }
 
-/// One docker transfer of an image: what it is, the registry it talks to,
-/// and how to wait until that registry serves again after a 429.
-struct Transfer<'t> {
-    what: &'static str,
-    host: &'t str,
-    served: &'t dyn Fn(),
-}
-
-/// A failed transfer: the error, the registry it concerns, the attempts made.
-struct Failure {
-    error: Error,
-    host: String,
-    attempts: u32,
-}
-
 impl<'a> Run<'a> {
     fn new(
         registry: &'a Registry,
         ctx: &'a Context<'a>,
+        engine: &'a dyn Engine,
         checker: &'a Checker<'a>,
         state: &'a StateFile,
+        known: &'a KnownBlobs,
         total: usize,
     ) -> Run<'a> {
         Run {
             registry,
             ctx,
+            engine,
             checker,
             state,
+            known,
+            slots: Slots::new(registry.parallel),
             total,
             next: AtomicUsize::new(0),
             started: AtomicUsize::new(0),
@@ -406,12 +420,12 @@ impl<'a> Run<'a> {
         first
     }
 
+    /// Decides on one image and moves it when it must be.
     fn image(&self, image: &Planned) -> ImageReport {
-        let source = image.reference.to_string();
         let report = |outcome| {
             ImageReport::new(
                 image.line,
-                source.clone(),
+                image.reference.to_string(),
                 Some(image.target.clone()),
                 outcome,
             )
@@ -433,6 +447,7 @@ impl<'a> Run<'a> {
             self.checker.check(&image.reference, &image.target)
         };
         let label = format!("{} [{n}/{}]", self.registry.hostname, self.total);
+        let source = image.reference.to_string();
         let reason = match verdict {
             Verdict::UpToDate(reason) => {
                 log::info!("{label} {source}: up to date ({reason})");
@@ -443,7 +458,7 @@ impl<'a> Run<'a> {
                 return report(Outcome::Failed).error(error);
             }
             Verdict::Mirror(reason) if self.ctx.dry_run => {
-                return report(Outcome::Planned).reason(reason);
+                return self.planned(image, n, report(Outcome::Planned).reason(reason));
             }
             Verdict::Mirror(reason) => reason,
         };
@@ -456,172 +471,402 @@ impl<'a> Run<'a> {
             &source,
             &image.target,
         );
-        let result = self.transfer(&item, &image.reference, &image.target);
+        let (result, attempts) = self.transfer(&item, image);
         let error = result.as_ref().err().map(|f| f.error.to_string());
         self.ctx.progress.finished(&item, error.as_deref());
         match result {
-            Ok((pushed, attempts)) => {
-                self.checker.record_mirrored(
-                    &image.reference,
-                    &image.target,
-                    &seen,
-                    pushed.as_deref(),
-                );
-                if let Err(e) = self.state.save_now_and_then() {
-                    log::warn!("{}: {e}", self.registry.hostname);
-                }
-                report(Outcome::Mirrored).reason(reason).attempts(attempts)
-            }
-            Err(f) if f.error.is_docker_down() => {
-                if self.stop_with(f.error.to_string(), RunOutcome::Failed) {
-                    log::error!(
-                        "{}: docker is unavailable; the remaining images are not attempted",
-                        self.registry.hostname
-                    );
-                }
-                report(Outcome::NotAttempted).attempts(f.attempts)
-            }
-            Err(f) => {
-                let kind = retry::kind(&f.error);
-                lock(&self.failed_hosts).push((f.host.clone(), kind.is_retryable()));
-                if kind == Kind::Unreachable {
-                    lock(&self.down)
-                        .entry(f.host)
-                        .or_insert_with(|| error.clone().unwrap_or_default());
-                }
-                report(Outcome::Failed)
+            Ok(moved) => {
+                self.recorded(image, &seen, moved.digest.as_deref());
+                report(Outcome::Mirrored)
                     .reason(reason)
-                    .error(error.unwrap_or_default())
-                    .attempts(f.attempts)
+                    .attempts(attempts)
+                    .moved(self.registry.engine, moved.stats)
             }
+            Err(f) => self.failed(report(Outcome::Failed).reason(reason), f, attempts),
         }
     }
 
-    /// Pulls, tags and pushes one image, each transfer tried again after a
-    /// passing failure while `retries` allows, then removes the local copies
-    /// if asked; returns the digest the push reported and the attempts made.
+    /// A dry run's report of an image to mirror, with what the engine can
+    /// tell of the move.
+    fn planned(&self, image: &Planned, n: usize, report: ImageReport) -> ImageReport {
+        let source = image.reference.to_string();
+        let item = Item::new(
+            &self.registry.hostname,
+            n,
+            self.total,
+            &source,
+            &image.target,
+        );
+        let pull_creds = |host: &str| credentials(self.registry.pull_auth.as_ref(), host);
+        let job = self.job(&item, image, &pull_creds);
+        match self.engine.plan(&job) {
+            Ok(Some(plan)) => report.plan(plan),
+            Ok(None) => report,
+            Err(e) => report.error(format!("cannot tell what would move: {e}")),
+        }
+    }
+
+    /// Records a mirrored image in the state file.
+    fn recorded(&self, image: &Planned, seen: &Seen, pushed: Option<&str>) {
+        self.checker
+            .record_mirrored(&image.reference, &image.target, seen, pushed);
+        if let Err(e) = self.state.save_now_and_then() {
+            log::warn!("{}: {e}", self.registry.hostname);
+        }
+    }
+
+    /// The report of an image that did not move, and what it says of the run.
+    fn failed(&self, report: ImageReport, f: Failed, attempts: u32) -> ImageReport {
+        let error = f.error.to_string();
+        if f.error.is_docker_down() {
+            if self.stop_with(error, RunOutcome::Failed) {
+                log::error!(
+                    "{}: the engine is unavailable; the remaining images are not attempted",
+                    self.registry.hostname
+                );
+            }
+            return ImageReport {
+                outcome: Outcome::NotAttempted,
+                ..report
+            }
+            .attempts(attempts);
+        }
+        if matches!(f.error, Error::Interrupted { .. }) && self.stop_requested() {
+            return ImageReport {
+                outcome: Outcome::NotAttempted,
+                ..report
+            }
+            .error(error);
+        }
+        let kind = retry::kind(&f.error);
+        lock(&self.failed_hosts).push((f.host.clone(), kind.is_retryable()));
+        if kind == Kind::Unreachable {
+            lock(&self.down)
+                .entry(f.host)
+                .or_insert_with(|| error.clone());
+        }
+        report.error(error).attempts(attempts)
+    }
+
+    /// Moves one image with the engine, one move at a time per target
+    /// repository; returns what it did and how many attempts it took.
     fn transfer(
         &self,
         item: &Item,
-        reference: &Reference,
-        target: &str,
-    ) -> Result<(Option<String>, u32), Failure> {
-        let (docker, progress, registry) = (self.ctx.docker, self.ctx.progress, self.registry);
-        let repository = target.rsplit_once(':').map_or(target, |(name, _)| name);
+        image: &Planned,
+    ) -> (Result<crate::engine::Moved, Failed>, u32) {
+        let target = &image.target;
+        let repository = target
+            .rsplit_once(':')
+            .map_or(target.as_str(), |(name, _)| name);
         let lock_for_repository = Arc::clone(
             lock(&self.repositories)
                 .entry(repository.to_string())
                 .or_default(),
         );
         let _one_at_a_time = lock(&lock_for_repository);
-        let source = reference.pull_name();
-        let present = |name: &str| docker.has_image(name);
-        let pins = [
-            local::Pin::new(&source, present),
-            local::Pin::new(target, present),
-        ];
-        let timeout = registry.transfer_timeout;
-        let mut attempts = 1;
-        let mut out = |line: &str| progress.output(item, line);
-        progress.step(item, Step::Pulling);
-        let pull = Transfer {
-            what: "pull",
-            host: source_host(reference),
-            served: &|| self.checker.wait_until_served(reference, target, true),
+        let stop = || self.stop_requested();
+        let served = |host: &str| {
+            let at_source = !host.eq_ignore_ascii_case(&self.registry.hostname);
+            self.checker
+                .wait_until_served(&image.reference, target, at_source);
         };
-        let mut pull_and_tag = |attempts: &mut u32| {
-            self.attempt(item, &pull, attempts, &mut || {
-                docker.pull(&source, registry.pull_auth.as_ref(), timeout, &mut out)
-            })?;
-            docker.tag(&source, target).map_err(|error| Failure {
-                error,
-                host: registry.hostname.clone(),
-                attempts: *attempts,
-            })
+        let policy = Policy {
+            label: item.name(),
+            retries: self.registry.retries,
+            stop: &stop,
+            served: &served,
+            again: AtomicU32::new(0),
         };
-        if let Err(f) = pull_and_tag(&mut attempts) {
-            // Another process on this docker daemon may have removed what
-            // was just pulled (its own deleteLocalImages); pull it again.
-            if !f.error.to_string().contains("No such image") {
-                return Err(f);
-            }
-            log::warn!("{}: {}; pulling it again", item.name(), f.error);
-            pull_and_tag(&mut attempts)?;
-        }
-        progress.step(item, Step::Pushing);
-        let mut out = |line: &str| progress.output(item, line);
-        let push = Transfer {
-            what: "push",
-            host: &registry.hostname,
-            served: &|| self.checker.wait_until_served(reference, target, false),
-        };
-        let pushed = self.attempt(item, &push, &mut attempts, &mut || {
-            docker.push(target, registry.push_auth.as_ref(), timeout, &mut out)
-        })?;
-        if registry.delete_local_images {
-            if let Err(e) = local::remove_unshared(&pins, |names| docker.remove(names)) {
-                log::warn!("{}: could not remove local images: {e}", registry.hostname);
-            }
-        }
-        Ok((pushed, attempts))
+        let pull_creds = |host: &str| credentials(self.registry.pull_auth.as_ref(), host);
+        let job = self.job(item, image, &pull_creds);
+        let result = self.engine.transfer(&job, &policy);
+        (result, policy.attempts())
     }
 
-    /// Runs one docker transfer, again after each passing failure (waiting
-    /// longer each time, and after a 429 as long as the registry says) while
-    /// the image has retries left and the run is not asked to stop.
-    fn attempt<T>(
-        &self,
-        item: &Item,
-        step: &Transfer<'_>,
-        attempts: &mut u32,
-        transfer: &mut dyn FnMut() -> Result<T, Error>,
-    ) -> Result<T, Failure> {
-        let host = step.host;
-        loop {
-            let error = match transfer() {
-                Ok(done) => return Ok(done),
-                Err(error) => error,
-            };
-            let kind = retry::kind(&error);
-            let tries = self.registry.retries + 1;
-            if !kind.is_retryable() || *attempts >= tries || self.stop_requested() {
-                return Err(Failure {
-                    error,
-                    host: host.to_string(),
-                    attempts: *attempts,
-                });
-            }
-            let wait = retry::delay(kind, *attempts);
-            log::warn!(
-                "{}: {} failed (attempt {} of {tries}): {error}; trying again in {:.1}s{}",
-                item.name(),
-                step.what,
-                *attempts,
-                wait.as_secs_f64(),
-                if kind == Kind::Throttled {
-                    " or when the registry says"
-                } else {
-                    ""
-                }
-            );
-            *attempts += 1;
-            let asked = Instant::now();
-            if kind == Kind::Throttled {
-                (step.served)();
-            }
-            let wait = wait.saturating_sub(asked.elapsed());
-            if !retry::sleep(wait, &|| self.stop_requested()) {
-                return Err(Failure {
-                    error,
-                    host: host.to_string(),
-                    attempts: *attempts - 1,
-                });
-            }
+    /// The job of moving `image`: what an engine is given.
+    fn job<'j>(
+        &'j self,
+        item: &'j Item,
+        image: &'j Planned,
+        pull_creds: &'j (dyn Fn(&str) -> Option<Credentials> + Sync),
+    ) -> Job<'j> {
+        Job {
+            registry: self.registry,
+            source: &image.reference,
+            target: &image.target,
+            item,
+            progress: self.ctx.progress,
+            client: self.ctx.client,
+            pull_creds,
+            push_creds: self.checker.push_creds.as_ref(),
+            slots: &self.slots,
+            known_blobs: self.known,
         }
     }
 }
 
-/// The registry docker pulls `reference` from.
+/// The registry a source is pulled from.
 fn source_host(reference: &Reference) -> &str {
     reference.domain().unwrap_or("docker.io")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Choice, Moved, Ready, Step, Steps, attempt};
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Instant;
+
+    /// How the fake engine answers a call: given its number, from 0, and
+    /// the image.
+    type Answer = Box<dyn Fn(usize, &str) -> Result<(), Error> + Sync>;
+
+    /// An engine that answers each transfer call as `answer` says, through
+    /// the retry policy.
+    struct Fake {
+        answer: Answer,
+        calls: AtomicUsize,
+        ready: Result<(), String>,
+    }
+
+    impl Fake {
+        fn new(answer: impl Fn(usize, &str) -> Result<(), Error> + Sync + 'static) -> Fake {
+            Fake {
+                answer: Box::new(answer),
+                calls: AtomicUsize::new(0),
+                ready: Ok(()),
+            }
+        }
+    }
+
+    impl Engine for Fake {
+        fn ready(&self) -> Result<Ready, Error> {
+            self.ready
+                .clone()
+                .map_err(|detail| Error::DockerUnreachable { detail })?;
+            Ok(Ready {
+                version: "fake".into(),
+                freshness: Freshness::SameDigest,
+            })
+        }
+
+        fn transfer(&self, job: &Job<'_>, steps: &dyn Steps) -> Result<Moved, Failed> {
+            let step = Step {
+                what: "fake move",
+                host: &job.registry.hostname,
+            };
+            attempt(steps, &step, || {
+                let n = self.calls.fetch_add(1, Ordering::SeqCst);
+                (self.answer)(n, &job.source.to_string())
+            })?;
+            Ok(Moved::default())
+        }
+    }
+
+    impl EngineSet for Fake {
+        fn get(&self, _: Choice) -> &dyn Engine {
+            self
+        }
+    }
+
+    /// A registry whose script lists `images` (on 127.0.0.1:1, where
+    /// nothing answers, so every check says "mirror").
+    fn registry(name: &str, images: &[&str], retries: u32) -> (Registry, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("pb-mirror-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let list: String = images
+            .iter()
+            .map(|i| format!("echo 127.0.0.1:1/{i}\n"))
+            .collect();
+        let script = dir.join("list.sh");
+        std::fs::write(&script, format!("#!/bin/sh\n{list}")).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let yaml = format!(
+            "registries:\n  - hostname: 127.0.0.1:1\n    repository: m\n    syncerScript: list.sh\n    parallel: 1\n    retries: {retries}\n"
+        );
+        let config = crate::config::parse(&yaml, &dir.join("c.yaml")).unwrap();
+        (config.registries[0].clone(), dir)
+    }
+
+    fn run_with(
+        engine: &Fake,
+        registry: &Registry,
+        dir: &Path,
+        stop: &(dyn Fn() -> Option<String> + Sync),
+    ) -> RegistryReport {
+        let client = Client::default();
+        let readiness = Readiness::every_run();
+        let ctx = Context {
+            engines: engine,
+            client: &client,
+            cancel: &Cancel::default(),
+            state_dir: &dir.join("state"),
+            progress: &Progress::Quiet,
+            dry_run: false,
+            force: false,
+            stop,
+            on_image: &|_, _, _| {},
+            lock_wait: Some(Duration::from_secs(1)),
+            readiness: &readiness,
+        };
+        run(registry, &ctx).unwrap()
+    }
+
+    fn outcomes(report: &RegistryReport) -> Vec<(Outcome, u32)> {
+        report
+            .images
+            .iter()
+            .map(|i| (i.outcome, i.attempts))
+            .collect()
+    }
+
+    fn unavailable() -> Error {
+        Error::Registry {
+            host: "127.0.0.1:1".into(),
+            status: Some(503),
+            code: None,
+            detail: "503 for PUT: UNAVAILABLE".into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn a_passing_failure_is_tried_again_until_it_succeeds() {
+        let (registry, dir) = registry("passing", &["a:1"], 3);
+        let fake = Fake::new(|n, _| if n < 2 { Err(unavailable()) } else { Ok(()) });
+        let report = run_with(&fake, &registry, &dir, &|| None);
+        assert_eq!(outcomes(&report), [(Outcome::Mirrored, 3)]);
+        assert_eq!(report.outcome, RunOutcome::Success);
+    }
+
+    #[test]
+    fn a_permanent_failure_is_not_tried_again_and_the_others_go_on() {
+        let (registry, dir) = registry("permanent", &["a:1", "b:1"], 3);
+        let fake = Fake::new(|_, source| {
+            if source.contains("/a:") {
+                Err(Error::Registry {
+                    host: "127.0.0.1:1".into(),
+                    status: Some(401),
+                    code: Some("UNAUTHORIZED".into()),
+                    detail: "401 for PUT: UNAUTHORIZED".into(),
+                    retry_after: None,
+                })
+            } else {
+                Ok(())
+            }
+        });
+        let report = run_with(&fake, &registry, &dir, &|| None);
+        assert_eq!(
+            outcomes(&report),
+            [(Outcome::Failed, 1), (Outcome::Mirrored, 1)]
+        );
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+        assert!(
+            report.images[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("UNAUTHORIZED")
+        );
+        assert_eq!(report.outcome, RunOutcome::Failed);
+    }
+
+    #[test]
+    fn retries_run_out() {
+        let (registry, dir) = registry("exhausted", &["a:1"], 1);
+        let fake = Fake::new(|_, _| Err(unavailable()));
+        let report = run_with(&fake, &registry, &dir, &|| None);
+        assert_eq!(outcomes(&report), [(Outcome::Failed, 2)]);
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_stop_ends_the_wait_and_the_rest_is_not_attempted() {
+        let (registry, dir) = registry("stop", &["a:1", "b:1", "c:1"], 10);
+        let stop_now = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop_now);
+        let fake = Fake::new(move |_, _| {
+            flag.store(true, Ordering::SeqCst);
+            Err(unavailable())
+        });
+        let stop = || {
+            stop_now
+                .load(Ordering::SeqCst)
+                .then(|| "paused".to_string())
+        };
+        let started = Instant::now();
+        let report = run_with(&fake, &registry, &dir, &stop);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            outcomes(&report),
+            [
+                (Outcome::Failed, 1),
+                (Outcome::NotAttempted, 0),
+                (Outcome::NotAttempted, 0)
+            ]
+        );
+        assert_eq!(report.outcome, RunOutcome::Stopped);
+        assert!(
+            report.error.as_deref().unwrap().contains("paused"),
+            "{report:?}"
+        );
+    }
+
+    #[test]
+    fn an_engine_that_is_gone_stops_the_run_and_one_that_is_not_ready_runs_nothing() {
+        let (registry, dir) = registry("gone", &["a:1", "b:1"], 3);
+        let fake = Fake::new(|_, _| {
+            Err(Error::DockerUnreachable {
+                detail: "Cannot connect to the Docker daemon".into(),
+            })
+        });
+        let report = run_with(&fake, &registry, &dir, &|| None);
+        assert_eq!(
+            outcomes(&report),
+            [(Outcome::NotAttempted, 1), (Outcome::NotAttempted, 0)]
+        );
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        assert!(report.error.as_deref().unwrap().contains("Cannot connect"));
+
+        let mut not_ready = Fake::new(|_, _| Ok(()));
+        not_ready.ready = Err("no daemon".into());
+        let report = run_with(&not_ready, &registry, &dir, &|| None);
+        assert!(report.images.is_empty());
+        assert_eq!(not_ready.calls.load(Ordering::SeqCst), 0);
+        assert_eq!(report.outcome, RunOutcome::Failed);
+        assert!(report.error.as_deref().unwrap().contains("no daemon"));
+    }
+
+    #[test]
+    fn an_unreachable_registry_is_told_once_and_spares_the_images_that_need_it() {
+        let (registry, dir) = registry("down", &["a:1", "b:1", "c:1"], 0);
+        let fake = Fake::new(|_, _| {
+            Err(Error::Network {
+                host: "127.0.0.1:1".into(),
+                detail: "connection refused".into(),
+            })
+        });
+        let report = run_with(&fake, &registry, &dir, &|| None);
+        assert_eq!(
+            outcomes(&report),
+            [
+                (Outcome::Failed, 1),
+                (Outcome::NotAttempted, 0),
+                (Outcome::NotAttempted, 0)
+            ]
+        );
+        let error = report.error.as_deref().unwrap();
+        assert!(
+            error.starts_with("127.0.0.1:1 is unreachable (registry 127.0.0.1:1: connection refused); 2 images that needed it not attempted"),
+            "{error}"
+        );
+    }
 }

@@ -193,13 +193,38 @@ impl Reference {
     /// repository prefix is left out when empty, and not added again when the
     /// path already starts with all of its components followed by more.
     pub fn target(&self, hostname: &str, repository: &str) -> String {
+        self.target_with_tag(hostname, repository, &self.target_tag())
+    }
+
+    /// The tag the native engine gives the image at the target: as
+    /// [`Reference::target_tag`], except for a bare digest, which becomes
+    /// `pinned-<algorithm>-<hex>`. That cannot be mistaken for the OCI 1.1
+    /// referrers fallback tag (`sha256-<hex>`) of the same digest, nor for
+    /// cosign's `sha256-<hex>.sig`, `.att` and `.sbom`, which tools that
+    /// push signatures overwrite; the image itself is reachable by its digest.
+    pub fn native_tag(&self) -> String {
+        match (&self.tag, &self.digest) {
+            (None, Some(d)) => format!("pinned-{}", d.replacen(':', "-", 1))
+                .chars()
+                .take(MAX_TAG_LEN)
+                .collect(),
+            _ => self.target_tag(),
+        }
+    }
+
+    /// The full target name for the native engine: as [`Reference::target`],
+    /// with [`Reference::native_tag`].
+    pub fn native_target(&self, hostname: &str, repository: &str) -> String {
+        self.target_with_tag(hostname, repository, &self.native_tag())
+    }
+
+    fn target_with_tag(&self, hostname: &str, repository: &str, tag: &str) -> String {
         let repository = repository.trim_matches('/');
         let prefixed = repository.is_empty() || {
             let repo: Vec<&str> = repository.split('/').collect();
             let path: Vec<&str> = self.path.split('/').collect();
             path.len() > repo.len() && path[..repo.len()] == repo[..]
         };
-        let tag = self.target_tag();
         if prefixed {
             format!("{hostname}/{}:{tag}", self.path)
         } else {
@@ -488,6 +513,18 @@ mod tests {
                 "{src} with repository '{repo}'"
             );
         }
+    }
+
+    #[test]
+    fn the_native_engine_gives_a_bare_digest_a_tag_no_signature_tool_writes() {
+        let r = Reference::parse(&format!("alpine@{D}")).unwrap();
+        assert_eq!(
+            r.native_target("reg.example.com", "mirror"),
+            format!("reg.example.com/mirror/alpine:pinned-sha256-{}", &D[7..])
+        );
+        let tagged = Reference::parse(&format!("alpine:3.19@{D}")).unwrap();
+        assert_eq!(tagged.native_tag(), "3.19");
+        assert_eq!(Reference::parse("alpine").unwrap().native_tag(), "latest");
     }
 
     #[test]

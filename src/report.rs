@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Local, SecondsFormat};
 use serde::Serialize;
 
+use crate::display::human_bytes;
+use crate::engine::{Choice, Plan, Stats};
 use crate::exit::ExitCode;
 
 /// What became of one listed image.
@@ -82,6 +84,28 @@ pub struct ImageReport {
     /// did); absent when it was not moved.
     #[serde(skip_serializing_if = "is_zero")]
     pub attempts: u32,
+    /// What the native engine moved: bytes, and blobs copied, mounted and
+    /// already present; the platforms copied.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub moved: Option<Stats>,
+    /// What a dry run of the native engine would move.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanReport>,
+}
+
+/// What a dry run of the native engine tells of an image to mirror.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanReport {
+    /// The platforms that would be copied.
+    pub platforms: Vec<String>,
+    /// Whether a `platforms` filter makes a new index, with a digest of its
+    /// own.
+    pub new_index: bool,
+    /// Blobs missing at the target.
+    pub missing_blobs: usize,
+    /// Their bytes.
+    pub missing_bytes: u64,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -104,7 +128,28 @@ impl ImageReport {
             reason: None,
             error: None,
             attempts: 0,
+            moved: None,
+            plan: None,
         }
+    }
+
+    /// With what the engine `choice` counted while moving it.
+    pub fn moved(mut self, choice: Choice, stats: Stats) -> ImageReport {
+        if choice == Choice::Native {
+            self.moved = Some(stats);
+        }
+        self
+    }
+
+    /// With what a dry run would move.
+    pub fn plan(mut self, plan: Plan) -> ImageReport {
+        self.plan = Some(PlanReport {
+            platforms: plan.platforms,
+            new_index: plan.filtered,
+            missing_blobs: plan.missing_blobs,
+            missing_bytes: plan.missing_bytes,
+        });
+        self
     }
 
     /// With the number of attempts it took.
@@ -138,6 +183,9 @@ pub fn rfc3339(t: &DateTime<Local>) -> String {
 pub struct RegistryReport {
     /// The target registry.
     pub hostname: String,
+    /// The engine that moved its images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<&'static str>,
     /// When the run started (RFC 3339, local time).
     pub started: String,
     /// When it ended.
@@ -161,6 +209,9 @@ pub struct RegistryReport {
     pub failed: usize,
     /// Images not tried because the run stopped first.
     pub not_attempted: usize,
+    /// What the native engine moved, over all images.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub moved: Option<Stats>,
     /// Every listed line, in order.
     pub images: Vec<ImageReport>,
 }
@@ -170,6 +221,7 @@ impl RegistryReport {
     pub fn start(hostname: &str, started: DateTime<Local>) -> RegistryReport {
         RegistryReport {
             hostname: hostname.to_string(),
+            engine: None,
             started: rfc3339(&started),
             finished: String::new(),
             seconds: 0.0,
@@ -180,6 +232,7 @@ impl RegistryReport {
             up_to_date: 0,
             failed: 0,
             not_attempted: 0,
+            moved: None,
             images: Vec::new(),
         }
     }
@@ -205,6 +258,11 @@ impl RegistryReport {
         self.up_to_date = count(Outcome::UpToDate);
         self.failed = count(Outcome::Failed);
         self.not_attempted = count(Outcome::NotAttempted);
+        let mut moved: Option<Stats> = None;
+        for stats in self.images.iter().filter_map(|i| i.moved.as_ref()) {
+            moved.get_or_insert_with(Stats::default).add(stats);
+        }
+        self.moved = moved.or(self.moved.take());
         let now = Local::now();
         self.finished = rfc3339(&now);
         let elapsed = (now - started).num_milliseconds().max(0) as f64 / 1000.0;
@@ -273,6 +331,16 @@ impl Report {
                 if r.not_attempted > 0 {
                     let _ = write!(out, ", {} not attempted", r.not_attempted);
                 }
+                if let Some(m) = &r.moved {
+                    let _ = write!(
+                        out,
+                        "; {} moved ({} blobs copied, {} mounted, {} already there)",
+                        human_bytes(m.bytes),
+                        m.blobs_copied,
+                        m.blobs_mounted,
+                        m.blobs_present
+                    );
+                }
             }
             let _ = writeln!(out, " ({:.1}s)", r.seconds);
             if let Some(e) = &r.error {
@@ -289,6 +357,9 @@ impl Report {
                 match (i.outcome, &i.target, &i.error) {
                     (Outcome::Planned, Some(t), _) => {
                         let _ = writeln!(out, "  {} -> {t}{why}", i.source);
+                        if let Some(p) = &i.plan {
+                            let _ = writeln!(out, "    {}", p.describe());
+                        }
                     }
                     (Outcome::UpToDate, Some(t), _) if self.dry_run => {
                         let _ = writeln!(out, "  up to date: {} -> {t}{why}", i.source);
@@ -310,6 +381,28 @@ impl Report {
             }
         }
         out
+    }
+}
+
+impl PlanReport {
+    /// `platforms linux/amd64, linux/arm64; 3 blobs (12.1 MiB) missing at the target`.
+    pub fn describe(&self) -> String {
+        let mut text = String::new();
+        if !self.platforms.is_empty() {
+            let _ = write!(text, "platforms {}; ", self.platforms.join(", "));
+        }
+        let _ = write!(
+            text,
+            "{} blobs ({}) missing at the target",
+            self.missing_blobs,
+            human_bytes(self.missing_bytes)
+        );
+        if self.new_index {
+            text.push_str(
+                "; the platforms filter writes a new index, whose digest differs from the source's",
+            );
+        }
+        text
     }
 }
 

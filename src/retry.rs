@@ -1,15 +1,20 @@
-//! Whether a failed docker pull or push is worth trying again, and how long
-//! to wait first. Docker only passes on the registry's error text, so the
-//! failure is classified from it: connections refused, reset or timed out,
-//! HTTP 5xx and 429 (Docker Hub's `toomanyrequests`) pass; authentication,
-//! missing images and malformed references do not. Waits grow exponentially
-//! with jitter, up to a cap, and end early when the run is asked to stop.
+//! Whether a failed step of a move (a docker pull or push, a request of the
+//! native engine) is worth trying again, how long to wait first, and the
+//! policy that does so for the engines ([`Policy`], their `Steps`). The
+//! native engine's errors carry the HTTP status; docker only passes on the
+//! registry's error text, so its failures are classified from that:
+//! connections refused, reset or timed out, HTTP 5xx and 429 (Docker Hub's
+//! `toomanyrequests`) pass; authentication, missing images and malformed
+//! references do not. Waits grow exponentially with jitter, up to a cap,
+//! honour `Retry-After`, and end early when the run is asked to stop.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::engine::{Failed, Step, Steps};
 use crate::error::Error;
 
 /// The first wait after a passing failure.
@@ -92,11 +97,18 @@ const PASSING: &[&str] = &[
     "server error",
 ];
 
-/// Classifies a failed docker command.
+/// Classifies a failed step.
 pub fn kind(error: &Error) -> Kind {
     match error {
-        Error::DockerTimedOut { .. } => Kind::Unreachable,
+        Error::DockerTimedOut { .. } | Error::Network { .. } => Kind::Unreachable,
         Error::DockerFailed { detail, .. } => kind_of_text(detail),
+        Error::Registry {
+            status: Some(429), ..
+        } => Kind::Throttled,
+        Error::Registry {
+            status: Some(500..=599),
+            ..
+        } => Kind::Passing,
         _ => Kind::Permanent,
     }
 }
@@ -133,6 +145,77 @@ pub fn delay(kind: Kind, retry: u32) -> Duration {
     let half = full / 2;
     let jitter = RandomState::new().build_hasher().finish() % (half.as_millis() as u64 + 1);
     half + Duration::from_millis(jitter)
+}
+
+/// The retry policy of one image's move: each step is tried up to
+/// `retries` more times after a passing failure.
+pub struct Policy<'a> {
+    /// How log lines name the image.
+    pub label: String,
+    /// How often a step is tried again.
+    pub retries: u32,
+    /// Whether the run is asked to stop.
+    pub stop: &'a (dyn Fn() -> bool + Sync),
+    /// After a 429 that did not say how long to wait: asks the registry
+    /// (`host`) again with a `HEAD`, which waits as its `Retry-After` says.
+    pub served: &'a (dyn Fn(&str) + Sync),
+    /// Tries again made, over all steps.
+    pub again: AtomicU32,
+}
+
+impl Policy<'_> {
+    /// How many times the image was set to move: 1, plus each try again.
+    pub fn attempts(&self) -> u32 {
+        1 + self.again.load(Ordering::Relaxed)
+    }
+}
+
+impl Steps for Policy<'_> {
+    fn run(
+        &self,
+        step: &Step<'_>,
+        work: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<(), Failed> {
+        let tries = self.retries + 1;
+        let mut attempt = 1;
+        loop {
+            let error = match work() {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            let host = error.host().unwrap_or(step.host).to_string();
+            let kind = kind(&error);
+            if !kind.is_retryable() || attempt >= tries || (self.stop)() {
+                return Err(Failed { error, host });
+            }
+            let told = error.retry_after().map(|d| d.min(CAP));
+            let wait = delay(kind, attempt).max(told.unwrap_or_default());
+            log::warn!(
+                "{}: {} failed (attempt {attempt} of {tries}): {error}; trying again in {:.1}s{}",
+                self.label,
+                step.what,
+                wait.as_secs_f64(),
+                if kind == Kind::Throttled && told.is_none() {
+                    " or when the registry says"
+                } else {
+                    ""
+                }
+            );
+            attempt += 1;
+            self.again.fetch_add(1, Ordering::Relaxed);
+            let asked = Instant::now();
+            if kind == Kind::Throttled && told.is_none() {
+                (self.served)(&host);
+            }
+            if !sleep(wait.saturating_sub(asked.elapsed()), &|| (self.stop)()) {
+                return Err(Failed { error, host });
+            }
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        (self.stop)()
+    }
 }
 
 /// Sleeps for `wait`, or until `stop` says so; false when stopped.

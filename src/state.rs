@@ -180,7 +180,14 @@ struct Document {
     /// How each registry host asked to be authenticated.
     #[serde(default)]
     challenges: BTreeMap<String, Challenge>,
+    /// Blobs known to be in a repository of the target, by digest: what the
+    /// native engine mounts from. Losing them costs only copies.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    blobs: BTreeMap<String, String>,
 }
+
+/// The most blobs a state file remembers for mounts.
+const MAX_BLOBS: usize = 50_000;
 
 /// How often state is written while a run goes on (it is always written at
 /// the end).
@@ -262,6 +269,7 @@ impl StateFile {
             registry: hostname.to_string(),
             images: doc.images,
             challenges: doc.challenges,
+            blobs: doc.blobs,
         };
         StateFile {
             path,
@@ -323,6 +331,28 @@ impl StateFile {
         }
     }
 
+    /// The blobs known to be in repositories of the target, by digest.
+    pub fn blobs(&self) -> Vec<(String, String)> {
+        self.lock()
+            .doc
+            .blobs
+            .iter()
+            .map(|(d, r)| (d.clone(), r.clone()))
+            .collect()
+    }
+
+    /// Remembers where blobs are, up to [`MAX_BLOBS`] of them.
+    pub fn set_blobs(&self, blobs: Vec<(String, String)>) {
+        let mut inner = self.lock();
+        for (digest, repository) in blobs {
+            let full = inner.doc.blobs.len() >= MAX_BLOBS && !inner.doc.blobs.contains_key(&digest);
+            if !full && inner.doc.blobs.get(&digest) != Some(&repository) {
+                inner.doc.blobs.insert(digest, repository);
+                inner.generation += 1;
+            }
+        }
+    }
+
     /// Writes the state if it changed since it was last written, merged
     /// into what the file holds now: to a temporary file, fsynced, renamed
     /// over the old one. Once a write failed, nothing more is tried and the
@@ -352,6 +382,7 @@ impl StateFile {
                 registry: inner.doc.registry.clone(),
                 images: inner.doc.images.clone(),
                 challenges: inner.doc.challenges.clone(),
+                blobs: inner.doc.blobs.clone(),
             };
             (inner.generation, mine, inner.changed.clone())
         };
@@ -411,11 +442,18 @@ fn merge(disk: Document, mine: Document, changed: &BTreeSet<String>) -> Document
     }
     let mut challenges = disk.challenges;
     challenges.extend(mine.challenges);
+    let mut blobs = disk.blobs;
+    for (digest, repository) in mine.blobs {
+        if blobs.len() < MAX_BLOBS || blobs.contains_key(&digest) {
+            blobs.insert(digest, repository);
+        }
+    }
     Document {
         version: FORMAT,
         registry: mine.registry,
         images,
         challenges,
+        blobs,
     }
 }
 

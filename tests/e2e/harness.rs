@@ -42,9 +42,13 @@ pub fn fresh_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The lock taken by whoever edits /etc/hosts (fixtures, watchdogs).
+pub const HOSTS_LOCK: &str = "/tmp/pb-etc-hosts.lock";
+
 /// Stops everything listed in `<root>/pids`, unmounts what killed docker
-/// daemons left mounted under the root, and removes the root once this
-/// process is gone.
+/// daemons left mounted under the root, removes the paths listed in
+/// `<root>/cleanup-paths` and the /etc/hosts lines listed in
+/// `<root>/cleanup-hosts`, and removes the root once this process is gone.
 fn start_watchdog(dir: &Path) {
     let script = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
@@ -52,9 +56,12 @@ fn start_watchdog(dir: &Path) {
          for i in $(seq 1 40); do alive=0; for p in $(cat {d}/pids 2>/dev/null); do kill -0 $p 2>/dev/null && alive=1; done; [ $alive = 0 ] && break; sleep 0.25; done; \
          for p in $(cat {d}/pids 2>/dev/null); do kill -9 $p 2>/dev/null; done; \
          awk -v d={d}/ 'index($2, d) == 1 {{ print $2 }}' /proc/mounts | xargs -r -n1 umount -l 2>/dev/null; \
+         for f in $(cat {d}/cleanup-paths 2>/dev/null); do rm -rf \"$f\"; done; \
+         [ -s {d}/cleanup-hosts ] && flock {lock} sh -c 't=/etc/hosts.pb-{pid}; grep -vxF -f {d}/cleanup-hosts /etc/hosts > $t; [ $? -le 1 ] || exit; chmod --reference=/etc/hosts $t; mv -f $t /etc/hosts || cat $t > /etc/hosts; rm -f $t'; \
          rm -rf {d}",
         pid = std::process::id(),
-        d = dir.display()
+        d = dir.display(),
+        lock = HOSTS_LOCK,
     );
     // Not waited for: it outlives this process on purpose.
     #[allow(clippy::zombie_processes)]
@@ -298,6 +305,11 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The user and password it requires, when it requires some.
+    pub fn creds(&self) -> Option<(&str, &str)> {
+        self.creds.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
+    }
+
     /// An anonymous registry.
     pub fn start() -> Registry {
         Registry::launch(None)

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `picture-book` binary against a real docker
 //! daemon and real registries on 127.0.0.1, all started by `harness`.
 
+mod fixtures;
 mod harness;
 
 mod bad_input;

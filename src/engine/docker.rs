@@ -1,17 +1,20 @@
-//! The only module that runs docker: `pull`, `tag`, `push`, `rmi` and the
+//! The docker CLI as the CLI engine's tool (see `cli`), and the only module
+//! that runs docker: `pull`, `tag`, `push`, `rmi`, `image inspect` and the
 //! daemon check, each through `process` with a time limit. Credentials reach
 //! docker as a private `--config` directory, never as arguments. Docker's own
 //! error text is kept; a daemon that cannot be reached is told apart from an
-//! image that failed.
+//! image that failed, and the pushed digest is read from its output.
 
 use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::{DockerAuth, PrivateConfigDir};
+use super::cli::Tool;
+use super::private::PrivateConfigDir;
+use crate::credentials::DockerAuth;
 use crate::error::Error;
+use crate::platform::Platform;
 use crate::process::{self, Cancel, Failure, Finished, Spec};
-use crate::registry::Platform;
 
 /// The docker CLI, looked up on `PATH`.
 pub const DOCKER: &str = "docker";
@@ -28,15 +31,6 @@ const UNREACHABLE: &[&str] = &[
     "permission denied while trying to connect to the Docker daemon",
 ];
 
-/// What the docker daemon says of itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DaemonInfo {
-    /// Its version.
-    pub version: String,
-    /// The platform it pulls.
-    pub platform: Platform,
-}
-
 /// A handle on the docker CLI. Every command it runs honours its [`Cancel`].
 #[derive(Debug, Clone)]
 pub struct Docker {
@@ -52,15 +46,16 @@ impl Docker {
             cancel,
         }
     }
+}
 
-    /// The cancellation its commands honour.
-    pub fn cancel(&self) -> &Cancel {
-        &self.cancel
+impl Tool for Docker {
+    fn name(&self) -> &'static str {
+        "docker"
     }
 
     /// Checks that the docker CLI exists and reaches a daemon; returns the
-    /// daemon's version.
-    pub fn check_daemon(&self) -> Result<DaemonInfo, Error> {
+    /// daemon's version and platform.
+    fn version(&self) -> Result<(String, Platform), Error> {
         let args = [
             "version",
             "--format",
@@ -69,37 +64,33 @@ impl Docker {
         let done = self.run(&args, None, QUICK_TIMEOUT, &mut |_| {})?;
         let text = done.stdout.trim();
         let (version, platform) = text.split_once(' ').unwrap_or((text, ""));
-        Ok(DaemonInfo {
-            version: version.to_string(),
-            platform: Platform::parse(platform).unwrap_or_else(Platform::host),
-        })
+        Ok((
+            version.to_string(),
+            Platform::parse(platform).unwrap_or_else(Platform::host),
+        ))
     }
 
-    /// `docker pull image`, with `auth` when given, killed after `timeout`;
-    /// `out` sees each output line.
-    pub fn pull(
+    fn pull(
         &self,
         image: &str,
         auth: Option<&DockerAuth>,
+        _insecure: bool,
         timeout: Duration,
         out: &mut dyn FnMut(&str),
     ) -> Result<(), Error> {
         self.run(&["pull", image], auth, timeout, out).map(drop)
     }
 
-    /// `docker tag source target`.
-    pub fn tag(&self, source: &str, target: &str) -> Result<(), Error> {
+    fn tag(&self, source: &str, target: &str) -> Result<(), Error> {
         self.run(&["tag", source, target], None, QUICK_TIMEOUT, &mut |_| {})
             .map(drop)
     }
 
-    /// `docker push image`, with `auth` when given, killed after `timeout`;
-    /// `out` sees each output line. Returns the manifest digest docker
-    /// reports for the push.
-    pub fn push(
+    fn push(
         &self,
         image: &str,
         auth: Option<&DockerAuth>,
+        _insecure: bool,
         timeout: Duration,
         out: &mut dyn FnMut(&str),
     ) -> Result<Option<String>, Error> {
@@ -107,19 +98,19 @@ impl Docker {
         Ok(pushed_digest(&done.stdout))
     }
 
-    /// Whether the daemon has a local image called `name`.
-    pub fn has_image(&self, name: &str) -> bool {
-        let args = ["image", "inspect", "--format", "{{.Id}}", name];
-        self.run(&args, None, QUICK_TIMEOUT, &mut |_| {}).is_ok()
-    }
-
-    /// `docker rmi images...`.
-    pub fn remove(&self, images: &[&str]) -> Result<(), Error> {
+    fn remove(&self, images: &[&str]) -> Result<(), Error> {
         let mut args = vec!["rmi"];
         args.extend_from_slice(images);
         self.run(&args, None, QUICK_TIMEOUT, &mut |_| {}).map(drop)
     }
 
+    fn has_image(&self, name: &str) -> bool {
+        let args = ["image", "inspect", "--format", "{{.Id}}", name];
+        self.run(&args, None, QUICK_TIMEOUT, &mut |_| {}).is_ok()
+    }
+}
+
+impl Docker {
     fn run(
         &self,
         args: &[&str],
@@ -261,7 +252,7 @@ mod tests {
             program: "/nonexistent/docker".into(),
             cancel: Arc::default(),
         };
-        let err = docker.check_daemon().unwrap_err();
+        let err = docker.version().unwrap_err();
         assert_eq!(
             err.to_string(),
             "command not found: /nonexistent/docker (picture-book needs the docker CLI on PATH)"

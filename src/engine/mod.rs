@@ -1,0 +1,358 @@
+//! The engines that move images, and the one small trait `mirror` drives
+//! them through: is the engine ready (and how does it decide freshness),
+//! then move one image, with progress, under `mirror`'s retry policy.
+//! `docker` and `podman` pull, tag and push with their CLIs (`cli`);
+//! `native` copies registry to registry over HTTP itself. Which engine a
+//! registry uses is its `engine` key; nothing outside this folder asks.
+
+pub mod cli;
+pub mod docker;
+pub mod local;
+pub mod native;
+pub mod private;
+
+use std::sync::{Arc, Condvar, Mutex};
+
+use crate::config::Registry;
+use crate::credentials::Credentials;
+use crate::display::{Item, Progress};
+use crate::error::Error;
+use crate::mutex::lock;
+use crate::platform::Platform;
+use crate::process::Cancel;
+use crate::reference::Reference;
+use crate::registry::Client;
+
+/// The engine a registry's images move with (its `engine` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// The docker CLI and daemon: pull, tag, push (the default).
+    Docker,
+    /// picture-book's own registry-to-registry copy.
+    Native,
+}
+
+impl Choice {
+    /// Every choice, as the configuration spells them.
+    pub const ALL: [Choice; 2] = [Choice::Docker, Choice::Native];
+
+    /// The name the configuration and reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Choice::Docker => "docker",
+            Choice::Native => "native",
+        }
+    }
+
+    /// The choice `text` names.
+    pub fn parse(text: &str) -> Option<Choice> {
+        Choice::ALL.into_iter().find(|c| c.name() == text)
+    }
+}
+
+/// How an engine decides that the target already holds the source's image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Freshness {
+    /// The target holds the source's manifest, byte for byte: equal digests
+    /// (or, for a platform-filtered index, the digests recorded when it was
+    /// copied).
+    SameDigest,
+    /// The target holds the image the engine would pull for this platform:
+    /// the same image config (what survives a pull and push through docker).
+    SameConfig(Platform),
+}
+
+/// What an engine says of itself when it is ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    /// Its name and version, for the log (`docker 20.10.24`).
+    pub version: String,
+    /// How it decides freshness.
+    pub freshness: Freshness,
+}
+
+/// One image to move, and everything the move needs to know.
+pub struct Job<'a> {
+    /// The registry whose run this is.
+    pub registry: &'a Registry,
+    /// The source.
+    pub source: &'a Reference,
+    /// The target, `host/path:tag`.
+    pub target: &'a str,
+    /// The image's place in the run, for progress.
+    pub item: &'a Item,
+    /// Where progress is shown.
+    pub progress: &'a Progress,
+    /// The registry API client.
+    pub client: &'a Client,
+    /// Credentials for a source host.
+    pub pull_creds: &'a (dyn Fn(&str) -> Option<Credentials> + Sync),
+    /// Credentials for the target.
+    pub push_creds: Option<&'a Credentials>,
+    /// The run's shared limit on transfers in flight (`parallel`).
+    pub slots: &'a Slots,
+    /// Blobs known to be in repositories of the target, for mounts.
+    pub known_blobs: &'a KnownBlobs,
+}
+
+/// One step of a move (a docker command, a request), as the retry policy
+/// sees it.
+pub struct Step<'a> {
+    /// What it is, for messages: `pull`, `push`, `blob sha256:...`.
+    pub what: &'a str,
+    /// The registry it talks to.
+    pub host: &'a str,
+}
+
+/// What `mirror` offers an engine while it moves one image.
+pub trait Steps: Sync {
+    /// Runs `work` until it succeeds, again after each passing failure (a
+    /// connection refused, a 5xx, a 429) while `retries` allows and the run
+    /// is not asked to stop, waiting longer each time.
+    fn run(
+        &self,
+        step: &Step<'_>,
+        work: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<(), Failed>;
+
+    /// Whether the run is asked to stop (pause, shutdown).
+    fn stopping(&self) -> bool;
+}
+
+/// Runs `work` as [`Steps::run`] does, keeping what it returns.
+pub fn attempt<T>(
+    steps: &dyn Steps,
+    step: &Step<'_>,
+    mut work: impl FnMut() -> Result<T, Error>,
+) -> Result<T, Failed> {
+    let mut out = None;
+    steps.run(step, &mut || {
+        out = Some(work()?);
+        Ok(())
+    })?;
+    out.ok_or_else(|| {
+        Failed::new(
+            Error::Interrupted {
+                command: step.what.to_string(),
+            },
+            step.host,
+        )
+    })
+}
+
+/// A move that failed: the error, and the registry it failed with.
+#[derive(Debug)]
+pub struct Failed {
+    /// What went wrong.
+    pub error: Error,
+    /// The registry the failing step talked to.
+    pub host: String,
+}
+
+impl Failed {
+    /// `error`, met talking to `host`.
+    pub fn new(error: Error, host: &str) -> Failed {
+        Failed {
+            error,
+            host: host.to_string(),
+        }
+    }
+}
+
+/// What a move did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Moved {
+    /// The manifest digest the target now has under the tag, when known.
+    pub digest: Option<String>,
+    /// What the native engine counted.
+    pub stats: Stats,
+}
+
+/// What the native engine counts of a move (all zero for the CLI engines).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// Bytes of blobs sent to the target.
+    pub bytes: u64,
+    /// Blobs copied from the source.
+    pub blobs_copied: usize,
+    /// Blobs mounted from another repository of the target.
+    pub blobs_mounted: usize,
+    /// Blobs the target had already.
+    pub blobs_present: usize,
+    /// The platforms of an index that were copied, when filtered or whole.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+    /// Whether a `platforms` filter made a new index (with a new digest).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub filtered: bool,
+}
+
+impl Stats {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &Stats) {
+        self.bytes += other.bytes;
+        self.blobs_copied += other.blobs_copied;
+        self.blobs_mounted += other.blobs_mounted;
+        self.blobs_present += other.blobs_present;
+    }
+}
+
+/// What a dry run can tell of a move.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The platforms that would be copied.
+    pub platforms: Vec<String>,
+    /// Whether a `platforms` filter makes a new index.
+    pub filtered: bool,
+    /// Blobs missing at the target, and their bytes.
+    pub missing_blobs: usize,
+    /// Their bytes.
+    pub missing_bytes: u64,
+}
+
+/// An engine.
+pub trait Engine: Sync {
+    /// Whether it can work now, and how it decides freshness.
+    fn ready(&self) -> Result<Ready, Error>;
+
+    /// Moves one image.
+    fn transfer(&self, job: &Job<'_>, steps: &dyn Steps) -> Result<Moved, Failed>;
+
+    /// For a dry run: what a move would do, where the engine can tell
+    /// without moving anything.
+    fn plan(&self, job: &Job<'_>) -> Result<Option<Plan>, Error> {
+        let _ = job;
+        Ok(None)
+    }
+}
+
+/// Where `mirror` finds the engine a registry chooses.
+pub trait EngineSet: Sync {
+    /// The engine `choice` names.
+    fn get(&self, choice: Choice) -> &dyn Engine;
+}
+
+/// Every engine, made once per process.
+pub struct Engines {
+    docker: cli::CliEngine<docker::Docker>,
+    native: native::Native,
+}
+
+impl Engines {
+    /// The engines, whose children honour `cancel`.
+    pub fn new(cancel: Arc<Cancel>) -> Engines {
+        Engines {
+            docker: cli::CliEngine::new(docker::Docker::new(cancel)),
+            native: native::Native,
+        }
+    }
+}
+
+impl EngineSet for Engines {
+    fn get(&self, choice: Choice) -> &dyn Engine {
+        match choice {
+            Choice::Docker => &self.docker,
+            Choice::Native => &self.native,
+        }
+    }
+}
+
+/// A count of transfers that may be in flight at once, shared by a run's
+/// images and their blobs.
+pub struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A slot taken, given back when dropped.
+pub struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    /// `n` slots.
+    pub fn new(n: usize) -> Slots {
+        Slots {
+            free: Mutex::new(n.max(1)),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a slot.
+    pub fn take(&self) -> Slot<'_> {
+        let mut free = lock(&self.free);
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.free) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// Blobs known to be in a repository of the target registry, by digest:
+/// what a cross-repository mount needs. Filled from the state file and as
+/// blobs arrive.
+#[derive(Default)]
+pub struct KnownBlobs(Mutex<std::collections::HashMap<String, String>>);
+
+impl KnownBlobs {
+    /// Knows these (digest, repository) pairs.
+    pub fn new(known: impl IntoIterator<Item = (String, String)>) -> KnownBlobs {
+        KnownBlobs(Mutex::new(known.into_iter().collect()))
+    }
+
+    /// A repository other than `not` known to hold `digest`.
+    pub fn elsewhere(&self, digest: &str, not: &str) -> Option<String> {
+        lock(&self.0).get(digest).filter(|r| *r != not).cloned()
+    }
+
+    /// Notes that `repository` holds `digest`.
+    pub fn note(&self, digest: &str, repository: &str) {
+        lock(&self.0).insert(digest.to_string(), repository.to_string());
+    }
+
+    /// Every pair known.
+    pub fn all(&self) -> Vec<(String, String)> {
+        lock(&self.0)
+            .iter()
+            .map(|(d, r)| (d.clone(), r.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_bound_what_is_in_flight() {
+        let slots = Slots::new(2);
+        let in_flight = std::sync::atomic::AtomicUsize::new(0);
+        let most = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    let _slot = slots.take();
+                    let now = in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    most.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                });
+            }
+        });
+        assert_eq!(most.into_inner(), 2);
+    }
+
+    #[test]
+    fn choices_are_named_as_the_configuration_spells_them() {
+        assert_eq!(Choice::parse("native"), Some(Choice::Native));
+        assert_eq!(Choice::parse("docker"), Some(Choice::Docker));
+        assert_eq!(Choice::parse("Docker"), None);
+    }
+}

@@ -1,0 +1,676 @@
+//! The native engine: picture-book copies an image registry to registry
+//! over HTTP itself, with no daemon and nothing on the local disk. It reads
+//! the source's manifest (an index is walked to every child), copies every
+//! blob the target lacks (a `HEAD` first, then a cross-repository mount when
+//! another repository of the target has it, else a stream from the source
+//! checked against its digest as it passes), then puts the manifests by
+//! digest, children before their index, and the tag last: an interruption
+//! never leaves a tag that points at missing blobs. Indexes stay whole and
+//! digests unchanged unless a `platforms` filter makes a new index.
+
+use std::collections::HashSet;
+use std::io::{self, Read};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+
+use serde_json::Value;
+
+use super::{Engine, Failed, Freshness, Job, Moved, Plan, Ready, Stats, Step, Steps, attempt};
+use crate::credentials::Credentials;
+use crate::digest::Hashing;
+use crate::error::Error;
+use crate::mutex::lock;
+use crate::platform::Platform;
+use crate::registry::blobs::{Mounted, Upload};
+use crate::registry::{Manifest, Repository};
+
+/// The chunk size of a chunked upload when neither `chunkSize` nor the
+/// registry says otherwise.
+const DEFAULT_CHUNK: u64 = 4 << 20;
+
+/// The native engine.
+pub struct Native;
+
+impl Engine for Native {
+    fn ready(&self) -> Result<Ready, Error> {
+        Ok(Ready {
+            version: format!("native {}", env!("CARGO_PKG_VERSION")),
+            freshness: Freshness::SameDigest,
+        })
+    }
+
+    fn transfer(&self, job: &Job<'_>, steps: &dyn Steps) -> Result<Moved, Failed> {
+        Copy::new(job, steps).run()
+    }
+
+    fn plan(&self, job: &Job<'_>) -> Result<Option<Plan>, Error> {
+        Copy::new(job, &NoRetries)
+            .plan()
+            .map(Some)
+            .map_err(|f| f.error)
+    }
+}
+
+/// A blob an image manifest names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Blob {
+    digest: String,
+    size: u64,
+}
+
+/// What the source holds under the reference: the manifests to put, children
+/// first, and the blobs they need.
+struct Tree {
+    /// The manifest to put under the tag.
+    top: Manifest,
+    /// The manifests to put by digest before it.
+    children: Vec<Manifest>,
+    /// Every blob, once.
+    blobs: Vec<Blob>,
+    /// The platforms of the index copied, if the top is an index.
+    platforms: Vec<String>,
+    /// Whether a `platforms` filter made a new index.
+    filtered: bool,
+}
+
+/// One copy of one image.
+struct Copy<'a> {
+    job: &'a Job<'a>,
+    steps: &'a dyn Steps,
+    src: Repository,
+    dst: Repository,
+    tag: String,
+    src_creds: Option<Credentials>,
+    stats: Mutex<Stats>,
+}
+
+impl<'a> Copy<'a> {
+    fn new(job: &'a Job<'a>, steps: &'a dyn Steps) -> Copy<'a> {
+        let registry = job.registry;
+        let insecure = |h: &str| registry.is_insecure(h);
+        let src = Repository::of(job.source, &insecure);
+        let (name, tag) = job
+            .target
+            .rsplit_once(':')
+            .unwrap_or((job.target, "latest"));
+        let dst = Repository::target(name, registry.insecure);
+        let src_creds = (job.pull_creds)(&src.host);
+        Copy {
+            job,
+            steps,
+            src,
+            dst,
+            tag: tag.to_string(),
+            src_creds,
+            stats: Mutex::new(Stats::default()),
+        }
+    }
+
+    fn run(&self) -> Result<Moved, Failed> {
+        let tree = self.read_tree()?;
+        let total: u64 = tree.blobs.iter().map(|b| b.size).sum();
+        self.job.progress.bytes(self.job.item, 0, total);
+        self.copy_blobs(&tree.blobs, total)?;
+        for child in &tree.children {
+            self.put(&child.digest, child)?;
+        }
+        let stored = self.put(&self.tag, &tree.top)?;
+        if let Some(d) = stored.digest.as_ref().filter(|d| **d != tree.top.digest) {
+            return Err(Failed::new(
+                self.fail(format!(
+                    "{} stored the manifest as {d}, not as the source's {}",
+                    self.job.target, tree.top.digest
+                )),
+                &self.dst.host,
+            ));
+        }
+        let mut stats = lock(&self.stats).clone();
+        stats.platforms = tree.platforms;
+        stats.filtered = tree.filtered;
+        Ok(Moved {
+            digest: Some(tree.top.digest),
+            stats,
+        })
+    }
+
+    /// What a copy would move: the platforms, and the blobs the target lacks.
+    fn plan(&self) -> Result<Plan, Failed> {
+        let tree = self.read_tree()?;
+        let mut plan = Plan {
+            platforms: tree.platforms,
+            filtered: tree.filtered,
+            ..Plan::default()
+        };
+        for blob in &tree.blobs {
+            let at_target = self
+                .job
+                .client
+                .head_blob(&self.dst, &blob.digest, self.job.push_creds)
+                .map_err(|e| Failed::new(e, &self.dst.host))?;
+            if at_target.is_none() {
+                plan.missing_blobs += 1;
+                plan.missing_bytes += blob.size;
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Reads the source's manifest and, for an index, every child's (the
+    /// `platforms` filter applied to the top index).
+    fn read_tree(&self) -> Result<Tree, Failed> {
+        let reference = self
+            .job
+            .source
+            .digest()
+            .map_or_else(|| self.job.source.target_tag(), String::from);
+        let top = self.fetch(&reference)?;
+        let mut tree = Tree {
+            top: top.clone(),
+            children: Vec::new(),
+            blobs: Vec::new(),
+            platforms: Vec::new(),
+            filtered: false,
+        };
+        let mut seen = HashSet::new();
+        if top.is_index() {
+            let (index, platforms, filtered) = self.filter(&top)?;
+            tree.top = index;
+            tree.platforms = platforms;
+            tree.filtered = filtered;
+            self.walk_index(&tree.top.clone(), &mut tree, &mut seen, 0)?;
+        } else {
+            self.add_blobs(&top, &mut tree, &mut seen)?;
+        }
+        Ok(tree)
+    }
+
+    /// Adds the children of `index` (and theirs) to `tree`, children first.
+    fn walk_index(
+        &self,
+        index: &Manifest,
+        tree: &mut Tree,
+        seen: &mut HashSet<Blob>,
+        depth: usize,
+    ) -> Result<(), Failed> {
+        if depth > 4 {
+            return Err(Failed::new(
+                self.fail(format!("index {} nests too deep", index.digest)),
+                &self.src.host,
+            ));
+        }
+        let json = self.json(index)?;
+        let entries = json["manifests"].as_array().cloned().unwrap_or_default();
+        for entry in entries {
+            let digest = entry["digest"].as_str().unwrap_or_default().to_string();
+            if tree.children.iter().any(|c| c.digest == digest) {
+                continue;
+            }
+            let child = self.fetch(&digest)?;
+            if child.is_index() {
+                self.walk_index(&child, tree, seen, depth + 1)?;
+            } else {
+                self.add_blobs(&child, tree, seen)?;
+            }
+            tree.children.push(child);
+        }
+        Ok(())
+    }
+
+    /// Adds the blobs of the image manifest `m` to `tree`: its config, its
+    /// layers (and an artifact's `blobs`), except foreign layers (with
+    /// `urls`), which are not distributed by registries.
+    fn add_blobs(
+        &self,
+        m: &Manifest,
+        tree: &mut Tree,
+        seen: &mut HashSet<Blob>,
+    ) -> Result<(), Failed> {
+        let json = self.json(m)?;
+        let descriptors = json
+            .get("config")
+            .into_iter()
+            .chain(json["layers"].as_array().into_iter().flatten())
+            .chain(json["blobs"].as_array().into_iter().flatten());
+        for d in descriptors {
+            if d.get("urls")
+                .is_some_and(|u| u.as_array().is_some_and(|a| !a.is_empty()))
+            {
+                continue;
+            }
+            let (Some(digest), Some(size)) = (d["digest"].as_str(), d["size"].as_u64()) else {
+                return Err(Failed::new(
+                    self.fail(format!(
+                        "manifest {} has a descriptor without digest or size",
+                        m.digest
+                    )),
+                    &self.src.host,
+                ));
+            };
+            let blob = Blob {
+                digest: digest.to_string(),
+                size,
+            };
+            if seen.insert(blob.clone()) {
+                tree.blobs.push(blob);
+            }
+        }
+        Ok(())
+    }
+
+    /// The index to put for `index`: itself when the registry's `platforms`
+    /// keep every entry, else a new index of the entries kept. Returns the
+    /// platforms copied, and whether the index is new.
+    fn filter(&self, index: &Manifest) -> Result<(Manifest, Vec<String>, bool), Failed> {
+        let json = self.json(index)?;
+        let entries = json["manifests"].as_array().cloned().unwrap_or_default();
+        let names = |kept: &[Value]| -> Vec<String> {
+            kept.iter()
+                .filter_map(Platform::of_entry)
+                .filter(|p| p.os != "unknown")
+                .map(|p| p.to_string())
+                .collect()
+        };
+        let filters = &self.job.registry.platforms;
+        if filters.is_empty() {
+            return Ok((index.clone(), names(&entries), false));
+        }
+        let kept = keep(&entries, filters);
+        if kept
+            .iter()
+            .all(|k| !k.get("platform").is_some_and(|p| p["os"] != "unknown"))
+        {
+            let filter: Vec<String> = filters.iter().map(ToString::to_string).collect();
+            return Err(Failed::new(
+                self.fail(format!(
+                    "the source has none of the platforms {} (it has {})",
+                    filter.join(", "),
+                    names(&entries).join(", ")
+                )),
+                &self.src.host,
+            ));
+        }
+        if kept.len() == entries.len() {
+            return Ok((index.clone(), names(&entries), false));
+        }
+        let mut new = json.clone();
+        new["manifests"] = Value::Array(kept.clone());
+        let bytes = serde_json::to_vec_pretty(&new).unwrap_or_default();
+        Ok((Manifest::new(bytes, &index.media_type), names(&kept), true))
+    }
+
+    /// The manifest `reference` of the source, tried again as `retries` allows.
+    fn fetch(&self, reference: &str) -> Result<Manifest, Failed> {
+        let what = format!("manifest {reference}");
+        let step = Step {
+            what: &what,
+            host: &self.src.host,
+        };
+        let got = attempt(self.steps, &step, || {
+            self.job
+                .client
+                .get_manifest(&self.src, reference, self.src_creds.as_ref())
+        })?;
+        got.ok_or_else(|| {
+            Failed::new(
+                self.fail_at(
+                    &self.src,
+                    format!("{}:{reference} is not at the source", self.src.path),
+                ),
+                &self.src.host,
+            )
+        })
+    }
+
+    /// Puts `manifest` at the target as `reference`.
+    fn put(
+        &self,
+        reference: &str,
+        manifest: &Manifest,
+    ) -> Result<crate::registry::manifests::Stored, Failed> {
+        let what = format!("manifest {reference}");
+        let step = Step {
+            what: &what,
+            host: &self.dst.host,
+        };
+        attempt(self.steps, &step, || {
+            self.job
+                .client
+                .put_manifest(&self.dst, reference, manifest, self.job.push_creds)
+        })
+    }
+
+    /// Copies `blobs`, as many at once as the run's slots allow; the first
+    /// failure stops the others from starting more.
+    fn copy_blobs(&self, blobs: &[Blob], total: u64) -> Result<(), Failed> {
+        let next = AtomicUsize::new(0);
+        let failed: Mutex<Option<Failed>> = Mutex::new(None);
+        let stop = AtomicBool::new(false);
+        let workers = self.job.registry.parallel.clamp(1, blobs.len().max(1));
+        thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    while let Some(blob) = blobs.get(next.fetch_add(1, Ordering::SeqCst)) {
+                        if stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        let _slot = self.job.slots.take();
+                        if let Err(f) = self.copy_blob(blob, total) {
+                            stop.store(true, Ordering::SeqCst);
+                            lock(&failed).get_or_insert(f);
+                        }
+                    }
+                });
+            }
+        });
+        match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+
+    /// Copies one blob, from scratch on each attempt.
+    fn copy_blob(&self, blob: &Blob, total: u64) -> Result<(), Failed> {
+        let what = format!("blob {}", blob.digest);
+        let step = Step {
+            what: &what,
+            host: &self.dst.host,
+        };
+        let how = attempt(self.steps, &step, || self.blob_once(blob, total))?;
+        self.job.known_blobs.note(&blob.digest, &self.dst.path);
+        let mut stats = lock(&self.stats);
+        match how {
+            Arrived::Present => stats.blobs_present += 1,
+            Arrived::Mounted => stats.blobs_mounted += 1,
+            Arrived::Copied => {
+                stats.blobs_copied += 1;
+                stats.bytes += blob.size;
+            }
+        }
+        Ok(())
+    }
+
+    fn blob_once(&self, blob: &Blob, total: u64) -> Result<Arrived, Error> {
+        let client = self.job.client;
+        let creds = self.job.push_creds;
+        if client.head_blob(&self.dst, &blob.digest, creds)?.is_some() {
+            return Ok(Arrived::Present);
+        }
+        let from = self.job.known_blobs.elsewhere(&blob.digest, &self.dst.path);
+        let upload = match from {
+            Some(from) => match client.mount_blob(&self.dst, &blob.digest, &from, creds)? {
+                Mounted::Done => return Ok(Arrived::Mounted),
+                Mounted::Upload(u) => u,
+            },
+            None => client.start_upload(&self.dst, creds)?,
+        };
+        let chunk = self.job.registry.chunk_size.or(upload.min_chunk);
+        let sent = match chunk {
+            Some(size) => self.send_chunked(blob, upload, size, total),
+            None => match self.send_whole(blob, &upload, total) {
+                Err(e) if e.http_status() == Some(413) => {
+                    log::info!(
+                        "{}: {} refused {} in one request (413); sending it in chunks",
+                        self.job.item.name(),
+                        self.dst.host,
+                        blob.digest
+                    );
+                    client.cancel_upload(&self.dst, &upload, creds);
+                    let again = client.start_upload(&self.dst, creds)?;
+                    let size = again.min_chunk.unwrap_or(0).max(DEFAULT_CHUNK);
+                    self.send_chunked(blob, again, size, total)
+                }
+                other => other,
+            },
+        };
+        sent.map(|_| Arrived::Copied)
+    }
+
+    /// Streams the blob from the source into one `PUT`.
+    fn send_whole(&self, blob: &Blob, upload: &Upload, total: u64) -> Result<(), Error> {
+        let client = self.job.client;
+        let stream = client.get_blob(&self.src, &blob.digest, self.src_creds.as_ref())?;
+        let mut checked = self.checked(stream.reader, blob, total);
+        let sent = client.put_blob(
+            &self.dst,
+            upload,
+            &blob.digest,
+            &mut checked,
+            blob.size,
+            self.job.push_creds,
+        );
+        self.verdict(sent, checked, upload)
+    }
+
+    /// Streams the blob from the source as `PATCH`es of `size` bytes, then
+    /// closes the upload.
+    fn send_chunked(
+        &self,
+        blob: &Blob,
+        mut upload: Upload,
+        size: u64,
+        total: u64,
+    ) -> Result<(), Error> {
+        let client = self.job.client;
+        let creds = self.job.push_creds;
+        let stream = client.get_blob(&self.src, &blob.digest, self.src_creds.as_ref())?;
+        let mut checked = self.checked(stream.reader, blob, total);
+        let mut offset = 0;
+        let mut buffer = Vec::with_capacity(size as usize);
+        let result = loop {
+            buffer.clear();
+            let read = (&mut checked).take(size).read_to_end(&mut buffer);
+            match read {
+                Err(e) => break Err(self.stream_error(&checked, e)),
+                Ok(0) => break client.finish_upload(&self.dst, &upload, &blob.digest, creds),
+                Ok(n) => match client.patch_chunk(&self.dst, &upload, offset, &buffer, creds) {
+                    Ok(next) => {
+                        upload = next;
+                        offset += n as u64;
+                    }
+                    Err(e) => break Err(e),
+                },
+            }
+        };
+        self.verdict(result, checked, &upload)
+    }
+
+    /// The outcome of an upload, with a stream that did not match its digest
+    /// told as such; a failed upload is cancelled so nothing of it stays.
+    fn verdict(
+        &self,
+        sent: Result<(), Error>,
+        checked: Checked<'_>,
+        upload: &Upload,
+    ) -> Result<(), Error> {
+        let error = match (sent, checked.mismatch()) {
+            (_, Some(e)) => e,
+            (Ok(()), None) => return Ok(()),
+            (Err(e), None) => e,
+        };
+        self.job
+            .client
+            .cancel_upload(&self.dst, upload, self.job.push_creds);
+        Err(error)
+    }
+
+    /// A read of the source stream failed: why, in the terms of the stream.
+    fn stream_error(&self, checked: &Checked<'_>, e: io::Error) -> Error {
+        checked.mismatch().unwrap_or_else(|| {
+            if e.kind() == io::ErrorKind::Interrupted {
+                Error::Interrupted {
+                    command: format!("the copy of {}", self.job.source),
+                }
+            } else {
+                Error::Network {
+                    host: self.src.host.clone(),
+                    detail: format!("reading a blob: {e}"),
+                }
+            }
+        })
+    }
+
+    fn checked(&'a self, reader: Box<dyn Read + Send>, blob: &Blob, total: u64) -> Checked<'a> {
+        Checked {
+            inner: Hashing::new(reader),
+            blob: blob.clone(),
+            copy: self,
+            total,
+            mismatch: None,
+        }
+    }
+
+    fn json(&self, m: &Manifest) -> Result<Value, Failed> {
+        m.json()
+            .map_err(|e| Failed::new(self.fail_at(&self.src, e), &self.src.host))
+    }
+
+    fn fail(&self, detail: String) -> Error {
+        self.fail_at(&self.dst, detail)
+    }
+
+    fn fail_at(&self, repo: &Repository, detail: String) -> Error {
+        Error::Registry {
+            host: repo.host.clone(),
+            status: None,
+            code: None,
+            detail,
+            retry_after: None,
+        }
+    }
+}
+
+/// How a blob came to be at the target.
+enum Arrived {
+    Present,
+    Mounted,
+    Copied,
+}
+
+/// The entries of an index that `filters` keep: those of a platform a
+/// filter keeps, and the attestations (buildx's `unknown/unknown` entries)
+/// of those.
+fn keep(entries: &[Value], filters: &[Platform]) -> Vec<Value> {
+    let kept: Vec<&Value> = entries
+        .iter()
+        .filter(|e| Platform::of_entry(e).is_some_and(|p| filters.iter().any(|f| f.keeps(&p))))
+        .collect();
+    let kept_digests: HashSet<&str> = kept.iter().filter_map(|e| e["digest"].as_str()).collect();
+    entries
+        .iter()
+        .filter(|e| {
+            kept.contains(e)
+                || e["annotations"]["vnd.docker.reference.digest"]
+                    .as_str()
+                    .is_some_and(|d| kept_digests.contains(d))
+        })
+        .cloned()
+        .collect()
+}
+
+/// A source stream on its way to the target: hashed and counted as it
+/// passes, cut after its declared size, checked as its last byte is read,
+/// and stopped when the run is asked to stop. A stream that does not match
+/// its digest fails that last read, so that the upload is never completed.
+struct Checked<'a> {
+    inner: Hashing<Box<dyn Read + Send>>,
+    blob: Blob,
+    copy: &'a Copy<'a>,
+    total: u64,
+    mismatch: Option<String>,
+}
+
+impl Checked<'_> {
+    fn mismatch(&self) -> Option<Error> {
+        self.mismatch.as_ref().map(|detail| Error::Corrupt {
+            detail: detail.clone(),
+        })
+    }
+
+    /// Records that the stream is not the blob, and fails the read.
+    fn refuse(&mut self, why: String) -> io::Error {
+        let source = format!("{}/{}", self.copy.src.host, self.copy.src.path);
+        let detail = format!(
+            "blob {} from {source} does not match its digest ({why})",
+            self.blob.digest
+        );
+        self.mismatch = Some(detail.clone());
+        io::Error::new(io::ErrorKind::InvalidData, detail)
+    }
+}
+
+impl Read for Checked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.copy.steps.stopping() {
+            return Err(io::Error::from(io::ErrorKind::Interrupted));
+        }
+        let size = self.blob.size;
+        let room = (size + 1).saturating_sub(self.inner.count());
+        let max = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        let job = self.copy.job;
+        job.progress.advance(job.item, n as u64, self.total);
+        let done = self.inner.count();
+        if done > size {
+            return Err(self.refuse(format!("it is longer than its {size} bytes")));
+        }
+        if n == 0 && done < size {
+            return Err(self.refuse(format!("it ended after {done} of its {size} bytes")));
+        }
+        if n > 0 && done == size {
+            let actual = self.inner.digest();
+            if actual != self.blob.digest {
+                return Err(self.refuse(format!("its bytes hash to {actual}")));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The retry policy of a dry run: one try, no waiting.
+struct NoRetries;
+
+impl Steps for NoRetries {
+    fn run(
+        &self,
+        step: &Step<'_>,
+        work: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<(), Failed> {
+        work().map_err(|e| Failed::new(e, step.host))
+    }
+
+    fn stopping(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filter_keeps_its_platforms_and_their_attestations() {
+        let entries: Vec<Value> = serde_json::from_str(
+            r#"[{"digest":"sha256:a","platform":{"os":"linux","architecture":"amd64"}},
+                {"digest":"sha256:b","platform":{"os":"linux","architecture":"arm64","variant":"v8"}},
+                {"digest":"sha256:c","platform":{"os":"unknown","architecture":"unknown"},
+                 "annotations":{"vnd.docker.reference.type":"attestation-manifest","vnd.docker.reference.digest":"sha256:a"}},
+                {"digest":"sha256:d","platform":{"os":"unknown","architecture":"unknown"},
+                 "annotations":{"vnd.docker.reference.type":"attestation-manifest","vnd.docker.reference.digest":"sha256:b"}}]"#,
+        )
+        .unwrap();
+        let digests = |kept: Vec<Value>| -> Vec<String> {
+            kept.iter()
+                .map(|e| e["digest"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let amd = [Platform::parse("linux/amd64").unwrap()];
+        assert_eq!(digests(keep(&entries, &amd)), ["sha256:a", "sha256:c"]);
+        let both = [
+            Platform::parse("linux/amd64").unwrap(),
+            Platform::parse("linux/arm64").unwrap(),
+        ];
+        assert_eq!(keep(&entries, &both).len(), 4);
+        assert!(keep(&entries, &[Platform::parse("linux/s390x").unwrap()]).is_empty());
+    }
+}

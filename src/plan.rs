@@ -1,0 +1,90 @@
+//! Which target each image a syncer script listed goes to (see
+//! `reference` for the naming rules, which the engine chooses between): the
+//! images to mirror, each once, and the lines that cannot be, reported as
+//! failed (a line that is not an image reference, a second image for a
+//! target another line already fills).
+
+use std::collections::HashMap;
+
+use crate::config::Registry;
+use crate::engine::Choice;
+use crate::reference::Reference;
+use crate::report::{ImageReport, Outcome, RegistryReport};
+use crate::script;
+
+/// An image to mirror: its line, its reference, its target.
+pub struct Planned {
+    /// Its line in the script's output.
+    pub line: usize,
+    /// What it is.
+    pub reference: Reference,
+    /// Where it goes, `host/path:tag`.
+    pub target: String,
+}
+
+/// Gives each listed image its target; reports invalid lines and different
+/// images that would land on the same target.
+pub fn plan(
+    registry: &Registry,
+    listing: script::Listing,
+    report: &mut RegistryReport,
+) -> Vec<Planned> {
+    let mut planned = Vec::new();
+    let mut filled: HashMap<String, (usize, String, String)> = HashMap::new();
+    for listed in listing.images {
+        let source = listed.reference.to_string();
+        let identity = listed.reference.identity();
+        let target = match registry.engine {
+            Choice::Native => listed
+                .reference
+                .native_target(&registry.hostname, &registry.repository),
+            _ => listed
+                .reference
+                .target(&registry.hostname, &registry.repository),
+        };
+        match filled.get(&target) {
+            Some((line, _, same)) if *same == identity => {
+                log::debug!(
+                    "{}: line {}: {source} is line {line} again; mirroring it once",
+                    registry.hostname,
+                    listed.line
+                );
+            }
+            Some((line, other, _)) => {
+                let error = format!(
+                    "maps to {target}, which line {line} ({other}) already fills; not mirrored"
+                );
+                log::error!(
+                    "{}: line {}: {source}: {error}",
+                    registry.hostname,
+                    listed.line
+                );
+                report.images.push(
+                    ImageReport::new(listed.line, source, Some(target), Outcome::Failed)
+                        .error(error),
+                );
+            }
+            None => {
+                filled.insert(target.clone(), (listed.line, source, identity));
+                planned.push(Planned {
+                    line: listed.line,
+                    reference: listed.reference,
+                    target,
+                });
+            }
+        }
+    }
+    for bad in listing.invalid {
+        let error = format!("not an image reference: {}", bad.reason);
+        log::error!(
+            "{}: syncer script line {}: '{}': {error}",
+            registry.hostname,
+            bad.line,
+            bad.text
+        );
+        report
+            .images
+            .push(ImageReport::new(bad.line, bad.text, None, Outcome::Failed).error(error));
+    }
+    planned
+}

@@ -1,0 +1,218 @@
+//! Manifests as registries hold them: the exact bytes, their media type and
+//! their digest, never re-serialised JSON. `HEAD` for a digest, `GET` with
+//! the digest checked against the bytes, `PUT` with the digest the registry
+//! gave checked against ours; and, for the docker engine's freshness, the
+//! image config digest an index leads to for one platform.
+
+use std::io::Read;
+
+use serde_json::Value;
+
+use super::transport::{Body, Method, Request, header};
+use super::{Client, Repository, fail, refused};
+use crate::credentials::Credentials;
+use crate::digest;
+use crate::error::Error;
+use crate::platform::{self, Platform};
+
+/// The OCI image index.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// The OCI image manifest.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Docker's manifest list.
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Docker's image manifest, schema 2.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// The manifest media types asked for.
+pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.docker.distribution.manifest.v2+json";
+
+/// The largest manifest read (the distribution registry's own limit is 4 MiB).
+const MAX_MANIFEST: u64 = 4 << 20;
+
+/// A manifest, byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Its bytes, exactly as the registry gave them.
+    pub bytes: Vec<u8>,
+    /// Its media type (`Content-Type`, else its `mediaType` field).
+    pub media_type: String,
+    /// The sha256 of its bytes.
+    pub digest: String,
+}
+
+impl Manifest {
+    /// A manifest of `bytes` with `media_type`.
+    pub fn new(bytes: Vec<u8>, media_type: &str) -> Manifest {
+        Manifest {
+            digest: digest::sha256(&bytes),
+            bytes,
+            media_type: media_type.to_string(),
+        }
+    }
+
+    /// Whether it is an index (OCI image index or docker manifest list).
+    pub fn is_index(&self) -> bool {
+        matches!(self.media_type.as_str(), OCI_INDEX | DOCKER_LIST)
+    }
+
+    /// Its JSON.
+    pub fn json(&self) -> Result<Value, String> {
+        serde_json::from_slice(&self.bytes).map_err(|e| format!("manifest {}: {e}", self.digest))
+    }
+}
+
+/// What a registry said to a manifest `PUT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The digest it says it stored (`Docker-Content-Digest`).
+    pub digest: Option<String>,
+    /// Whether it answered with `OCI-Subject`: it keeps referrers itself.
+    pub subject: bool,
+}
+
+impl Client {
+    /// The digest of `repo:reference` by `HEAD`, or None when it does not exist.
+    pub fn head_digest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<Option<String>, Error> {
+        let path = format!("/v2/{}/manifests/{reference}", repo.path);
+        let req = Request::new(Method::Head, &path).header("Accept", ACCEPT);
+        let resp = self.send(repo, req, creds, &[])?;
+        match resp.status().as_u16() {
+            200 => header(&resp, "Docker-Content-Digest")
+                .map(Some)
+                .ok_or_else(|| {
+                    fail(
+                        repo,
+                        format!("{path} answered without a Docker-Content-Digest header"),
+                    )
+                }),
+            404 => Ok(None),
+            _ => Err(refused(repo, resp, &path)),
+        }
+    }
+
+    /// The manifest `repo:reference` by `GET`, or None when it does not
+    /// exist. Its bytes must hash to the digest asked for, or to the one the
+    /// registry names.
+    pub fn get_manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<Option<Manifest>, Error> {
+        let path = format!("/v2/{}/manifests/{reference}", repo.path);
+        let req = Request::new(Method::Get, &path).header("Accept", ACCEPT);
+        let mut resp = self.send(repo, req, creds, &[])?;
+        match resp.status().as_u16() {
+            200 => {}
+            404 => return Ok(None),
+            _ => return Err(refused(repo, resp, &path)),
+        }
+        let named = header(&resp, "Docker-Content-Digest");
+        let content_type = header(&resp, "Content-Type");
+        let mut bytes = Vec::new();
+        resp.body_mut()
+            .as_reader()
+            .take(MAX_MANIFEST + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::Network {
+                host: repo.host.clone(),
+                detail: format!("reading {path}: {e}"),
+            })?;
+        if bytes.len() as u64 > MAX_MANIFEST {
+            return Err(fail(repo, format!("{path} is larger than 4 MiB")));
+        }
+        let media_type = content_type
+            .map(|t| t.split(';').next().unwrap_or_default().trim().to_string())
+            .filter(|t| !t.is_empty() && t != "application/json")
+            .or_else(|| {
+                serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v["mediaType"].as_str().map(String::from))
+            })
+            .unwrap_or_else(|| OCI_MANIFEST.to_string());
+        let manifest = Manifest::new(bytes, &media_type);
+        let expected = [Some(reference), named.as_deref()]
+            .into_iter()
+            .flatten()
+            .find(|d| digest::is_sha256(d));
+        match expected {
+            Some(d) if d != manifest.digest => Err(fail(
+                repo,
+                format!(
+                    "manifest {path} does not match its digest {d} (its bytes hash to {})",
+                    manifest.digest
+                ),
+            )),
+            _ => Ok(Some(manifest)),
+        }
+    }
+
+    /// PUTs `manifest` as `repo:reference` (a tag, or its digest).
+    pub fn put_manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        manifest: &Manifest,
+        creds: Option<&Credentials>,
+    ) -> Result<Stored, Error> {
+        let path = format!("/v2/{}/manifests/{reference}", repo.path);
+        let req = Request::new(Method::Put, &path)
+            .header("Content-Type", manifest.media_type.clone())
+            .body(Body::Bytes(&manifest.bytes));
+        let resp = self.send(repo, req, creds, &[])?;
+        if !matches!(resp.status().as_u16(), 200..=202) {
+            return Err(refused(repo, resp, &format!("PUT {path}")));
+        }
+        Ok(Stored {
+            digest: header(&resp, "Docker-Content-Digest"),
+            subject: header(&resp, "OCI-Subject").is_some(),
+        })
+    }
+
+    /// The image config digest (image ID) of `repo:reference` for `platform`,
+    /// following an image index; None when the image or that platform does
+    /// not exist.
+    pub fn config_digest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        creds: Option<&Credentials>,
+        platform: &Platform,
+    ) -> Result<Option<String>, Error> {
+        let Some(manifest) = self.json_manifest(repo, reference, creds)? else {
+            return Ok(None);
+        };
+        let manifest = match manifest.get("manifests").and_then(Value::as_array) {
+            Some(entries) => match platform::pick(entries, platform) {
+                Some(digest) => match self.json_manifest(repo, &digest, creds)? {
+                    Some(m) => m,
+                    None => return Ok(None),
+                },
+                None => return Ok(None),
+            },
+            None => manifest,
+        };
+        Ok(manifest["config"]["digest"].as_str().map(String::from))
+    }
+
+    fn json_manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<Option<Value>, Error> {
+        match self.get_manifest(repo, reference, creds)? {
+            Some(m) => m.json().map(Some).map_err(|e| fail(repo, e)),
+            None => Ok(None),
+        }
+    }
+}

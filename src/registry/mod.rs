@@ -1,0 +1,326 @@
+//! A small, blocking client for the registry HTTP API (OCI distribution,
+//! Docker Registry V2), split by job: `transport` (TLS, schemes, timeouts,
+//! the retries of small requests), `auth` (challenges and tokens),
+//! `manifests` (exact bytes, media type and digest) and `blobs` (HEAD,
+//! mount, streamed and chunked upload). This file holds the client that
+//! ties them together, the repositories it addresses, and the errors it
+//! makes of what registries answer. Deciding what to copy is for `engine`
+//! and `freshness`.
+
+pub mod auth;
+pub mod blobs;
+pub mod manifests;
+pub mod transport;
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use serde_json::Value;
+use ureq::http;
+
+pub use auth::Challenge;
+pub use manifests::Manifest;
+use transport::{Body, Request, Transport};
+
+use crate::credentials::Credentials;
+use crate::error::Error;
+use crate::reference::Reference;
+
+/// A repository as the registry API addresses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    /// The API host: `registry-1.docker.io` for Docker Hub.
+    pub host: String,
+    /// The path: `library/alpine` for Docker Hub's `alpine`.
+    pub path: String,
+    /// Whether plain HTTP (and unverified HTTPS) is allowed.
+    pub insecure: bool,
+    /// Whether picture-book pushes here: its tokens are asked for `pull,push`,
+    /// so that credentials that cannot push are refused before anything moves.
+    pub push: bool,
+}
+
+impl Repository {
+    /// Where the source `reference` lives. Docker Hub is `registry-1.docker.io`
+    /// and its one-component names are under `library/`.
+    pub fn of(reference: &Reference, insecure: &dyn Fn(&str) -> bool) -> Repository {
+        let domain = reference.domain().unwrap_or("docker.io");
+        let host = if reference.on_docker_hub() {
+            "registry-1.docker.io".to_string()
+        } else {
+            domain.to_string()
+        };
+        let path = reference.full_path();
+        Repository {
+            insecure: insecure(domain) || is_loopback(&host),
+            host,
+            path,
+            push: false,
+        }
+    }
+
+    /// Where the target `name` (`host/path`, without tag) lives; Docker Hub
+    /// names are expanded as for sources.
+    pub fn target(name: &str, insecure: bool) -> Repository {
+        let repo = match Reference::parse(name) {
+            Ok(r) => Repository::of(&r, &|_| insecure),
+            Err(_) => {
+                let (host, path) = name.split_once('/').unwrap_or((name, ""));
+                Repository {
+                    host: host.to_string(),
+                    path: path.to_string(),
+                    insecure: insecure || is_loopback(host),
+                    push: false,
+                }
+            }
+        };
+        Repository { push: true, ..repo }
+    }
+
+    /// Another repository of the same registry, as this one is reached.
+    pub fn sibling(&self, path: &str) -> Repository {
+        Repository {
+            path: path.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// The token scope picture-book needs here.
+    fn scope(&self) -> String {
+        let actions = if self.push { "pull,push" } else { "pull" };
+        format!("repository:{}:{actions}", self.path)
+    }
+}
+
+/// `localhost`, `127.0.0.0/8` and `::1`, with or without a port: docker
+/// treats these as insecure registries by default.
+pub fn is_loopback(host: &str) -> bool {
+    if host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+    {
+        return true;
+    }
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, p)| {
+            if p.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        })
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The registry client; one per process, shared by all threads.
+pub struct Client {
+    transport: Transport,
+    auth: auth::Auth,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        let dirs: Vec<PathBuf> = transport::CERTS_DIRS.iter().map(PathBuf::from).collect();
+        Client::new(&dirs)
+    }
+}
+
+impl Client {
+    /// A client trusting the system CAs plus those under `<dir>/<host>/`.
+    pub fn new(certs_dirs: &[PathBuf]) -> Client {
+        Client {
+            transport: Transport::new(certs_dirs),
+            auth: auth::Auth::default(),
+        }
+    }
+
+    /// The challenges learnt so far, by host, to keep for the next process.
+    pub fn challenges(&self) -> Vec<(String, Challenge)> {
+        self.auth.challenges()
+    }
+
+    /// Challenges an earlier process learnt, so that no request of this one
+    /// has to be refused first.
+    pub fn remember_challenges(&self, known: impl IntoIterator<Item = (String, Challenge)>) {
+        self.auth.remember(known);
+    }
+
+    /// Sends `req` to `repo` with the scopes it needs (its own, and `extra`
+    /// ones). Known challenges are answered before the first try (a token
+    /// fetched for the scopes, or Basic credentials), so a repository costs
+    /// one request; a new challenge is learnt from a 401 and answered once,
+    /// when the body can be sent again. A stream is sent only once the
+    /// host's challenge is known.
+    fn send(
+        &self,
+        repo: &Repository,
+        mut req: Request<'_>,
+        creds: Option<&Credentials>,
+        extra: &[String],
+    ) -> Result<http::Response<ureq::Body>, Error> {
+        let mut scopes = vec![repo.scope()];
+        scopes.extend_from_slice(extra);
+        if !req.body.replayable() && !self.auth.knows(&repo.host) {
+            self.send(
+                repo,
+                Request::new(transport::Method::Get, "/v2/"),
+                creds,
+                &[],
+            )?;
+        }
+        let mut answered = false;
+        loop {
+            let authorization = self.auth.authorization(
+                &self.transport,
+                &repo.host,
+                repo.insecure,
+                &scopes,
+                creds,
+            )?;
+            let replayable = req.body.replayable();
+            let again = Request {
+                method: req.method,
+                target: req.target,
+                headers: req.headers.clone(),
+                body: match &req.body {
+                    Body::Bytes(b) => Body::Bytes(b),
+                    _ => Body::Empty,
+                },
+                stream: req.stream,
+            };
+            let resp =
+                self.transport
+                    .send(&repo.host, repo.insecure, req, authorization.as_ref())?;
+            if authorization.is_none() && resp.status().as_u16() != 401 {
+                self.auth.open(&repo.host);
+            }
+            if resp.status().as_u16() != 401 || answered || !replayable {
+                return Ok(resp);
+            }
+            answered = true;
+            if !self.auth.learn(&repo.host, &resp) {
+                return Ok(resp);
+            }
+            req = again;
+        }
+    }
+}
+
+/// An error for `repo`'s registry that is not an HTTP answer.
+fn fail(repo: &Repository, detail: String) -> Error {
+    Error::Registry {
+        host: repo.host.clone(),
+        status: None,
+        code: None,
+        detail,
+        retry_after: None,
+    }
+}
+
+/// An error for a registry's answer `status` to `what`, with the code and
+/// message of the OCI error body it sent, if any.
+fn refused(repo: &Repository, mut resp: http::Response<ureq::Body>, what: &str) -> Error {
+    let status = resp.status().as_u16();
+    let mut text = String::new();
+    let _ = resp
+        .body_mut()
+        .as_reader()
+        .take(64 << 10)
+        .read_to_string(&mut text);
+    let first = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v["errors"].get(0).cloned());
+    let code = first
+        .as_ref()
+        .and_then(|e| e["code"].as_str())
+        .map(String::from);
+    let message = first
+        .as_ref()
+        .and_then(|e| e["message"].as_str())
+        .map(|m| crate::error::excerpt(m, 200));
+    let why = match (status, &code) {
+        (_, Some(code)) => match &message {
+            Some(m) => format!("{code}: {m}"),
+            None => code.clone(),
+        },
+        (401, None) => "unauthorized: check the credentials".into(),
+        (403, None) => "denied".into(),
+        (429, None) => "too many requests (rate limited)".into(),
+        _ => "unexpected answer".into(),
+    };
+    let retry_after = transport::retry_after(&resp);
+    Error::Registry {
+        host: repo.host.clone(),
+        status: Some(status),
+        code,
+        detail: format!("{status} for {what}: {why}"),
+        retry_after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(text: &str) -> Repository {
+        Repository::of(&Reference::parse(text).unwrap(), &|_| false)
+    }
+
+    #[test]
+    fn docker_hub_names_are_expanded() {
+        let r = repo("alpine:3.19");
+        assert_eq!(
+            (r.host.as_str(), r.path.as_str(), r.insecure),
+            ("registry-1.docker.io", "library/alpine", false)
+        );
+        assert_eq!(repo("docker.io/bitnami/redis").path, "bitnami/redis");
+        assert_eq!(repo("index.docker.io/nginx").path, "library/nginx");
+        assert_eq!(repo("quay.io/a/b").host, "quay.io");
+        assert!(repo("127.0.0.1:5000/x").insecure);
+        assert!(repo("localhost/x").insecure);
+        let marked = Repository::of(&Reference::parse("reg.lan:5000/x").unwrap(), &|h| {
+            h == "reg.lan:5000"
+        });
+        assert!(marked.insecure);
+        let hub = Repository::target("docker.io/mirror/x", false);
+        assert_eq!(
+            (hub.host.as_str(), hub.path.as_str()),
+            ("registry-1.docker.io", "mirror/x")
+        );
+        let t = Repository::target("127.0.0.1:5001/mirror/x/y", false);
+        assert_eq!(
+            (t.host.as_str(), t.path.as_str(), t.insecure),
+            ("127.0.0.1:5001", "mirror/x/y", true)
+        );
+        assert_eq!(t.scope(), "repository:mirror/x/y:pull,push");
+        assert_eq!(repo("quay.io/a/b").scope(), "repository:a/b:pull");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for yes in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1",
+            "127.1.2.3:80",
+            "[::1]:5000",
+            "::1",
+        ] {
+            assert!(is_loopback(yes), "{yes}");
+        }
+        for no in [
+            "reg.io",
+            "10.0.0.1:5000",
+            "[fe80::1]:5000",
+            "localhost.example.com",
+        ] {
+            assert!(!is_loopback(no), "{no}");
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! How picture-book reaches a registry over HTTP: HTTPS with the system's
+//! CA store plus `certs.d/<host>/*.crt` (docker's and podman's), plain HTTP
+//! only to loopback and insecure registries (remembering per host which
+//! scheme worked), and two kinds of agents. Small requests (manifests,
+//! tokens, checks) have a 20 s limit each and are tried again after a 429 or
+//! 503 as `Retry-After` says; blob streams have no overall limit, only a
+//! connect and an idle timeout, and are never repeated here. What the
+//! requests mean is for the other `registry` modules.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use ureq::SendBody;
+use ureq::http;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
+use crate::error::Error;
+use crate::mutex::lock;
+use crate::secret::Secret;
+
+/// Where docker and podman look for a registry's extra CA certificates.
+pub const CERTS_DIRS: &[&str] = &["/etc/docker/certs.d", "/etc/containers/certs.d"];
+
+/// System CA bundles, by distribution.
+const CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/var/lib/ca-certificates/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The longest one small request (manifest, token) may take, connecting
+/// included: a registry that needs longer is as good as down.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a blob stream may go without a byte in either direction.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a small request refused with 429 or 503 is tried again.
+const RETRIES: u32 = 3;
+/// The longest `Retry-After` honoured here.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// An HTTP method picture-book uses.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Method {
+    /// `HEAD`.
+    Head,
+    /// `GET`.
+    Get,
+    /// `PUT`.
+    Put,
+    /// `POST`.
+    Post,
+    /// `PATCH`.
+    Patch,
+    /// `DELETE`.
+    Delete,
+}
+
+impl Method {
+    fn as_http(self) -> http::Method {
+        match self {
+            Method::Head => http::Method::HEAD,
+            Method::Get => http::Method::GET,
+            Method::Put => http::Method::PUT,
+            Method::Post => http::Method::POST,
+            Method::Patch => http::Method::PATCH,
+            Method::Delete => http::Method::DELETE,
+        }
+    }
+
+    /// The method's name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Head => "HEAD",
+            Method::Get => "GET",
+            Method::Put => "PUT",
+            Method::Post => "POST",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// What a request sends.
+pub enum Body<'a> {
+    /// Nothing.
+    Empty,
+    /// These bytes, which can be sent again.
+    Bytes(&'a [u8]),
+    /// A stream of this many bytes, which can be sent once.
+    Stream(&'a mut dyn Read, u64),
+}
+
+impl Body<'_> {
+    /// Whether the request can be sent again (after a 401, say).
+    pub fn replayable(&self) -> bool {
+        !matches!(self, Body::Stream(..))
+    }
+}
+
+/// One request to a registry host.
+pub struct Request<'a> {
+    /// The method.
+    pub method: Method,
+    /// A path (`/v2/...`) on the host, or a whole URL the registry gave (an
+    /// upload `Location`).
+    pub target: &'a str,
+    /// Headers besides `Authorization`.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Body<'a>,
+    /// Whether this is a blob stream (no overall time limit, never repeated).
+    pub stream: bool,
+}
+
+impl<'a> Request<'a> {
+    /// A small request without a body.
+    pub fn new(method: Method, target: &'a str) -> Request<'a> {
+        Request {
+            method,
+            target,
+            headers: Vec::new(),
+            body: Body::Empty,
+            stream: false,
+        }
+    }
+
+    /// With a header.
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Request<'a> {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// With a body.
+    pub fn body(mut self, body: Body<'a>) -> Request<'a> {
+        self.body = body;
+        self
+    }
+
+    /// As a blob stream.
+    pub fn streaming(mut self) -> Request<'a> {
+        self.stream = true;
+        self
+    }
+}
+
+/// The agents of one kind: verified, unverified (for insecure registries),
+/// and verified with a host's extra CAs.
+struct Agents {
+    stream: bool,
+    verified: ureq::Agent,
+    unverified: ureq::Agent,
+    with_cas: Mutex<HashMap<String, ureq::Agent>>,
+}
+
+impl Agents {
+    fn new(roots: &Arc<Vec<Certificate<'static>>>, stream: bool) -> Agents {
+        Agents {
+            stream,
+            verified: agent(tls(roots, false), stream),
+            unverified: agent(tls(roots, true), stream),
+            with_cas: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// The HTTP side of the registry client; one per process.
+pub struct Transport {
+    roots: Arc<Vec<Certificate<'static>>>,
+    certs_dirs: Vec<PathBuf>,
+    small: Agents,
+    streams: Agents,
+    schemes: Mutex<HashMap<String, &'static str>>,
+}
+
+impl Transport {
+    /// Trusting the system CAs plus those under `<dir>/<host>/` of each of
+    /// `certs_dirs`.
+    pub fn new(certs_dirs: &[PathBuf]) -> Transport {
+        let roots = Arc::new(system_roots());
+        Transport {
+            small: Agents::new(&roots, false),
+            streams: Agents::new(&roots, true),
+            roots,
+            certs_dirs: certs_dirs.to_vec(),
+            schemes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sends `req` to `host`: over HTTPS, or for an insecure host over
+    /// unverified HTTPS and then plain HTTP (remembering what worked). A
+    /// small `HEAD` or `GET` answered 429 or 503 is tried again after
+    /// `Retry-After` (or 1, 2, 4 seconds).
+    pub fn send(
+        &self,
+        host: &str,
+        insecure: bool,
+        mut req: Request<'_>,
+        authorization: Option<&Secret>,
+    ) -> Result<http::Response<ureq::Body>, Error> {
+        let absolute = req.target.contains("://");
+        let known = lock(&self.schemes).get(host).copied();
+        let schemes: &[&'static str] = match (absolute, insecure, known) {
+            (true, _, _) => &[""],
+            (_, false, _) => &["https"],
+            (_, true, Some("http")) => &["http"],
+            (_, true, Some(_)) => &["https"],
+            (_, true, None) => &["https", "http"],
+        };
+        let mut last = None;
+        for (i, scheme) in schemes.iter().enumerate() {
+            let url = if absolute {
+                req.target.to_string()
+            } else {
+                format!("{scheme}://{host}{}", req.target)
+            };
+            let https = url.starts_with("https://");
+            let agent = self.agent(host, insecure && https, req.stream);
+            match self.send_retrying(&agent, &url, &mut req, authorization) {
+                Ok(resp) => {
+                    if !absolute {
+                        lock(&self.schemes).insert(host.to_string(), scheme);
+                    }
+                    return Ok(resp);
+                }
+                Err(e) if i + 1 < schemes.len() && req.body.replayable() => {
+                    log::debug!("{host}: {scheme} failed ({e}); trying the next scheme");
+                    last = Some(e);
+                }
+                Err(e) => return Err(network(host, req.method, &url, &e)),
+            }
+        }
+        let detail = last.map(|e| e.to_string()).unwrap_or_default();
+        Err(Error::Network {
+            host: host.to_string(),
+            detail: format!("no answer: {detail}"),
+        })
+    }
+
+    /// The scheme (`https`, `http`) that reached `host`, once one has.
+    pub fn scheme(&self, host: &str) -> Option<&'static str> {
+        lock(&self.schemes).get(host).copied()
+    }
+
+    fn send_retrying(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        req: &mut Request<'_>,
+        authorization: Option<&Secret>,
+    ) -> Result<http::Response<ureq::Body>, ureq::Error> {
+        let repeatable = !req.stream
+            && matches!(req.method, Method::Head | Method::Get)
+            && req.body.replayable();
+        let mut attempt = 0;
+        loop {
+            let resp = self.send_once(agent, url, req, authorization)?;
+            let status = resp.status().as_u16();
+            if !repeatable || !matches!(status, 429 | 503) || attempt >= RETRIES {
+                return Ok(resp);
+            }
+            let wait = retry_after(&resp)
+                .unwrap_or(Duration::from_secs(1 << attempt))
+                .min(MAX_BACKOFF);
+            log::debug!("{status} on {url}; trying again in {wait:?}");
+            thread::sleep(wait);
+            attempt += 1;
+        }
+    }
+
+    fn send_once(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        req: &mut Request<'_>,
+        authorization: Option<&Secret>,
+    ) -> Result<http::Response<ureq::Body>, ureq::Error> {
+        let mut builder = http::Request::builder()
+            .method(req.method.as_http())
+            .uri(url);
+        for (name, value) in &req.headers {
+            builder = builder.header(*name, value);
+        }
+        if let Some(a) = authorization {
+            builder = builder.header("Authorization", a.expose());
+        }
+        match &mut req.body {
+            Body::Empty => {
+                if matches!(req.method, Method::Put | Method::Post | Method::Patch) {
+                    builder = builder.header("Content-Length", "0");
+                }
+                agent.run(builder.body(SendBody::none()).map_err(ureq::Error::from)?)
+            }
+            Body::Bytes(b) => {
+                let mut bytes: &[u8] = b;
+                let builder = builder.header("Content-Length", bytes.len());
+                let body = SendBody::from_reader(&mut bytes);
+                agent.run(builder.body(body).map_err(ureq::Error::from)?)
+            }
+            Body::Stream(reader, len) => {
+                let builder = builder.header("Content-Length", *len);
+                let body = SendBody::from_reader(*reader);
+                agent.run(builder.body(body).map_err(ureq::Error::from)?)
+            }
+        }
+    }
+
+    /// The agent for `host`: unverified for an insecure host's HTTPS, else
+    /// verified with the host's extra CAs from `certs.d`, if any (built
+    /// once, outside the cache's lock).
+    fn agent(&self, host: &str, unverified: bool, stream: bool) -> ureq::Agent {
+        let agents = if stream { &self.streams } else { &self.small };
+        if unverified {
+            return agents.unverified.clone();
+        }
+        if let Some(a) = lock(&agents.with_cas).get(host) {
+            return a.clone();
+        }
+        let extra: Vec<Certificate<'static>> = self
+            .certs_dirs
+            .iter()
+            .flat_map(|d| extra_cas(&d.join(host)))
+            .collect();
+        let agent = if extra.is_empty() {
+            agents.verified.clone()
+        } else {
+            log::debug!("{host}: trusting {} extra CA certificates", extra.len());
+            let mut all: Vec<Certificate<'static>> = self.roots.as_ref().clone();
+            all.extend(extra);
+            agent(tls(&Arc::new(all), false), agents.stream)
+        };
+        lock(&agents.with_cas)
+            .entry(host.to_string())
+            .or_insert(agent)
+            .clone()
+    }
+
+    /// A small GET of a whole URL (a token service's), with `authorization`.
+    pub fn get_url(
+        &self,
+        url: &str,
+        insecure: bool,
+        authorization: Option<&Secret>,
+    ) -> Result<http::Response<ureq::Body>, ureq::Error> {
+        let host = url
+            .split("://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap_or_default();
+        let agent = self.agent(host, insecure, false);
+        let mut req = Request::new(Method::Get, url);
+        self.send_once(&agent, url, &mut req, authorization)
+    }
+}
+
+/// A transport failure (no answer) as an error naming the request.
+fn network(host: &str, method: Method, url: &str, e: &ureq::Error) -> Error {
+    let detail = format!("{} {url}: {e}", method.name());
+    match e {
+        ureq::Error::Tls(_) | ureq::Error::BadUri(_) | ureq::Error::Http(_) => Error::Registry {
+            host: host.to_string(),
+            status: None,
+            code: None,
+            detail,
+            retry_after: None,
+        },
+        _ => Error::Network {
+            host: host.to_string(),
+            detail,
+        },
+    }
+}
+
+/// The wait a `Retry-After` header asks for, in seconds.
+pub fn retry_after(resp: &http::Response<ureq::Body>) -> Option<Duration> {
+    header(resp, "Retry-After")
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// A response header as text.
+pub fn header(resp: &http::Response<ureq::Body>, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+}
+
+fn agent(tls: TlsConfig, stream: bool) -> ureq::Agent {
+    let builder = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .max_redirects(3)
+        .user_agent(if stream {
+            format!("picture-book/{} native", env!("CARGO_PKG_VERSION"))
+        } else {
+            format!("picture-book/{}", env!("CARGO_PKG_VERSION"))
+        })
+        .tls_config(tls);
+    let builder = if stream {
+        builder
+            .timeout_per_read(Some(IDLE_TIMEOUT))
+            .timeout_per_write(Some(IDLE_TIMEOUT))
+    } else {
+        builder.timeout_global(Some(REQUEST_TIMEOUT))
+    };
+    builder.build().into()
+}
+
+fn tls(roots: &Arc<Vec<Certificate<'static>>>, unverified: bool) -> TlsConfig {
+    let builder = TlsConfig::builder().disable_verification(unverified);
+    if roots.is_empty() {
+        builder.root_certs(RootCerts::WebPki).build()
+    } else {
+        builder
+            .root_certs(RootCerts::Specific(Arc::clone(roots)))
+            .build()
+    }
+}
+
+/// The system's CA certificates (the first bundle found), or none, in which
+/// case the built-in Mozilla roots are used.
+fn system_roots() -> Vec<Certificate<'static>> {
+    for path in CA_BUNDLES {
+        if let Ok(pem) = fs::read(path) {
+            let certs = certificates(&pem);
+            if !certs.is_empty() {
+                log::debug!("trusting {} CA certificates from {path}", certs.len());
+                return certs;
+            }
+        }
+    }
+    log::debug!("no system CA bundle found; using the built-in Mozilla roots");
+    Vec::new()
+}
+
+/// The `*.crt` files of a `certs.d/<host>` directory, as docker reads them.
+fn extra_cas(dir: &Path) -> Vec<Certificate<'static>> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "crt"))
+        .filter_map(|e| fs::read(e.path()).ok())
+        .flat_map(|pem| certificates(&pem))
+        .collect()
+}
+
+fn certificates(pem: &[u8]) -> Vec<Certificate<'static>> {
+    ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed CA certificate (public data, made for this test).
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBlDCCATugAwIBAgIUO/W9IV6VkcAMApiKPYYTKzsgAwowCgYIKoZIzj0EAwIw\nHzEdMBsGA1UEAwwUcGljdHVyZS1ib29rIHRlc3QgQ0EwIBcNMjYxMTI2MTg0ODI0\nWhgPMjEyNjExMDIxODQ4MjRaMB8xHTAbBgNVBAMMFHBpY3R1cmUtYm9vayB0ZXN0\nIENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEsDcbt67s/QitWUqGQrJPgP4K\nhAWI+k+ar5b17RSJM+mCKt4ZH7M8IQZXQxtiZ3eofgVntmrIncnWhw/7oxZA+qNT\nMFEwHQYDVR0OBBYEFCpmswhSMzQiLUIV4YyiLqwpcV+9MB8GA1UdIwQYMBaAFCpm\nswhSMzQiLUIV4YyiLqwpcV+9MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwID\nRwAwRAIgd/1uORd4B57BFyZ0Mb2c4UuLsk+FhNLJrMVD0Mm42jECIFQIQnxno0Rm\nfTj6iZwcNZn9fTuTCLoNwynTMd7k7CpL\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn certs_d_gives_its_crt_files_as_extra_cas() {
+        let dir = std::env::temp_dir().join(format!("pb-certs-{}", std::process::id()));
+        let host = dir.join("reg.example.com:5000");
+        fs::create_dir_all(&host).unwrap();
+        fs::write(host.join("ca.crt"), TEST_CA).unwrap();
+        fs::write(host.join("client.cert"), TEST_CA).unwrap();
+        fs::write(host.join("notes.txt"), "not a certificate").unwrap();
+        assert_eq!(
+            extra_cas(&host).len(),
+            1,
+            "only *.crt files are CAs, as for docker"
+        );
+        assert!(extra_cas(&dir.join("other.example.com")).is_empty());
+        let transport = Transport::new(std::slice::from_ref(&dir));
+        transport.agent("reg.example.com:5000", false, false);
+        transport.agent("other.example.com", false, false);
+        transport.agent("other.example.com", false, true);
+        assert_eq!(
+            lock(&transport.small.with_cas).len(),
+            2,
+            "agents are built once per host"
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_system_ca_bundle_is_read() {
+        if CA_BUNDLES.iter().any(|p| Path::new(p).exists()) {
+            assert!(!system_roots().is_empty());
+        }
+    }
+}
