@@ -10,6 +10,7 @@ mod docs;
 mod faults;
 mod fresh;
 mod load;
+mod native;
 mod several;
 mod sync;
 mod token;
