@@ -1,15 +1,22 @@
 //! Registry credentials in the DockerConfigJSON format that `docker login`
 //! writes and Kubernetes stores as `.dockerconfigjson`: parsing and checking
 //! the document (raw or base64-encoded), and finding the user and password
-//! it holds for a registry, for picture-book's own requests. How the CLI
-//! engines are handed it is `engine::private`'s business.
+//! it holds for a registry, for picture-book's own requests: from its
+//! `auths`, else from the docker credential helper its `credHelpers` or
+//! `credsStore` names (`docker-credential-NAME get`, run as docker runs it,
+//! with a time limit). How the CLI engines are handed the document is
+//! `engine::private`'s business.
 
 use std::fs;
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Map, Value};
 
+use crate::mutex::lock;
+use crate::process::{self, Cancel, Spec};
 use crate::reference;
 use crate::secret::Secret;
 
@@ -32,6 +39,10 @@ pub struct DockerAuth {
     document: Secret,
     /// User and password per registry (normalized host), for the registry API.
     credentials: Vec<(String, Credentials)>,
+    /// Credential helpers by registry (normalized host): `credHelpers`.
+    helpers: Vec<(String, String)>,
+    /// The helper for every other registry: `credsStore`.
+    store: Option<String>,
 }
 
 /// A user name and password (or token) for one registry.
@@ -61,13 +72,18 @@ impl DockerAuth {
         };
         let root: Value = serde_json::from_str(&json)
             .map_err(|e| format!("not a DockerConfigJSON: invalid JSON ({e})"))?;
-        let auths = root
+        let root = root
             .as_object()
-            .ok_or("not a DockerConfigJSON: expected a JSON object")?
-            .get("auths")
-            .ok_or("not a DockerConfigJSON: no \"auths\" object")?
-            .as_object()
-            .ok_or("not a DockerConfigJSON: \"auths\" must be an object")?;
+            .ok_or("not a DockerConfigJSON: expected a JSON object")?;
+        let (helpers, store) = helpers_of(root)?;
+        let empty = Map::new();
+        let auths = match root.get("auths") {
+            Some(a) => a
+                .as_object()
+                .ok_or("not a DockerConfigJSON: \"auths\" must be an object")?,
+            None if !helpers.is_empty() || store.is_some() => &empty,
+            None => return Err("not a DockerConfigJSON: no \"auths\" object".into()),
+        };
         let mut out = Map::new();
         let mut hosts = Vec::new();
         for (host, entry) in auths {
@@ -83,11 +99,19 @@ impl DockerAuth {
             out.insert(DOCKER_HUB_KEY.to_string(), entry);
         }
         let credentials = credentials_of(auths);
-        let document = serde_json::json!({ "auths": out }).to_string();
+        let mut document = serde_json::json!({ "auths": out });
+        for key in ["credHelpers", "credsStore"] {
+            if let Some(v) = root.get(key) {
+                document[key] = v.clone();
+            }
+        }
+        hosts.extend(helpers.iter().map(|(h, _)| h.clone()));
         Ok(DockerAuth {
             hosts,
-            document: Secret::new(document),
+            document: Secret::new(document.to_string()),
             credentials,
+            helpers,
+            store,
         })
     }
 
@@ -102,19 +126,154 @@ impl DockerAuth {
     }
 
     /// The user and password it holds for `host` (Docker Hub under any of
-    /// its names), if any.
+    /// its names), if any: from `auths`, else from its credential helper.
     pub fn credentials_for(&self, host: &str) -> Option<Credentials> {
-        lookup(&self.credentials, host)
+        lookup(&self.credentials, host).or_else(|| {
+            let normalized = normalize_host(host);
+            let helper = self
+                .helpers
+                .iter()
+                .find(|(h, _)| *h == normalized)
+                .map(|(_, name)| name)
+                .or(self.store.as_ref())?;
+            from_helper(helper, host)
+        })
     }
 }
 
+/// The credential helpers a document names: `credHelpers` by normalized
+/// host, and `credsStore`.
+fn helpers_of(
+    root: &Map<String, Value>,
+) -> Result<(Vec<(String, String)>, Option<String>), String> {
+    let valid = |name: &str| {
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    let mut helpers = Vec::new();
+    if let Some(map) = root.get("credHelpers") {
+        let map = map
+            .as_object()
+            .ok_or("not a DockerConfigJSON: \"credHelpers\" must be an object")?;
+        for (host, name) in map {
+            match name.as_str().filter(|n| valid(n)) {
+                Some(n) => helpers.push((normalize_host(host), n.to_string())),
+                None => {
+                    return Err(format!(
+                        "credHelpers[\"{host}\"] must name a helper, like \"ecr-login\""
+                    ));
+                }
+            }
+        }
+    }
+    let store = match root.get("credsStore") {
+        None => None,
+        Some(v) => match v.as_str() {
+            Some("") => None,
+            Some(n) if valid(n) => Some(n.to_string()),
+            _ => return Err("credsStore must name a helper, like \"pass\"".into()),
+        },
+    };
+    Ok((helpers, store))
+}
+
+/// How long what a credential helper said is used before it is asked again.
+const HELPER_CACHE: Duration = Duration::from_secs(300);
+/// How long a credential helper may take.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What credential helpers said, by helper and host.
+type HelperCache = Mutex<Vec<((String, String), Option<Credentials>, Instant)>>;
+static ASKED: HelperCache = Mutex::new(Vec::new());
+
+/// The credentials `docker-credential-NAME get` gives for `host`, as docker
+/// asks it: the server on its standard input, JSON on its output. Nothing
+/// of the secret reaches an argument or a log line. An identity token
+/// (`Username: <token>`) is not a password and gives none.
+pub fn from_helper(name: &str, host: &str) -> Option<Credentials> {
+    let key = (name.to_string(), normalize_host(host));
+    {
+        let mut asked = lock(&ASKED);
+        asked.retain(|(_, _, at)| at.elapsed() < HELPER_CACHE);
+        if let Some((_, creds, _)) = asked.iter().find(|(k, _, _)| *k == key) {
+            return creds.clone();
+        }
+    }
+    let server = if key.1 == "docker.io" {
+        DOCKER_HUB_KEY.to_string()
+    } else {
+        host.to_string()
+    };
+    let program = format!("docker-credential-{name}");
+    let spec = Spec::new(&program, ["get"], HELPER_TIMEOUT)
+        .max_output(1 << 20)
+        .input(format!("{server}\n"));
+    let creds = match process::run(&spec, &Cancel::default(), &mut |_, _| {}) {
+        Ok(done) if done.status.success() => parse_helper_answer(&done.stdout).or_else(|| {
+            log::warn!("{program} gave no usable credentials for {host}");
+            None
+        }),
+        Ok(done) => {
+            let said = crate::error::excerpt(done.stderr.trim(), 200);
+            log::debug!(
+                "{program}: no credentials for {host} ({}: {said})",
+                done.describe_status()
+            );
+            None
+        }
+        Err(process::Failure::NotFound) => {
+            log::warn!(
+                "command not found: {program} (named by credHelpers or credsStore for {host})"
+            );
+            None
+        }
+        Err(e) => {
+            log::warn!("{program} could not be run for {host}: {e:?}");
+            None
+        }
+    };
+    lock(&ASKED).push((key, creds.clone(), Instant::now()));
+    creds
+}
+
+/// A helper's `{"ServerURL": ..., "Username": ..., "Secret": ...}`.
+fn parse_helper_answer(stdout: &str) -> Option<Credentials> {
+    let v: Value = serde_json::from_str(stdout.trim()).ok()?;
+    let user = v["Username"]
+        .as_str()
+        .filter(|u| !u.is_empty() && *u != "<token>")?;
+    let secret = v["Secret"].as_str().filter(|s| !s.is_empty())?;
+    Some(Credentials {
+        user: user.to_string(),
+        password: Secret::new(secret),
+    })
+}
+
 /// The credentials of the operator's own docker login for `host`: the
-/// `auths` of `$DOCKER_CONFIG/config.json` (else `~/.docker/config.json`).
-/// Credential helpers are not consulted.
+/// `auths` of `$DOCKER_CONFIG/config.json` (else `~/.docker/config.json`),
+/// else its `credHelpers` or `credsStore`.
 pub fn operator_credentials(host: &str) -> Option<Credentials> {
     let text = fs::read_to_string(operator_config_dir()?.join("config.json")).ok()?;
     let root: Value = serde_json::from_str(&text).ok()?;
-    lookup(&credentials_of(root.get("auths")?.as_object()?), host)
+    let root = root.as_object()?;
+    let empty = Map::new();
+    let auths = root
+        .get("auths")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    if let Some(found) = lookup(&credentials_of(auths), host) {
+        return Some(found);
+    }
+    let (helpers, store) = helpers_of(root).ok()?;
+    let normalized = normalize_host(host);
+    let helper = helpers
+        .iter()
+        .find(|(h, _)| *h == normalized)
+        .map(|(_, n)| n.clone())
+        .or(store)?;
+    from_helper(&helper, host)
 }
 
 /// The operator's docker configuration directory: `$DOCKER_CONFIG`, else
@@ -287,6 +446,40 @@ mod tests {
         );
         let auth = DockerAuth::parse(&doc).unwrap();
         assert!(!format!("{auth:?}").contains(&b64("u:hunter2")));
+    }
+
+    #[test]
+    fn helpers_are_named_by_host_or_as_the_store() {
+        let doc = r#"{"credHelpers":{"R.io:5000":"pb-none-x"},"credsStore":"pb-none-y"}"#;
+        let auth = DockerAuth::parse(doc).unwrap();
+        assert_eq!(
+            auth.helpers,
+            [("r.io:5000".to_string(), "pb-none-x".to_string())]
+        );
+        assert_eq!(auth.store.as_deref(), Some("pb-none-y"));
+        assert!(auth.document().expose().contains("credHelpers"));
+        assert_eq!(auth.credentials_for("r.io:5000"), None, "no such helper");
+        for bad in [
+            r#"{"credHelpers":{"r.io":"../x"}}"#,
+            r#"{"credHelpers":["x"]}"#,
+            r#"{"credsStore":"a b"}"#,
+        ] {
+            assert!(DockerAuth::parse(bad).is_err(), "{bad}");
+        }
+        assert!(
+            DockerAuth::parse("{}")
+                .unwrap_err()
+                .contains("no \"auths\"")
+        );
+    }
+
+    #[test]
+    fn a_helper_answer_gives_a_password_but_not_an_identity_token() {
+        let got =
+            parse_helper_answer(r#"{"ServerURL":"r.io","Username":"u","Secret":"s"}"#).unwrap();
+        assert_eq!((got.user.as_str(), got.password.expose()), ("u", "s"));
+        assert!(parse_helper_answer(r#"{"Username":"<token>","Secret":"t"}"#).is_none());
+        assert!(parse_helper_answer("not json").is_none());
     }
 
     #[test]

@@ -57,12 +57,15 @@ pub enum Error {
         /// Docker's own error text.
         detail: String,
     },
-    /// A docker command ran past its time limit and was killed.
-    DockerTimedOut {
-        /// The command.
+    /// A transfer ran past `transferTimeout`: a docker command, which was
+    /// killed, or a native copy, which was stopped.
+    TransferTimedOut {
+        /// The command, or `the copy of SOURCE`.
         command: String,
         /// The limit.
         after: Duration,
+        /// Whether a child process was killed (rather than a copy stopped).
+        killed: bool,
     },
     /// The syncer script could not be started.
     ScriptSpawn {
@@ -307,10 +310,19 @@ impl fmt::Display for Error {
                 write!(f, "cannot reach the docker daemon: {detail}")
             }
             Error::DockerFailed { command, detail } => write!(f, "{command} failed: {detail}"),
-            Error::DockerTimedOut { command, after } => write!(
+            Error::TransferTimedOut {
+                command,
+                after,
+                killed,
+            } => write!(
                 f,
-                "{command} did not finish within {} and was killed",
-                human_duration(*after)
+                "{command} did not finish within {} and was {}",
+                human_duration(*after),
+                if *killed {
+                    "killed"
+                } else {
+                    "stopped (transferTimeout)"
+                }
             ),
             Error::ScriptSpawn { script, source } => {
                 write!(f, "cannot run syncer script {}: {source}", script.display())

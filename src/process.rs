@@ -1,5 +1,6 @@
-//! The one place that starts child processes (docker and the syncer script).
-//! Each child runs in its own process group with stdin closed; stdout and
+//! The one place that starts child processes (docker, the syncer script,
+//! docker credential helpers). Each child runs in its own process group
+//! with stdin closed or given a few bytes (a helper's request); stdout and
 //! stderr are drained on their own threads so a full pipe never blocks it,
 //! each line is handed to the caller as it arrives, and a child that runs past
 //! its time limit is killed together with everything it started. A child
@@ -92,6 +93,8 @@ pub struct Spec {
     /// How many bytes it may write to stdout, and to stderr, before it and
     /// its process group are terminated.
     pub max_output: usize,
+    /// What it reads on its standard input (closed when None).
+    pub input: Option<Vec<u8>>,
 }
 
 impl Spec {
@@ -106,7 +109,14 @@ impl Spec {
             args: args.into_iter().map(Into::into).collect(),
             timeout,
             max_output: DEFAULT_MAX_OUTPUT,
+            input: None,
         }
+    }
+
+    /// The same spec, given `bytes` on its standard input.
+    pub fn input(mut self, bytes: impl Into<Vec<u8>>) -> Spec {
+        self.input = Some(bytes.into());
+        self
     }
 
     /// The same spec with another output limit.
@@ -197,7 +207,11 @@ pub fn run(
     let mut command = Command::new(&spec.program);
     command
         .args(&spec.args)
-        .stdin(Stdio::null())
+        .stdin(if spec.input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -207,6 +221,12 @@ pub fn run(
         _ => Failure::Spawn(e),
     })?;
     let pid = child.id();
+    if let (Some(mut stdin), Some(input)) = (child.stdin.take(), spec.input.clone()) {
+        thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+    }
     let (tx, rx) = mpsc::channel();
     if let Some(out) = child.stdout.take() {
         drain(out, Stream::Stdout, spec.max_output, tx.clone());
@@ -398,6 +418,18 @@ mod tests {
         assert_eq!(done.describe_status(), "exit status 3");
         assert!(seen.contains(&(Stream::Stdout, "out".to_string())));
         assert!(seen.contains(&(Stream::Stderr, "err".to_string())));
+    }
+
+    #[test]
+    fn input_reaches_the_child() {
+        let spec = Spec::new(
+            "/bin/sh",
+            ["-c", "read line; echo \"got $line\""],
+            Duration::from_secs(10),
+        )
+        .input("reg.example.com\n");
+        let done = run(&spec, &Cancel::default(), &mut |_, _| {}).unwrap();
+        assert_eq!(done.stdout, "got reg.example.com\n");
     }
 
     #[test]

@@ -100,7 +100,7 @@ const PASSING: &[&str] = &[
 /// Classifies a failed step.
 pub fn kind(error: &Error) -> Kind {
     match error {
-        Error::DockerTimedOut { .. } | Error::Network { .. } => Kind::Unreachable,
+        Error::TransferTimedOut { killed: true, .. } | Error::Network { .. } => Kind::Unreachable,
         Error::DockerFailed { detail, .. } => kind_of_text(detail),
         Error::Registry {
             status: Some(429), ..
@@ -282,9 +282,10 @@ mod tests {
             };
             assert_eq!(kind(&e), want, "{text}");
         }
-        let timed_out = Error::DockerTimedOut {
+        let timed_out = Error::TransferTimedOut {
             command: "docker pull x".into(),
             after: Duration::from_secs(5),
+            killed: true,
         };
         assert_eq!(kind(&timed_out), Kind::Unreachable);
         let daemon_gone = Error::DockerUnreachable {

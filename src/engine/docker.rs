@@ -140,9 +140,10 @@ impl Docker {
                 command: command.clone(),
                 detail: format!("cannot start docker: {e}"),
             },
-            Failure::TimedOut => Error::DockerTimedOut {
+            Failure::TimedOut => Error::TransferTimedOut {
                 command: command.clone(),
                 after: timeout,
+                killed: true,
             },
             Failure::Cancelled => Error::Interrupted {
                 command: command.clone(),

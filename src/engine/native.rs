@@ -13,6 +13,7 @@ use std::io::{self, Read};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -41,7 +42,13 @@ impl Engine for Native {
     }
 
     fn transfer(&self, job: &Job<'_>, steps: &dyn Steps) -> Result<Moved, Failed> {
-        Copy::new(job, steps).run()
+        let bounded = Bounded {
+            inner: steps,
+            until: Instant::now() + job.registry.transfer_timeout,
+            limit: job.registry.transfer_timeout,
+            what: format!("the copy of {}", job.source),
+        };
+        Copy::new(job, &bounded).run()
     }
 
     fn plan(&self, job: &Job<'_>) -> Result<Option<Plan>, Error> {
@@ -624,6 +631,55 @@ impl Read for Checked<'_> {
             }
         }
         Ok(n)
+    }
+}
+
+/// `mirror`'s retry policy with the end of `transferTimeout`: past it no
+/// step starts, a stream stops, and the failure says so.
+struct Bounded<'a> {
+    inner: &'a dyn Steps,
+    until: Instant,
+    limit: std::time::Duration,
+    what: String,
+}
+
+impl Bounded<'_> {
+    fn late(&self) -> bool {
+        Instant::now() >= self.until
+    }
+
+    fn timed_out(&self) -> Error {
+        Error::TransferTimedOut {
+            command: self.what.clone(),
+            after: self.limit,
+            killed: false,
+        }
+    }
+}
+
+impl Steps for Bounded<'_> {
+    fn run(
+        &self,
+        step: &Step<'_>,
+        work: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<(), Failed> {
+        let result = self.inner.run(step, &mut || {
+            if self.late() {
+                return Err(self.timed_out());
+            }
+            work()
+        });
+        result.map_err(|f| match f.error {
+            Error::Interrupted { .. } if self.late() => Failed {
+                error: self.timed_out(),
+                ..f
+            },
+            _ => f,
+        })
+    }
+
+    fn stopping(&self) -> bool {
+        self.late() || self.inner.stopping()
     }
 }
 

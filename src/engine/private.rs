@@ -70,9 +70,13 @@ impl PrivateConfigDir {
         for key in ["auths", "credsStore", "credHelpers"] {
             config.remove(key);
         }
-        let auths: Value =
+        let document: Value =
             serde_json::from_str(auth.document().expose()).map_err(|e| fail(e.into()))?;
-        config.insert("auths".into(), auths["auths"].clone());
+        for key in ["auths", "credHelpers", "credsStore"] {
+            if let Some(v) = document.get(key) {
+                config.insert(key.into(), v.clone());
+            }
+        }
         if let Some(contexts) = operator.map(|d| d.join("contexts")).filter(|c| c.is_dir()) {
             std::os::unix::fs::symlink(contexts, dir.join("contexts")).map_err(fail)?;
         }

@@ -353,3 +353,35 @@ fn credentials_at_both_ends_and_a_token_service_at_the_source() {
         assert!(!out.all().contains(secret), "{secret} leaked");
     }
 }
+
+#[test]
+fn over_https_with_a_private_ca_and_names_that_are_not_loopback() {
+    use crate::fixtures::tls::{TlsRegistry, unique_name};
+    let src = TlsRegistry::with_auth(&unique_name(), "puller", "tls-pull-8x");
+    let dst = TlsRegistry::start(&unique_name());
+    let layout = three_platforms(&src, "app", "1");
+    let ws = Workspace::new();
+    ws.list_script("sync.sh", &[format!("{}/app:1", src.host)]);
+    let pull = format!(
+        r#"{{"auths":{{"{}":{{"username":"puller","password":"tls-pull-8x"}}}}}}"#,
+        src.host
+    );
+    ws.secret_file("pull.json", &pull);
+    ws.config(&format!(
+        "registries:\n  - hostname: '{}'\n    repository: mirror\n    syncerScript: sync.sh\n    engine: native\n    pullAuthConfigFile: pull.json\n",
+        dst.host
+    ));
+    let out = ws
+        .run()
+        .without_daemon()
+        .env("NO_PROXY", "127.0.0.1,localhost,.test")
+        .args(["load", "--all", "--json"])
+        .run();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_complete(&dst, "mirror/app", &layout);
+    assert_eq!(
+        manifest_raw(&dst, "mirror/app", "1").map(|m| m.1),
+        Some(layout.top.digest.clone())
+    );
+    assert!(!out.all().contains("tls-pull-8x"));
+}

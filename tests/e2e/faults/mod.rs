@@ -10,6 +10,7 @@
 mod api;
 mod daemon;
 mod docker;
+mod native;
 mod net;
 mod registry;
 
