@@ -141,11 +141,12 @@ impl DockerAuth {
     }
 }
 
-/// The credential helpers a document names: `credHelpers` by normalized
-/// host, and `credsStore`.
-fn helpers_of(
-    root: &Map<String, Value>,
-) -> Result<(Vec<(String, String)>, Option<String>), String> {
+/// The credential helpers of a document: `credHelpers` by normalized host,
+/// and `credsStore`.
+type Helpers = (Vec<(String, String)>, Option<String>);
+
+/// The credential helpers a document names.
+fn helpers_of(root: &Map<String, Value>) -> Result<Helpers, String> {
     let valid = |name: &str| {
         !name.is_empty()
             && name
