@@ -126,8 +126,9 @@ image reference, docker unavailable); 2 usage or configuration error.
 ";
 
 const CHECK_HELP: &str = "\
-Validate the configuration and print, for each registry, its hostname and its
-next three scheduled runs (RFC 3339, local time; TZ is honoured).
+Validate the configuration and print, for each registry, its hostname, its
+engine and its next three scheduled runs (RFC 3339, local time; TZ is
+honoured).
 
 Usage: picture-book check [OPTIONS]
 

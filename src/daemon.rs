@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::config::{Config, Registry};
 use crate::display::Progress;
-use crate::engine::Engines;
+use crate::engine::{Engines, Stats};
 use crate::mirror;
 use crate::mutex::lock;
 use crate::process::Cancel;
@@ -125,6 +125,7 @@ struct Running {
 struct Status {
     hostname: String,
     repository: String,
+    engine: &'static str,
     sync_period: Option<String>,
     schedule_overridden: bool,
     paused: bool,
@@ -162,6 +163,9 @@ struct LastRun {
     error: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<String>,
+    /// What the native engine moved.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    moved: Option<Stats>,
     failed_images: Vec<FailedImage>,
 }
 
@@ -223,6 +227,7 @@ impl Synchronizer {
         Status {
             hostname: self.hostname.clone(),
             repository: st.registry.repository.clone(),
+            engine: st.registry.engine.name(),
             sync_period: st.schedule.as_ref().map(|s| s.source().to_string()),
             schedule_overridden: st.schedule_from_api,
             paused: st.paused,
@@ -257,6 +262,7 @@ fn last_run(r: &RegistryReport) -> LastRun {
         not_attempted: r.not_attempted,
         error: r.error.clone(),
         warnings: r.warnings.clone(),
+        moved: r.moved.clone(),
         failed_images: r
             .images
             .iter()
@@ -531,6 +537,15 @@ impl Daemon {
             &mut statuses
                 .iter()
                 .filter_map(|(s, _)| s.last_run.as_ref().map(|l| (reg(s), timestamp(&l.started)))),
+        );
+        family(
+            "last_run_bytes",
+            "gauge",
+            "Bytes the native engine moved in the last run.",
+            &mut statuses.iter().filter_map(|(s, _)| {
+                let moved = s.last_run.as_ref()?.moved.as_ref()?;
+                Some((reg(s), moved.bytes as f64))
+            }),
         );
         family(
             "last_run_duration_seconds",

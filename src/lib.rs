@@ -77,7 +77,7 @@ fn print_out(text: &str) -> Result<(), Error> {
         .map_err(Error::Output)
 }
 
-/// `check`: validate, then print each registry's next three runs.
+/// `check`: validate, then print each registry's engine and next three runs.
 fn check(cli: &Cli) -> Result<ExitCode, Error> {
     let config = config::load(&config::locate(cli.config.as_deref())?)?;
     let now = Local::now();
@@ -91,7 +91,12 @@ fn check(cli: &Cli) -> Result<ExitCode, Error> {
                 .collect(),
             None => vec!["unscheduled".to_string()],
         };
-        text.push_str(&format!("{} {}\n", r.hostname, runs.join(" ")));
+        text.push_str(&format!(
+            "{} {} {}\n",
+            r.hostname,
+            r.engine.name(),
+            runs.join(" ")
+        ));
     }
     print_out(&text)?;
     let dir = state_dir(cli, &config);

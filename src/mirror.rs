@@ -20,7 +20,7 @@ use chrono::{DateTime, Local};
 use crate::config::Registry;
 use crate::credentials::{self, Credentials, DockerAuth};
 use crate::display::{Item, Progress};
-use crate::engine::{Engine, EngineSet, Failed, Freshness, Job, KnownBlobs, Slots};
+use crate::engine::{Choice, Engine, EngineSet, Failed, Freshness, Job, KnownBlobs, Slots, Stats};
 use crate::error::{Error, human_duration};
 use crate::freshness::{Checker, Seen, Verdict};
 use crate::mutex::{into_inner, lock};
@@ -133,6 +133,9 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
     let started = Local::now();
     let mut report = RegistryReport::start(&registry.hostname, started);
     report.engine = Some(registry.engine.name());
+    if registry.engine == Choice::Native {
+        report.moved = Some(Stats::default());
+    }
     report.warnings.extend(unusable);
     log::info!(
         "{}: running syncer script {}",
@@ -614,7 +617,7 @@ fn source_host(reference: &Reference) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Choice, Moved, Ready, Step, Steps, attempt};
+    use crate::engine::{Moved, Ready, Step, Steps, attempt};
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
     use std::sync::atomic::AtomicBool;

@@ -255,9 +255,9 @@ fn check_prints_three_runs_in_local_time() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{}", out.stdout);
     let fields: Vec<&str> = lines[0].split(' ').collect();
-    assert_eq!(fields[0], "my-registry.com");
-    assert_eq!(fields.len(), 4, "{}", lines[0]);
-    for t in &fields[1..] {
+    assert_eq!(fields[..2], ["my-registry.com", "docker"]);
+    assert_eq!(fields.len(), 5, "{}", lines[0]);
+    for t in &fields[2..] {
         let parsed = chrono::DateTime::parse_from_rfc3339(t).expect("RFC 3339");
         assert_eq!(
             parsed.offset().local_minus_utc(),
@@ -271,7 +271,7 @@ fn check_prints_three_runs_in_local_time() {
             "{t}"
         );
     }
-    assert_eq!(lines[1], "other.example.com:5000 unscheduled");
+    assert_eq!(lines[1], "other.example.com:5000 docker unscheduled");
 }
 
 #[test]

@@ -385,3 +385,33 @@ fn over_https_with_a_private_ca_and_names_that_are_not_loopback() {
     );
     assert!(!out.all().contains("tls-pull-8x"));
 }
+
+#[test]
+fn the_daemon_runs_native_registries_and_shows_what_they_moved() {
+    use crate::sync::{Daemon, registry_entry};
+    use std::time::Duration;
+    let (src, dst) = (Registry::start(), Registry::start());
+    let layout = three_platforms(&src, "app", "1");
+    let ws = Workspace::new();
+    ws.list_script("sync.sh", &[format!("{}/app:1", src.host)]);
+    let entry = registry_entry(&dst, "*/2 * * * * *", "    engine: native\n");
+    let d = Daemon::start_with(&ws, &entry, None, |run| run.without_daemon());
+    assert!(crate::harness::eventually(Duration::from_secs(30), || {
+        d.syncs(&dst.host) >= 2
+    }));
+    assert_complete(&dst, "mirror/app", &layout);
+    let status = d.status(&dst.host);
+    assert_eq!(status["engine"], "native", "{status}");
+    assert_eq!(status["lastRun"]["upToDate"], 1, "{status}");
+    let configured = d.get("/list?type=configured");
+    assert_eq!(configured["registries"][0]["engine"], "native");
+    let (_, metrics) = d.call("GET", "/metrics");
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("picture_book_last_run_bytes{"),
+        "{metrics}"
+    );
+    assert_eq!(d.stop().code, 0);
+}

@@ -87,15 +87,13 @@ fn a_blob_altered_on_the_way_is_never_pushed() {
 fn a_source_that_dies_mid_blob_is_tried_again_from_scratch() {
     let (src, dst) = (Registry::start(), Registry::start());
     let (manifest, layer) = big_image(&src, "app", "1", 2 << 20);
-    let proxy = FaultProxy::start(
-        &src.host,
-        &[Fault::to(
-            1,
-            "picture-book/",
-            "/blobs/sha256:",
-            Action::Cut(1 << 20),
-        )],
+    let cut = Fault::to(
+        1,
+        "picture-book/",
+        leak(format!("/blobs/{}", layer.digest)),
+        Action::Cut(1 << 20),
     );
+    let proxy = FaultProxy::start(&src.host, &[cut]);
     let ws = workspace(&dst, &[format!("{}/app:1", proxy.host)], "");
     let out = ws
         .run()
