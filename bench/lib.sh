@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Shared by bench/run.sh and bench/soak.sh (sourced, not run): a private
-# docker daemon and distribution registries on loopback. Everything lives
+# Shared by bench/run.sh, bench/big.sh and bench/soak.sh (sourced, not run):
+# a private docker daemon and distribution registries on loopback, and
+# counts of the requests in the registries' access logs. Everything lives
 # under $WORK; every process started is appended to PIDS for the caller's
 # cleanup. REGISTRY_ACCESS_LOG=true keeps the registries' access logs.
 
@@ -50,4 +51,48 @@ CFG
         sleep 0.1
     done
     printf -v "$2" '%s' "127.0.0.1:$port"
+}
+
+# requests LOG FROM TO [VERSION]: the access-log lines FROM+1 to TO of the
+# registry log LOG, counted by method, kind of path (manifest, upload for
+# /blobs/uploads/, blob, other) and client: "native" for picture-book's
+# native user agent (picture-book/VERSION native: its blob streams), "pb"
+# for its plain one (picture-book/VERSION: manifests, checks, HEAD and POST
+# of blobs), "other" for anything else (docker, skopeo). One line each:
+# METHOD KIND CLIENT COUNT.
+requests() {
+    awk -v a="$2" -v b="$3" 'NR > a && NR <= b && /^127\.0\.0\.1 - /' "$1" |
+        awk -F'"' -v v="${4:-}" '
+            { split($2, r, " ")
+              kind = (r[2] ~ /\/manifests\//) ? "manifest" : (r[2] ~ /\/blobs\/uploads\//) ? "upload" : (r[2] ~ /\/blobs\//) ? "blob" : "other"
+              client = ($6 == "picture-book/" v " native") ? "native" : ($6 == "picture-book/" v) ? "pb" : "other"
+              n[r[1] " " kind " " client]++ }
+            END { for (k in n) printf "%s %d\n", k, n[k] }' | sort
+}
+
+# tally REQUESTS METHOD KIND [CLIENT]: how many of REQUESTS (as requests
+# prints them) had that method and kind, from CLIENT or from any client.
+tally() {
+    echo "$1" | awk -v m="$2" -v k="$3" -v c="${4:-}" \
+        '$1 == m && $2 == k && (c == "" || $3 == c) { s += $4 } END { print s + 0 }'
+}
+
+# blob_gets LOG FROM TO: for the GETs of blobs in the access-log lines FROM+1
+# to TO of LOG, "DISTINCT_DIGESTS MOST_GETS_OF_ONE_DIGEST".
+blob_gets() {
+    awk -v a="$2" -v b="$3" 'NR > a && NR <= b && /^127\.0\.0\.1 - /' "$1" |
+        awk -F'"' '{ split($2, r, " ") }
+                   r[1] == "GET" && r[2] ~ /\/blobs\/sha256:/ { sub(/.*\/blobs\//, "", r[2]); sub(/\?.*/, "", r[2]); n[r[2]]++ }
+                   END { d = 0; m = 0; for (k in n) { d++; if (n[k] > m) m = n[k] } print d, m }'
+}
+
+# per BLOBS COUNT: COUNT / BLOBS with two decimals.
+per() { awk -v n="$2" -v d="$1" 'BEGIN { if (d > 0) printf "%.2f", n / d; else print "-" }'; }
+
+# statuses LOG FROM TO: the responses in the access-log lines FROM+1 to TO
+# of LOG, by method and status, on one line: "HEAD 404: 90, PUT 201: 90".
+statuses() {
+    awk -v a="$2" -v b="$3" 'NR > a && NR <= b && /^127\.0\.0\.1 - /' "$1" |
+        awk -F'"' '{ split($2, r, " "); split($3, s, " "); n[r[1] " " s[1]]++ }
+                   END { for (k in n) printf "%s: %d\n", k, n[k] }' | sort | paste -sd, - | sed 's/,/, /g'
 }

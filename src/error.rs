@@ -302,10 +302,15 @@ impl fmt::Display for Error {
                     known.join(", ")
                 }
             ),
-            Error::DockerNotFound { program } => write!(
-                f,
-                "command not found: {program} (picture-book needs the docker CLI on PATH)"
-            ),
+            Error::DockerNotFound { program } => {
+                let engine = std::path::Path::new(program)
+                    .file_name()
+                    .map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned());
+                write!(
+                    f,
+                    "command not found: {program} (engine: {engine} needs it on PATH; engine: native needs no CLI)"
+                )
+            }
             Error::DockerUnreachable { detail } => {
                 write!(f, "cannot reach the docker daemon: {detail}")
             }

@@ -95,6 +95,8 @@ pub struct Spec {
     pub max_output: usize,
     /// What it reads on its standard input (closed when None).
     pub input: Option<Vec<u8>>,
+    /// Environment variables it does not get.
+    pub env_remove: Vec<&'static str>,
 }
 
 impl Spec {
@@ -110,7 +112,14 @@ impl Spec {
             timeout,
             max_output: DEFAULT_MAX_OUTPUT,
             input: None,
+            env_remove: Vec::new(),
         }
+    }
+
+    /// The same spec, without the environment variable `name`.
+    pub fn without_env(mut self, name: &'static str) -> Spec {
+        self.env_remove.push(name);
+        self
     }
 
     /// The same spec, given `bytes` on its standard input.
@@ -205,6 +214,9 @@ pub fn run(
         return Err(Failure::Cancelled);
     }
     let mut command = Command::new(&spec.program);
+    for name in &spec.env_remove {
+        command.env_remove(name);
+    }
     command
         .args(&spec.args)
         .stdin(if spec.input.is_some() {

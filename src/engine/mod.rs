@@ -1,7 +1,8 @@
 //! The engines that move images, and the one small trait `mirror` drives
 //! them through: is the engine ready (and how does it decide freshness),
 //! then move one image, with progress, under `mirror`'s retry policy.
-//! `docker` and `podman` pull, tag and push with their CLIs (`cli`);
+//! `docker` and `podman` pull, tag and push with their CLIs (`cli`, which
+//! `docker` and `podman` tell how to spell things);
 //! `native` copies registry to registry over HTTP itself. Which engine a
 //! registry uses is its `engine` key; nothing outside this folder asks.
 
@@ -9,6 +10,7 @@ pub mod cli;
 pub mod docker;
 pub mod local;
 pub mod native;
+pub mod podman;
 pub mod private;
 
 use std::sync::{Arc, Condvar, Mutex};
@@ -30,17 +32,20 @@ pub enum Choice {
     Docker,
     /// picture-book's own registry-to-registry copy.
     Native,
+    /// The podman CLI, daemonless: pull, tag, push.
+    Podman,
 }
 
 impl Choice {
     /// Every choice, as the configuration spells them.
-    pub const ALL: [Choice; 2] = [Choice::Docker, Choice::Native];
+    pub const ALL: [Choice; 3] = [Choice::Docker, Choice::Native, Choice::Podman];
 
     /// The name the configuration and reports use.
     pub fn name(self) -> &'static str {
         match self {
             Choice::Docker => "docker",
             Choice::Native => "native",
+            Choice::Podman => "podman",
         }
     }
 
@@ -235,16 +240,21 @@ pub trait EngineSet: Sync {
 
 /// Every engine, made once per process.
 pub struct Engines {
-    docker: cli::CliEngine<docker::Docker>,
+    docker: cli::CliEngine,
     native: native::Native,
+    podman: cli::CliEngine,
 }
 
 impl Engines {
     /// The engines, whose children honour `cancel`.
     pub fn new(cancel: Arc<Cancel>) -> Engines {
+        let cli = |program, flavor| {
+            cli::CliEngine::new(cli::Cli::new(program, flavor, Arc::clone(&cancel)))
+        };
         Engines {
-            docker: cli::CliEngine::new(docker::Docker::new(cancel)),
+            docker: cli("docker", cli::Flavor::Docker),
             native: native::Native,
+            podman: cli("podman", cli::Flavor::Podman),
         }
     }
 }
@@ -254,6 +264,7 @@ impl EngineSet for Engines {
         match choice {
             Choice::Docker => &self.docker,
             Choice::Native => &self.native,
+            Choice::Podman => &self.podman,
         }
     }
 }

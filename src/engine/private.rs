@@ -34,16 +34,17 @@ pub struct PrivateConfigDir {
 impl PrivateConfigDir {
     /// Creates a fresh directory with an unpredictable name under
     /// `$XDG_RUNTIME_DIR` (else the system's temporary directory) and writes
-    /// `auth` into it, with the operator's settings.
-    pub fn create(auth: &DockerAuth) -> Result<PrivateConfigDir, Error> {
-        PrivateConfigDir::create_with(auth, operator_config_dir())
+    /// `auth`, when given, into it with the operator's settings.
+    pub fn create(auth: Option<&DockerAuth>) -> Result<PrivateConfigDir, Error> {
+        let dir = PrivateConfigDir::empty()?;
+        if let Some(auth) = auth {
+            dir.write_config(auth, operator_config_dir())?;
+        }
+        Ok(dir)
     }
 
-    /// As [`PrivateConfigDir::create`], with the settings of `operator`.
-    fn create_with(
-        auth: &DockerAuth,
-        operator: Option<PathBuf>,
-    ) -> Result<PrivateConfigDir, Error> {
+    /// A fresh, empty private directory.
+    fn empty() -> Result<PrivateConfigDir, Error> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let mut random = RandomState::new().build_hasher();
         random.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
@@ -60,7 +61,17 @@ impl PrivateConfigDir {
             .mode(0o700)
             .create(&dir)
             .map_err(fail)?;
-        let guard = PrivateConfigDir { dir: dir.clone() };
+        Ok(PrivateConfigDir { dir })
+    }
+
+    /// Writes `config.json`: the settings of `operator` with `auth`'s
+    /// credentials in place of theirs.
+    fn write_config(&self, auth: &DockerAuth, operator: Option<PathBuf>) -> Result<(), Error> {
+        let dir = &self.dir;
+        let fail = |source| Error::Credentials {
+            path: dir.clone(),
+            source,
+        };
         let mut config = operator
             .as_ref()
             .and_then(|d| fs::read_to_string(d.join("config.json")).ok())
@@ -87,8 +98,7 @@ impl PrivateConfigDir {
             .open(dir.join("config.json"))
             .map_err(fail)?;
         file.write_all(Value::Object(config).to_string().as_bytes())
-            .map_err(fail)?;
-        Ok(guard)
+            .map_err(fail)
     }
 
     /// The directory to pass as `docker --config`.
@@ -173,7 +183,7 @@ mod tests {
     #[test]
     fn private_dir_is_private_and_removed() {
         let auth = auth();
-        let dir = PrivateConfigDir::create(&auth).unwrap();
+        let dir = PrivateConfigDir::create(Some(&auth)).unwrap();
         let path = dir.path().to_path_buf();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o700);
@@ -194,7 +204,8 @@ mod tests {
         )
         .unwrap();
         let auth = auth();
-        let dir = PrivateConfigDir::create_with(&auth, Some(operator.clone())).unwrap();
+        let dir = PrivateConfigDir::empty().unwrap();
+        dir.write_config(&auth, Some(operator.clone())).unwrap();
         let written: Value =
             serde_json::from_str(&fs::read_to_string(dir.path().join("config.json")).unwrap())
                 .unwrap();

@@ -11,6 +11,7 @@ mod faults;
 mod fresh;
 mod load;
 mod native;
+mod podman;
 mod several;
 mod sync;
 mod token;
