@@ -206,7 +206,7 @@ impl Cli {
         }
         log::debug!("running {shown}");
         let result = process::run(&spec, &self.cancel, &mut |_, line| out(line));
-        let pushed = private.as_ref().and_then(|p| podman::digest_written(p));
+        let pushed = private.as_ref().and_then(podman::digest_written);
         drop(private);
         let done = result.map_err(|failure| self.failure(failure, &shown, &spec))?;
         if done.status.success() {
