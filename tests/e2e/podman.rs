@@ -179,7 +179,7 @@ fn sigterm_stops_podman_and_leaves_no_child() {
     let dst = Registry::start();
     let ws = Workspace::new();
     let stuck = format!("127.0.0.1:{port}/stuck:1");
-    ws.list_script("sync.sh", &[stuck.clone()]);
+    ws.list_script("sync.sh", std::slice::from_ref(&stuck));
     ws.config(&single(&dst, "    engine: podman\n"));
     let running = run(&ws).args(["load", "--all"]).spawn();
     let pulling = format!("podman pull --tls-verify=false {stuck}");
