@@ -261,3 +261,86 @@ fn the_docker_engine_drives_podman_behind_the_docker_name() {
         "podman ignores --config: {argv}"
     );
 }
+
+/// A user of this machine for rootless podman, with subordinate IDs.
+fn rootless_user() -> &'static str {
+    const USER: &str = "pb-rootless";
+    let exists = std::process::Command::new("id")
+        .arg(USER)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !exists {
+        let made = std::process::Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", USER])
+            .status()
+            .unwrap();
+        assert!(made.success(), "useradd {USER}");
+    }
+    let subuid = fs::read_to_string("/etc/subuid").unwrap_or_default();
+    if !subuid.lines().any(|l| l.starts_with(&format!("{USER}:"))) {
+        let added = std::process::Command::new("usermod")
+            .args([
+                "--add-subuids",
+                "400000-465535",
+                "--add-subgids",
+                "400000-465535",
+                USER,
+            ])
+            .status()
+            .unwrap();
+        assert!(added.success(), "usermod --add-subuids {USER}");
+    }
+    USER
+}
+
+#[test]
+fn a_rootless_podman_user_mirrors_with_storage_of_its_own() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    let id = src.push_image("app", "1", 1);
+    let user = rootless_user();
+    let ws = Workspace::new();
+    ws.list_script("sync.sh", &[format!("{}/app:1", src.host)]);
+    ws.config(&single(
+        &dst,
+        "    engine: podman\n    deleteLocalImages: true\n",
+    ));
+    let conf = storage(&ws);
+    let run = ws.dir.join("run-rootless");
+    fs::create_dir_all(&run).unwrap();
+    let chown = std::process::Command::new("chown")
+        .args(["-R", &format!("{user}:"), ws.dir.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let out = std::process::Command::new("runuser")
+        .args(["-u", user, "--", "env"])
+        .arg(format!("HOME=/home/{user}"))
+        .arg(format!("XDG_RUNTIME_DIR={}", run.display()))
+        .arg(format!("CONTAINERS_STORAGE_CONF={}", conf.display()))
+        .arg("NO_PROXY=127.0.0.1,localhost")
+        .arg(env!("CARGO_BIN_EXE_picture-book"))
+        .arg("--config")
+        .arg(ws.dir.join("config.yaml"))
+        .arg("--state-dir")
+        .arg(ws.dir.join("state"))
+        .args(["load", "--all"])
+        .current_dir(&ws.dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(dst.config_digest("mirror/app", "1"), Some(id));
+    let _ = std::process::Command::new("runuser")
+        .args(["-u", user, "--", "env"])
+        .arg(format!("XDG_RUNTIME_DIR={}", run.display()))
+        .arg(format!("CONTAINERS_STORAGE_CONF={}", conf.display()))
+        .args(["podman", "system", "reset", "--force"])
+        .output();
+}
