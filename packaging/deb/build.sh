@@ -70,7 +70,7 @@ Architecture: $arch
 Maintainer: picture-book developers <packaging@picture-book.invalid>
 Installed-Size: $size
 Depends: ${shlibs:-libc6}
-Recommends: docker.io | docker-ce
+Recommends: docker.io | docker-ce | podman
 Section: admin
 Priority: optional
 Homepage: https://github.com/picture-book/picture-book
@@ -79,8 +79,9 @@ Description: mirror container images into container registries
  clusters, a company mirror of Docker Hub) filled with the images a script
  lists: for each target registry it runs a syncer script and mirrors every
  image it names, skipping those that are already up to date: with the docker
- CLI (pull, retag, push), or with its own registry-to-registry copy, which
- needs no docker, keeps multi-platform images whole and digests unchanged.
+ or podman CLI (pull, retag, push), or with its own registry-to-registry
+ copy, which needs no container tool, keeps multi-platform images whole and
+ digests unchanged.
  .
  It runs once from shell scripts (picture-book load) or as a daemon with a
  cron schedule per registry and an HTTP API to pause, resume and run the
