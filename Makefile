@@ -1,5 +1,7 @@
-# Builds and installs picture-book. PREFIX and DESTDIR as usual:
-#   make && sudo make install
+# Builds, tests, demonstrates and installs picture-book.
+#   make demo                                       mirror for real, on loopback
+#   make test                                       the test suite (as root)
+#   make && sudo make install                       PREFIX and DESTDIR as usual
 #   make install DESTDIR=/tmp/root PREFIX=/usr      (for packaging)
 # The sample configuration goes to $(SYSCONFDIR)/picture-book/ and never
 # replaces one that is already there.
@@ -17,12 +19,25 @@ CARGO ?= cargo
 BIN := target/release/picture-book
 CONF := $(DESTDIR)$(SYSCONFDIR)/picture-book
 
-.PHONY: all install uninstall
+.PHONY: all install uninstall test demo
 
 all: $(BIN)
 
-$(BIN): Cargo.toml Cargo.lock $(wildcard src/*.rs)
+$(BIN): Cargo.toml Cargo.lock $(wildcard src/*.rs src/*/*.rs)
 	$(CARGO) build --release --locked
+
+# The e2e tests start their own docker daemon, registries and podman on
+# loopback, so they run as root; the packages they need are installed first.
+test:
+	scripts/deps.sh test
+	@[ "$$(id -u)" = 0 ] || { echo "make test: the tests start a docker daemon and need root: sudo make test" >&2; exit 1; }
+	$(CARGO) test
+
+# picture-book at work on a private loopback environment, cleaned up after.
+demo:
+	scripts/deps.sh demo
+	$(CARGO) build --quiet
+	PICTURE_BOOK=target/debug/picture-book scripts/demo.sh
 
 install: $(BIN)
 	install -Dm755 $(BIN) $(DESTDIR)$(BINDIR)/picture-book

@@ -172,7 +172,7 @@ impl Checker<'_> {
     /// index (which has a digest of its own) was copied.
     fn same_digest(&self, target: &str, source: &str, at_target: &str) -> Verdict {
         if source == at_target {
-            return Verdict::UpToDate(format!("the same digest ({})", short(source)));
+            return Verdict::UpToDate(format!("the same digest, {}", short(source)));
         }
         match self.state.get(target) {
             Some(r) if r.source_digest == source && r.target_digest == at_target => {

@@ -302,7 +302,7 @@ impl<'a> Copy<'a> {
         }
         let mut new = json.clone();
         new["manifests"] = Value::Array(kept.clone());
-        let bytes = serde_json::to_vec_pretty(&new).unwrap_or_default();
+        let bytes = serde_json::to_vec(&new).unwrap_or_default();
         Ok((Manifest::new(bytes, &index.media_type), names(&kept), true))
     }
 

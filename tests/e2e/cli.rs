@@ -454,3 +454,33 @@ fn check_names_what_keeps_a_script_from_starting_and_the_line_of_a_duplicate() {
         dup.stderr
     );
 }
+
+#[test]
+fn the_test_command_tells_a_user_without_the_packages_the_one_line_to_run() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/deps.sh");
+    let out = std::process::Command::new("runuser")
+        .args([
+            "-u",
+            "nobody",
+            "--",
+            "env",
+            "DEPS_PACKAGES=bash pb-no-such-package-1 pb-no-such-package-2",
+        ])
+        .arg(&script)
+        .arg("test")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr,
+        "missing packages; install them with:\n  sudo apt-get install -y pb-no-such-package-1 pb-no-such-package-2\n"
+    );
+    let present = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "env", "DEPS_PACKAGES=bash coreutils"])
+        .arg(&script)
+        .arg("demo")
+        .output()
+        .unwrap();
+    assert!(present.status.success(), "{present:?}");
+}
