@@ -96,12 +96,12 @@ impl<'a> Copy<'a> {
     fn new(job: &'a Job<'a>, steps: &'a dyn Steps) -> Copy<'a> {
         let registry = job.registry;
         let insecure = |h: &str| registry.is_insecure(h);
-        let src = Repository::of(job.source, &insecure);
+        let src = Repository::of(job.source, &insecure).for_copying();
         let (name, tag) = job
             .target
             .rsplit_once(':')
             .unwrap_or((job.target, "latest"));
-        let dst = Repository::target(name, registry.insecure);
+        let dst = Repository::target(name, registry.insecure).for_copying();
         let src_creds = (job.pull_creds)(&src.host);
         Copy {
             job,

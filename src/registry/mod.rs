@@ -38,6 +38,9 @@ pub struct Repository {
     /// Whether picture-book pushes here: its tokens are asked for `pull,push`,
     /// so that credentials that cannot push are refused before anything moves.
     pub push: bool,
+    /// Whether the requests are the native engine's copy: their user agent
+    /// says so (`picture-book/VERSION native`), checks' do not.
+    pub copying: bool,
 }
 
 impl Repository {
@@ -56,6 +59,7 @@ impl Repository {
             host,
             path,
             push: false,
+            copying: false,
         }
     }
 
@@ -71,17 +75,18 @@ impl Repository {
                     path: path.to_string(),
                     insecure: insecure || is_loopback(host),
                     push: false,
+                    copying: false,
                 }
             }
         };
         Repository { push: true, ..repo }
     }
 
-    /// Another repository of the same registry, as this one is reached.
-    pub fn sibling(&self, path: &str) -> Repository {
+    /// The same repository, for the native engine's copy.
+    pub fn for_copying(self) -> Repository {
         Repository {
-            path: path.to_string(),
-            ..self.clone()
+            copying: true,
+            ..self
         }
     }
 
@@ -166,6 +171,10 @@ impl Client {
     ) -> Result<http::Response<ureq::Body>, Error> {
         let mut scopes = vec![repo.scope()];
         scopes.extend_from_slice(extra);
+        if repo.copying {
+            req.headers
+                .push(("User-Agent", transport::COPY_AGENT.clone()));
+        }
         if !req.body.replayable() && !self.auth.knows(&repo.host) {
             self.send(
                 repo,

@@ -394,16 +394,16 @@ pub fn header(resp: &http::Response<ureq::Body>, name: &str) -> Option<String> {
         .map(String::from)
 }
 
+/// The user agent of the native engine's requests.
+pub static COPY_AGENT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("picture-book/{} native", env!("CARGO_PKG_VERSION")));
+
 fn agent(tls: TlsConfig, stream: bool) -> ureq::Agent {
     let builder = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(CONNECT_TIMEOUT))
         .max_redirects(3)
-        .user_agent(if stream {
-            format!("picture-book/{} native", env!("CARGO_PKG_VERSION"))
-        } else {
-            format!("picture-book/{}", env!("CARGO_PKG_VERSION"))
-        })
+        .user_agent(format!("picture-book/{}", env!("CARGO_PKG_VERSION")))
         .tls_config(tls);
     let builder = if stream {
         builder

@@ -70,7 +70,12 @@ fn a_multi_platform_index_arrives_whole_with_its_digests_and_no_docker() {
         .iter()
         .filter(|(m, p)| m == "GET" && p.contains("/blobs/"))
         .count();
-    assert_eq!(gets, blobs.len(), "one GET per blob at the source");
+    assert_eq!(
+        gets,
+        blobs.len(),
+        "one GET per blob at the source: {:#?}",
+        src.requests()
+    );
 
     let (src_before, dst_before) = (src.requests().len(), dst.requests().len());
     let again = ws
