@@ -195,6 +195,18 @@ impl Error {
         }
     }
 
+    /// An error of `host`'s registry API that is not an HTTP answer: a
+    /// manifest that cannot be used, a registry that stored something else.
+    pub fn registry(host: &str, detail: impl Into<String>) -> Error {
+        Error::Registry {
+            host: host.to_string(),
+            status: None,
+            code: None,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
     /// The registry host an error of the registry API concerns.
     pub fn host(&self) -> Option<&str> {
         match self {

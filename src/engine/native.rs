@@ -537,13 +537,7 @@ impl<'a> Copy<'a> {
     }
 
     fn fail_at(&self, repo: &Repository, detail: String) -> Error {
-        Error::Registry {
-            host: repo.host.clone(),
-            status: None,
-            code: None,
-            detail,
-            retry_after: None,
-        }
+        Error::registry(&repo.host, detail)
     }
 }
 

@@ -223,13 +223,7 @@ impl Client {
 
 /// An error for `repo`'s registry that is not an HTTP answer.
 fn fail(repo: &Repository, detail: String) -> Error {
-    Error::Registry {
-        host: repo.host.clone(),
-        status: None,
-        code: None,
-        detail,
-        retry_after: None,
-    }
+    Error::registry(&repo.host, detail)
 }
 
 /// An error for a registry's answer `status` to `what`, with the code and

@@ -365,13 +365,10 @@ impl Transport {
 fn network(host: &str, method: Method, url: &str, e: &ureq::Error) -> Error {
     let detail = format!("{} {url}: {e}", method.name());
     match e {
-        ureq::Error::Tls(_) | ureq::Error::BadUri(_) | ureq::Error::Http(_) => Error::Registry {
-            host: host.to_string(),
-            status: None,
-            code: None,
-            detail,
-            retry_after: None,
-        },
+        ureq::Error::Tls(_)
+        | ureq::Error::Rustls(_)
+        | ureq::Error::BadUri(_)
+        | ureq::Error::Http(_) => Error::registry(host, detail),
         _ => Error::Network {
             host: host.to_string(),
             detail,
