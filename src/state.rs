@@ -573,6 +573,40 @@ mod tests {
     }
 
     #[test]
+    fn two_writers_of_one_file_lose_no_record() {
+        let d = dir("merge");
+        let first = StateFile::load(&d, "r.example.com");
+        let second = StateFile::load(&d, "r.example.com");
+        first.set("a", record(1));
+        second.set("b", record(2));
+        first.save().unwrap();
+        second.save().unwrap();
+        let both = StateFile::load(&d, "r.example.com");
+        assert_eq!(
+            both.get("a"),
+            Some(record(1)),
+            "the first writer's record is kept"
+        );
+        assert_eq!(both.get("b"), Some(record(2)));
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_directory_that_is_a_file_is_said_once_and_not_tried_again() {
+        let d = dir("file");
+        fs::write(&d, "").unwrap();
+        let s = StateFile::load(&d, "r.example.com");
+        let problem = s.problem().unwrap();
+        assert_eq!(
+            problem,
+            format!("the state directory {} is not a directory", d.display())
+        );
+        s.set("a", record(1));
+        assert!(s.save().is_ok(), "the problem is told once, by problem()");
+        fs::remove_file(d).unwrap();
+    }
+
+    #[test]
     fn saving_now_and_then_waits_between_writes() {
         let d = dir("throttle");
         let s = StateFile::load(&d, "r.example.com");
