@@ -106,6 +106,10 @@ pub struct Registry {
     pub platforms: Vec<Platform>,
     /// The native engine's upload chunk size, when blobs go in chunks.
     pub chunk_size: Option<u64>,
+    /// Copy what refers to each image (signatures, attestations, SBOMs).
+    pub referrers: bool,
+    /// Only referrers of these artifact types (all when empty).
+    pub referrer_types: Vec<String>,
 }
 
 /// How progress is shown on stderr.
@@ -184,6 +188,10 @@ struct RawRegistry {
     platforms: Option<Vec<String>>,
     #[serde(default, deserialize_with = "scalar_text")]
     chunk_size: Option<String>,
+    #[serde(default)]
+    referrers: Option<bool>,
+    #[serde(default)]
+    referrer_types: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -395,6 +403,8 @@ pub const REGISTRY_KEYS: &[&str] = &[
     "engine",
     "platforms",
     "chunkSize",
+    "referrers",
+    "referrerTypes",
 ];
 /// The keys of `api`.
 pub const API_KEYS: &[&str] = &[
@@ -676,6 +686,8 @@ impl Checker<'_> {
         let engine = self.engine(r.engine.as_deref());
         let platforms = self.platforms(r.platforms.unwrap_or_default());
         let chunk_size = self.chunk_size(r.chunk_size.as_deref());
+        let referrers = r.referrers.unwrap_or(false);
+        let referrer_types = self.referrer_types(r.referrer_types.unwrap_or_default());
         if let Some(engine) = engine.filter(|e| *e != Choice::Native) {
             for (key, set) in [
                 (
@@ -683,6 +695,11 @@ impl Checker<'_> {
                     platforms.as_ref().is_some_and(|p| !p.is_empty()),
                 ),
                 ("chunkSize", chunk_size.is_some_and(|c| c.is_some())),
+                ("referrers", referrers),
+                (
+                    "referrerTypes",
+                    referrer_types.as_ref().is_some_and(|t| !t.is_empty()),
+                ),
             ] {
                 if set {
                     self.problem(
@@ -714,7 +731,30 @@ impl Checker<'_> {
             engine: engine?,
             platforms: platforms?,
             chunk_size: chunk_size?,
+            referrers,
+            referrer_types: referrer_types?,
         })
+    }
+
+    /// The `referrerTypes` key: artifact (media) types, `type/subtype`.
+    fn referrer_types(&mut self, raw: Vec<String>) -> Option<Vec<String>> {
+        let mut ok = true;
+        for (i, t) in raw.iter().enumerate() {
+            let valid = t.split_once('/').is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "/.+-_".contains(c))
+            });
+            if !valid {
+                ok = false;
+                self.problem(
+                    &format!("referrerTypes[{i}]"),
+                    format!("'{t}' is not a media type; write e.g. application/vnd.dev.cosign.artifact.sig.v1+json"),
+                );
+            }
+        }
+        ok.then_some(raw)
     }
 
     /// The `engine` key: `docker` when unset.
@@ -1067,6 +1107,8 @@ impl Registry {
             "engine": self.engine.name(),
             "platforms": self.platforms.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "chunkSize": self.chunk_size,
+            "referrers": self.referrers,
+            "referrerTypes": self.referrer_types,
         })
     }
 }

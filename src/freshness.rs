@@ -6,6 +6,8 @@
 //! record the image config digests (what survives docker's pull and push),
 //! compared by `GET`. Moving images is the engines' business.
 
+use std::collections::BTreeMap;
+
 use chrono::Local;
 
 use crate::credentials::Credentials;
@@ -256,6 +258,7 @@ impl Checker<'_> {
         target: &str,
         seen: &Seen,
         pushed: Option<&str>,
+        referred: &BTreeMap<String, String>,
     ) {
         let Some(source_digest) = &seen.source_digest else {
             return;
@@ -271,8 +274,39 @@ impl Checker<'_> {
             }
         };
         if let Some(target_digest) = target_digest {
-            self.state
-                .set(target, record(source, source_digest, &target_digest));
+            let mut record = record(source, source_digest, &target_digest);
+            record.referrers = referred.clone();
+            self.state.set(target, record);
+        }
+    }
+
+    /// What referred to `target`'s subjects when they were last looked at.
+    pub fn referred(&self, target: &str) -> BTreeMap<String, String> {
+        self.state
+            .get(target)
+            .map(|r| r.referrers)
+            .unwrap_or_default()
+    }
+
+    /// Records what refers to `target`'s subjects now, for an image that was
+    /// up to date: in its record, or in a new one (the native engine needs
+    /// none to tell an image up to date, the referrers' fingerprints do).
+    pub fn record_referred(
+        &self,
+        source: &Reference,
+        target: &str,
+        seen: &Seen,
+        referred: BTreeMap<String, String>,
+    ) {
+        let existing = self.state.get(target);
+        let mut record = match (existing, &seen.source_digest) {
+            (Some(r), _) => r,
+            (None, Some(digest)) => record(source, digest, digest),
+            (None, None) => return,
+        };
+        if record.referrers != referred {
+            record.referrers = referred;
+            self.state.set(target, record);
         }
     }
 
@@ -292,6 +326,7 @@ fn record(source: &Reference, source_digest: &str, target_digest: &str) -> Recor
         source_digest: source_digest.to_string(),
         target_digest: target_digest.to_string(),
         recorded: rfc3339(&Local::now()),
+        referrers: BTreeMap::new(),
     }
 }
 

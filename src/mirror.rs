@@ -20,7 +20,9 @@ use chrono::{DateTime, Local};
 use crate::config::Registry;
 use crate::credentials::{self, Credentials, DockerAuth};
 use crate::display::{Item, Progress};
-use crate::engine::{Choice, Engine, EngineSet, Failed, Freshness, Job, KnownBlobs, Slots, Stats};
+use crate::engine::{
+    Choice, Engine, EngineSet, Failed, Freshness, Job, Moved, RunMemory, Slots, Stats,
+};
 use crate::error::{Error, human_duration};
 use crate::freshness::{Checker, Seen, Verdict};
 use crate::mutex::{into_inner, lock};
@@ -173,19 +175,19 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         insecure: &insecure,
         target_insecure: registry.insecure,
     };
-    let known = KnownBlobs::new(state.blobs());
+    let memory = RunMemory::new(state.blobs());
     let run = Run::new(
         registry,
         ctx,
         engine,
         &checker,
         &state,
-        &known,
+        &memory,
         planned.len(),
     );
     let panics = run.work_all(&planned);
     state.set_challenges(ctx.client.challenges());
-    state.set_blobs(known.all());
+    state.set_blobs(memory.blobs());
     if ctx.dry_run {
         log::debug!(
             "{}: dry run; {} not written",
@@ -310,7 +312,7 @@ struct Run<'a> {
     engine: &'a dyn Engine,
     checker: &'a Checker<'a>,
     state: &'a StateFile,
-    known: &'a KnownBlobs,
+    memory: &'a RunMemory,
     /// Transfers in flight, images and blobs alike.
     slots: Slots,
     total: usize,
@@ -337,7 +339,7 @@ impl<'a> Run<'a> {
         engine: &'a dyn Engine,
         checker: &'a Checker<'a>,
         state: &'a StateFile,
-        known: &'a KnownBlobs,
+        memory: &'a RunMemory,
         total: usize,
     ) -> Run<'a> {
         Run {
@@ -346,7 +348,7 @@ impl<'a> Run<'a> {
             engine,
             checker,
             state,
-            known,
+            memory,
             slots: Slots::new(registry.parallel),
             total,
             next: AtomicUsize::new(0),
@@ -454,7 +456,7 @@ impl<'a> Run<'a> {
         let reason = match verdict {
             Verdict::UpToDate(reason) => {
                 log::info!("{label} {source}: up to date ({reason})");
-                return report(Outcome::UpToDate).reason(reason);
+                return self.up_to_date(image, n, &seen, report(Outcome::UpToDate).reason(reason));
             }
             Verdict::Refused(error) => {
                 log::error!("{label} {source}: {error}");
@@ -479,7 +481,7 @@ impl<'a> Run<'a> {
         self.ctx.progress.finished(&item, error.as_deref());
         match result {
             Ok(moved) => {
-                self.recorded(image, &seen, moved.digest.as_deref());
+                self.recorded(image, &seen, &moved);
                 report(Outcome::Mirrored)
                     .reason(reason)
                     .attempts(attempts)
@@ -510,9 +512,14 @@ impl<'a> Run<'a> {
     }
 
     /// Records a mirrored image in the state file.
-    fn recorded(&self, image: &Planned, seen: &Seen, pushed: Option<&str>) {
-        self.checker
-            .record_mirrored(&image.reference, &image.target, seen, pushed);
+    fn recorded(&self, image: &Planned, seen: &Seen, moved: &Moved) {
+        self.checker.record_mirrored(
+            &image.reference,
+            &image.target,
+            seen,
+            moved.digest.as_deref(),
+            &moved.referred,
+        );
         if let Err(e) = self.state.save_now_and_then() {
             log::warn!("{}: {e}", self.registry.hostname);
         }
@@ -553,11 +560,23 @@ impl<'a> Run<'a> {
 
     /// Moves one image with the engine, one move at a time per target
     /// repository; returns what it did and how many attempts it took.
-    fn transfer(
+    fn transfer(&self, item: &Item, image: &Planned) -> (Result<Moved, Failed>, u32) {
+        self.move_with(item, image, &|job, policy| {
+            self.engine.transfer(job, policy)
+        })
+    }
+
+    /// Runs `work` (a move of `image` by the engine) with one move at a time
+    /// per target repository, under the image's retry policy: `retries` per
+    /// step, waits that end when the run is asked to stop, and after a 429
+    /// the registry asked with a `HEAD` how long to wait. Returns what it did
+    /// and how many attempts it took.
+    fn move_with(
         &self,
         item: &Item,
         image: &Planned,
-    ) -> (Result<crate::engine::Moved, Failed>, u32) {
+        work: &dyn Fn(&Job<'_>, &Policy<'_>) -> Result<Moved, Failed>,
+    ) -> (Result<Moved, Failed>, u32) {
         let target = &image.target;
         let repository = target
             .rsplit_once(':')
@@ -583,8 +602,66 @@ impl<'a> Run<'a> {
         };
         let pull_creds = |host: &str| credentials(self.registry.pull_auth.as_ref(), host);
         let job = self.job(item, image, &pull_creds);
-        let result = self.engine.transfer(&job, &policy);
+        let result = work(&job, &policy);
         (result, policy.attempts())
+    }
+
+    /// With `referrers`: what refers to an image that is up to date and
+    /// changed since the last run is copied (one request per subject when
+    /// nothing did).
+    fn up_to_date(
+        &self,
+        image: &Planned,
+        n: usize,
+        seen: &Seen,
+        report: ImageReport,
+    ) -> ImageReport {
+        let Some(digest) = seen.source_digest.as_deref() else {
+            return report;
+        };
+        if !self.registry.referrers || self.ctx.dry_run {
+            return report;
+        }
+        let known = self.checker.referred(&image.target);
+        let source = image.reference.to_string();
+        let item = Item::new(
+            &self.registry.hostname,
+            n,
+            self.total,
+            &source,
+            &image.target,
+        );
+        let (result, attempts) = self.move_with(&item, image, &|job, policy| {
+            self.engine.refresh_referrers(job, policy, digest, &known)
+        });
+        match result {
+            Ok(moved) => {
+                self.checker
+                    .record_referred(&image.reference, &image.target, seen, moved.referred);
+                if let Err(e) = self.state.save_now_and_then() {
+                    log::warn!("{}: {e}", self.registry.hostname);
+                }
+                let copied = moved.stats.referrers;
+                if copied == 0 {
+                    return report;
+                }
+                log::info!("{} {source}: {copied} new referrers copied", item.name());
+                let reason = format!(
+                    "{}; {copied} new referrers copied",
+                    report.reason.clone().unwrap_or_default()
+                );
+                report
+                    .reason(reason)
+                    .moved(self.registry.engine, moved.stats)
+            }
+            Err(f) => {
+                let failed = ImageReport {
+                    outcome: Outcome::Failed,
+                    ..report
+                };
+                self.failed(failed, f, attempts)
+            }
+        }
     }
 
     /// The job of moving `image`: what an engine is given.
@@ -604,7 +681,7 @@ impl<'a> Run<'a> {
             pull_creds,
             push_creds: self.checker.push_creds.as_ref(),
             slots: &self.slots,
-            known_blobs: self.known,
+            memory: self.memory,
         }
     }
 }
@@ -617,7 +694,7 @@ fn source_host(reference: &Reference) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Moved, Ready, Step, Steps, attempt};
+    use crate::engine::{Ready, Step, Steps, attempt};
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
     use std::sync::atomic::AtomicBool;

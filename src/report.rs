@@ -106,6 +106,9 @@ pub struct PlanReport {
     pub missing_blobs: usize,
     /// Their bytes.
     pub missing_bytes: u64,
+    /// With `referrers`: what refers to the image and would travel with it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub referrers: Vec<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -148,6 +151,7 @@ impl ImageReport {
             new_index: plan.filtered,
             missing_blobs: plan.missing_blobs,
             missing_bytes: plan.missing_bytes,
+            referrers: plan.referrers,
         });
         self
     }
@@ -340,6 +344,9 @@ impl Report {
                         m.blobs_mounted,
                         m.blobs_present
                     );
+                    if m.referrers > 0 {
+                        let _ = write!(out, "; {} referrers copied", m.referrers);
+                    }
                 }
             }
             let _ = writeln!(out, " ({:.1}s)", r.seconds);
@@ -401,6 +408,9 @@ impl PlanReport {
             text.push_str(
                 "; the platforms filter writes a new index, whose digest differs from the source's",
             );
+        }
+        for referrer in &self.referrers {
+            let _ = write!(text, "\n    with referrer {referrer}");
         }
         text
     }

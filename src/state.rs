@@ -170,6 +170,10 @@ pub struct Record {
     pub target_digest: String,
     /// When this was recorded (RFC 3339).
     pub recorded: String,
+    /// With `referrers`: a fingerprint of what referred to each subject (the
+    /// image, the children of an index) when it was last looked at.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub referrers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -473,6 +477,7 @@ mod tests {
             source_digest: format!("sha256:{n}"),
             target_digest: format!("sha256:t{n}"),
             recorded: "2026-01-01T00:00:00+00:00".into(),
+            referrers: BTreeMap::new(),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod native;
 pub mod podman;
 pub mod private;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::config::Registry;
@@ -96,8 +97,8 @@ pub struct Job<'a> {
     pub push_creds: Option<&'a Credentials>,
     /// The run's shared limit on transfers in flight (`parallel`).
     pub slots: &'a Slots,
-    /// Blobs known to be in repositories of the target, for mounts.
-    pub known_blobs: &'a KnownBlobs,
+    /// What the run learnt that moves share (blobs for mounts, referrers).
+    pub memory: &'a RunMemory,
 }
 
 /// One step of a move (a docker command, a request), as the retry policy
@@ -171,6 +172,9 @@ pub struct Moved {
     pub digest: Option<String>,
     /// What the native engine counted.
     pub stats: Stats,
+    /// With `referrers`: what the referrers of each subject (the image, the
+    /// children of an index) were, as fingerprints to compare next time.
+    pub referred: BTreeMap<String, String>,
 }
 
 /// What the native engine counts of a move (all zero for the CLI engines).
@@ -185,6 +189,10 @@ pub struct Stats {
     pub blobs_mounted: usize,
     /// Blobs the target had already.
     pub blobs_present: usize,
+    /// Manifests that refer to the image (signatures, attestations, SBOMs)
+    /// copied with it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub referrers: usize,
     /// The platforms of an index that were copied, when filtered or whole.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub platforms: Vec<String>,
@@ -200,7 +208,12 @@ impl Stats {
         self.blobs_copied += other.blobs_copied;
         self.blobs_mounted += other.blobs_mounted;
         self.blobs_present += other.blobs_present;
+        self.referrers += other.referrers;
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What a dry run can tell of a move.
@@ -214,6 +227,9 @@ pub struct Plan {
     pub missing_blobs: usize,
     /// Their bytes.
     pub missing_bytes: u64,
+    /// With `referrers`: what refers to the image (`type digest`, or
+    /// `tag digest` for cosign's tags).
+    pub referrers: Vec<String>,
 }
 
 /// An engine.
@@ -229,6 +245,20 @@ pub trait Engine: Sync {
     fn plan(&self, job: &Job<'_>) -> Result<Option<Plan>, Error> {
         let _ = job;
         Ok(None)
+    }
+
+    /// With `referrers`: for an image that is up to date, copies what
+    /// refers to it that changed since `known` (fingerprints by subject,
+    /// from the last run; the image's `source_digest` alone when none).
+    fn refresh_referrers(
+        &self,
+        job: &Job<'_>,
+        steps: &dyn Steps,
+        source_digest: &str,
+        known: &BTreeMap<String, String>,
+    ) -> Result<Moved, Failed> {
+        let _ = (job, steps, source_digest, known);
+        Ok(Moved::default())
     }
 }
 
@@ -306,34 +336,71 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// Blobs known to be in a repository of the target registry, by digest:
-/// what a cross-repository mount needs. Filled from the state file and as
-/// blobs arrive.
+/// What a run learns that its images' moves share: the blobs known to be
+/// in a repository of the target (for mounts; filled from the state file
+/// and as blobs arrive), which source registries have the referrers API,
+/// and the tags of source repositories (for cosign's).
 #[derive(Default)]
-pub struct KnownBlobs(Mutex<std::collections::HashMap<String, String>>);
+pub struct RunMemory {
+    blobs: Mutex<std::collections::HashMap<String, String>>,
+    referrers_api: Mutex<std::collections::HashMap<String, bool>>,
+    tags: Mutex<std::collections::HashMap<String, Tags>>,
+}
 
-impl KnownBlobs {
-    /// Knows these (digest, repository) pairs.
-    pub fn new(known: impl IntoIterator<Item = (String, String)>) -> KnownBlobs {
-        KnownBlobs(Mutex::new(known.into_iter().collect()))
+/// The tags of a repository, or why they could not be read.
+pub type Tags = Arc<Result<Vec<String>, String>>;
+
+impl RunMemory {
+    /// A memory that knows these (digest, repository) pairs of blobs.
+    pub fn new(blobs: impl IntoIterator<Item = (String, String)>) -> RunMemory {
+        RunMemory {
+            blobs: Mutex::new(blobs.into_iter().collect()),
+            ..RunMemory::default()
+        }
     }
 
-    /// A repository other than `not` known to hold `digest`.
-    pub fn elsewhere(&self, digest: &str, not: &str) -> Option<String> {
-        lock(&self.0).get(digest).filter(|r| *r != not).cloned()
+    /// A repository other than `not` known to hold blob `digest`.
+    pub fn blob_elsewhere(&self, digest: &str, not: &str) -> Option<String> {
+        lock(&self.blobs).get(digest).filter(|r| *r != not).cloned()
     }
 
-    /// Notes that `repository` holds `digest`.
-    pub fn note(&self, digest: &str, repository: &str) {
-        lock(&self.0).insert(digest.to_string(), repository.to_string());
+    /// Notes that `repository` holds blob `digest`.
+    pub fn note_blob(&self, digest: &str, repository: &str) {
+        lock(&self.blobs).insert(digest.to_string(), repository.to_string());
     }
 
-    /// Every pair known.
-    pub fn all(&self) -> Vec<(String, String)> {
-        lock(&self.0)
+    /// Every (digest, repository) pair of blobs known.
+    pub fn blobs(&self) -> Vec<(String, String)> {
+        lock(&self.blobs)
             .iter()
             .map(|(d, r)| (d.clone(), r.clone()))
             .collect()
+    }
+
+    /// Whether `host` has the referrers API, when a move found out.
+    pub fn referrers_api(&self, host: &str) -> Option<bool> {
+        lock(&self.referrers_api).get(host).copied()
+    }
+
+    /// Notes whether `host` has the referrers API.
+    pub fn set_referrers_api(&self, host: &str, has: bool) {
+        lock(&self.referrers_api).insert(host.to_string(), has);
+    }
+
+    /// The tags of `repository` (`host/path`), read with `read` once a run.
+    pub fn tags(
+        &self,
+        repository: &str,
+        read: impl FnOnce() -> Result<Vec<String>, String>,
+    ) -> Tags {
+        if let Some(known) = lock(&self.tags).get(repository) {
+            return Arc::clone(known);
+        }
+        let read = Arc::new(read());
+        lock(&self.tags)
+            .entry(repository.to_string())
+            .or_insert(read)
+            .clone()
     }
 }
 

@@ -216,3 +216,118 @@ impl Client {
         }
     }
 }
+
+/// What a registry knows of the manifests that refer to one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Referrers {
+    /// It has the OCI referrers API, which lists these descriptors.
+    Listed(Vec<Value>),
+    /// It has no referrers API (404): the fallback tag is the way.
+    NoApi,
+}
+
+impl Client {
+    /// `GET /v2/<name>/referrers/<digest>`: the descriptors of the manifests
+    /// whose `subject` is `digest`, or that the registry has no such API.
+    pub fn referrers(
+        &self,
+        repo: &Repository,
+        digest: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<Referrers, Error> {
+        let path = format!("/v2/{}/referrers/{digest}", repo.path);
+        let req = Request::new(Method::Get, &path).header("Accept", OCI_INDEX);
+        let mut resp = self.send(repo, req, creds, &[])?;
+        match resp.status().as_u16() {
+            200 => {}
+            404 | 405 => return Ok(Referrers::NoApi),
+            _ => return Err(refused(repo, resp, &path)),
+        }
+        let mut bytes = Vec::new();
+        resp.body_mut()
+            .as_reader()
+            .take(MAX_MANIFEST)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::Network {
+                host: repo.host.clone(),
+                detail: format!("reading {path}: {e}"),
+            })?;
+        let index: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| fail(repo, format!("{path} is not an index: {e}")))?;
+        Ok(Referrers::Listed(
+            index["manifests"].as_array().cloned().unwrap_or_default(),
+        ))
+    }
+
+    /// Every tag of `repo` (`GET /v2/<name>/tags/list`, following `Link`
+    /// pages), at most `limit` of them.
+    pub fn tags(
+        &self,
+        repo: &Repository,
+        creds: Option<&Credentials>,
+        limit: usize,
+    ) -> Result<Vec<String>, Error> {
+        let mut tags = Vec::new();
+        let mut next = Some(format!("/v2/{}/tags/list?n=1000", repo.path));
+        while let Some(path) = next.take().filter(|_| tags.len() < limit) {
+            let mut resp = self.send(repo, Request::new(Method::Get, &path), creds, &[])?;
+            match resp.status().as_u16() {
+                200 => {}
+                404 => return Ok(tags),
+                _ => return Err(refused(repo, resp, &path)),
+            }
+            next = header(&resp, "Link").and_then(|l| next_page(&l));
+            let mut text = String::new();
+            resp.body_mut()
+                .as_reader()
+                .take(MAX_MANIFEST)
+                .read_to_string(&mut text)
+                .map_err(|e| Error::Network {
+                    host: repo.host.clone(),
+                    detail: format!("reading {path}: {e}"),
+                })?;
+            let page: Value = serde_json::from_str(&text)
+                .map_err(|e| fail(repo, format!("{path} is not a tag list: {e}")))?;
+            tags.extend(
+                page["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(String::from),
+            );
+        }
+        tags.truncate(limit);
+        Ok(tags)
+    }
+}
+
+/// The path of the next page a `Link: </v2/...>; rel="next"` header names.
+fn next_page(link: &str) -> Option<String> {
+    let (target, params) = link.split_once(';')?;
+    params
+        .contains("rel=\"next\"")
+        .then(|| {
+            target
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+        .filter(|p| p.starts_with("/v2/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_page_is_read_from_the_link_header() {
+        assert_eq!(
+            next_page(r#"</v2/a/tags/list?last=x&n=1000>; rel="next""#).as_deref(),
+            Some("/v2/a/tags/list?last=x&n=1000")
+        );
+        assert_eq!(next_page(r#"<https://evil/v2/x>; rel="next""#), None);
+        assert_eq!(next_page("nonsense"), None);
+    }
+}

@@ -70,6 +70,8 @@ const WRONG_TYPE: &[(&str, &str)] = &[
     ("engine", "[native]"),
     ("platforms", "linux/amd64"),
     ("chunkSize", "[1MiB]"),
+    ("referrers", "sometimes"),
+    ("referrerTypes", "application/x"),
     ("enabled", "maybe"),
     ("address", "[127.0.0.1]"),
     ("port", "http"),

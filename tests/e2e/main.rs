@@ -13,6 +13,8 @@ mod fresh;
 mod load;
 mod native;
 mod podman;
+mod referrers;
+mod referrers_front;
 mod several;
 mod sync;
 mod token;

@@ -8,27 +8,21 @@
 //! never leaves a tag that points at missing blobs. Indexes stay whole and
 //! digests unchanged unless a `platforms` filter makes a new index.
 
-use std::collections::HashSet;
-use std::io::{self, Read};
+mod blob;
+mod referrers;
+
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread;
 use std::time::Instant;
 
 use serde_json::Value;
 
 use super::{Engine, Failed, Freshness, Job, Moved, Plan, Ready, Stats, Step, Steps, attempt};
 use crate::credentials::Credentials;
-use crate::digest::Hashing;
 use crate::error::Error;
 use crate::mutex::lock;
 use crate::platform::Platform;
-use crate::registry::blobs::{Mounted, Upload};
 use crate::registry::{Manifest, Repository};
-
-/// The chunk size of a chunked upload when neither `chunkSize` nor the
-/// registry says otherwise.
-const DEFAULT_CHUNK: u64 = 4 << 20;
 
 /// The native engine.
 pub struct Native;
@@ -57,6 +51,33 @@ impl Engine for Native {
             .map(Some)
             .map_err(|f| f.error)
     }
+
+    fn refresh_referrers(
+        &self,
+        job: &Job<'_>,
+        steps: &dyn Steps,
+        source_digest: &str,
+        known: &BTreeMap<String, String>,
+    ) -> Result<Moved, Failed> {
+        if !job.registry.referrers {
+            return Ok(Moved::default());
+        }
+        let copy = Copy::new(job, steps);
+        let subjects: Vec<String> = if known.is_empty() {
+            vec![source_digest.to_string()]
+        } else {
+            known.keys().cloned().collect()
+        };
+        let referring = referrers::Referring::new(&copy);
+        let referred = referring.bring(&subjects, known)?;
+        let mut stats = lock(&copy.stats).clone();
+        stats.referrers = referring.copied();
+        Ok(Moved {
+            digest: None,
+            stats,
+            referred,
+        })
+    }
 }
 
 /// A blob an image manifest names.
@@ -79,6 +100,19 @@ struct Tree {
     platforms: Vec<String>,
     /// Whether a `platforms` filter made a new index.
     filtered: bool,
+}
+
+impl Tree {
+    /// The tree of one manifest, its blobs not read yet.
+    fn of(top: Manifest) -> Tree {
+        Tree {
+            top,
+            children: Vec::new(),
+            blobs: Vec::new(),
+            platforms: Vec::new(),
+            filtered: false,
+        }
+    }
 }
 
 /// One copy of one image.
@@ -132,12 +166,23 @@ impl<'a> Copy<'a> {
                 &self.dst.host,
             ));
         }
+        let mut referred = BTreeMap::new();
+        let mut copied = 0;
+        if self.job.registry.referrers {
+            let mut subjects = vec![tree.top.digest.clone()];
+            subjects.extend(tree.children.iter().map(|c| c.digest.clone()));
+            let referring = referrers::Referring::new(self);
+            referred = referring.bring(&subjects, &BTreeMap::new())?;
+            copied = referring.copied();
+        }
         let mut stats = lock(&self.stats).clone();
         stats.platforms = tree.platforms;
         stats.filtered = tree.filtered;
+        stats.referrers = copied;
         Ok(Moved {
             digest: Some(tree.top.digest),
             stats,
+            referred,
         })
     }
 
@@ -149,6 +194,9 @@ impl<'a> Copy<'a> {
             filtered: tree.filtered,
             ..Plan::default()
         };
+        if self.job.registry.referrers {
+            plan.referrers = referrers::Referring::new(self).list(&tree.top.digest)?;
+        }
         for blob in &tree.blobs {
             let at_target = self
                 .job
@@ -347,186 +395,6 @@ impl<'a> Copy<'a> {
         })
     }
 
-    /// Copies `blobs`, as many at once as the run's slots allow; the first
-    /// failure stops the others from starting more.
-    fn copy_blobs(&self, blobs: &[Blob], total: u64) -> Result<(), Failed> {
-        let next = AtomicUsize::new(0);
-        let failed: Mutex<Option<Failed>> = Mutex::new(None);
-        let stop = AtomicBool::new(false);
-        let workers = self.job.registry.parallel.clamp(1, blobs.len().max(1));
-        thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| {
-                    while let Some(blob) = blobs.get(next.fetch_add(1, Ordering::SeqCst)) {
-                        if stop.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        let _slot = self.job.slots.take();
-                        if let Err(f) = self.copy_blob(blob, total) {
-                            stop.store(true, Ordering::SeqCst);
-                            lock(&failed).get_or_insert(f);
-                        }
-                    }
-                });
-            }
-        });
-        match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(f) => Err(f),
-            None => Ok(()),
-        }
-    }
-
-    /// Copies one blob, from scratch on each attempt.
-    fn copy_blob(&self, blob: &Blob, total: u64) -> Result<(), Failed> {
-        let what = format!("blob {}", blob.digest);
-        let step = Step {
-            what: &what,
-            host: &self.dst.host,
-        };
-        let how = attempt(self.steps, &step, || self.blob_once(blob, total))?;
-        self.job.known_blobs.note(&blob.digest, &self.dst.path);
-        let mut stats = lock(&self.stats);
-        match how {
-            Arrived::Present => stats.blobs_present += 1,
-            Arrived::Mounted => stats.blobs_mounted += 1,
-            Arrived::Copied => {
-                stats.blobs_copied += 1;
-                stats.bytes += blob.size;
-            }
-        }
-        Ok(())
-    }
-
-    fn blob_once(&self, blob: &Blob, total: u64) -> Result<Arrived, Error> {
-        let client = self.job.client;
-        let creds = self.job.push_creds;
-        if client.head_blob(&self.dst, &blob.digest, creds)?.is_some() {
-            return Ok(Arrived::Present);
-        }
-        let from = self.job.known_blobs.elsewhere(&blob.digest, &self.dst.path);
-        let upload = match from {
-            Some(from) => match client.mount_blob(&self.dst, &blob.digest, &from, creds)? {
-                Mounted::Done => return Ok(Arrived::Mounted),
-                Mounted::Upload(u) => u,
-            },
-            None => client.start_upload(&self.dst, creds)?,
-        };
-        let chunk = self.job.registry.chunk_size.or(upload.min_chunk);
-        let sent = match chunk {
-            Some(size) => self.send_chunked(blob, upload, size, total),
-            None => match self.send_whole(blob, &upload, total) {
-                Err(e) if e.http_status() == Some(413) => {
-                    log::info!(
-                        "{}: {} refused {} in one request (413); sending it in chunks",
-                        self.job.item.name(),
-                        self.dst.host,
-                        blob.digest
-                    );
-                    client.cancel_upload(&self.dst, &upload, creds);
-                    let again = client.start_upload(&self.dst, creds)?;
-                    let size = again.min_chunk.unwrap_or(0).max(DEFAULT_CHUNK);
-                    self.send_chunked(blob, again, size, total)
-                }
-                other => other,
-            },
-        };
-        sent.map(|_| Arrived::Copied)
-    }
-
-    /// Streams the blob from the source into one `PUT`.
-    fn send_whole(&self, blob: &Blob, upload: &Upload, total: u64) -> Result<(), Error> {
-        let client = self.job.client;
-        let stream = client.get_blob(&self.src, &blob.digest, self.src_creds.as_ref())?;
-        let mut checked = self.checked(stream.reader, blob, total);
-        let sent = client.put_blob(
-            &self.dst,
-            upload,
-            &blob.digest,
-            &mut checked,
-            blob.size,
-            self.job.push_creds,
-        );
-        self.verdict(sent, checked, upload)
-    }
-
-    /// Streams the blob from the source as `PATCH`es of `size` bytes, then
-    /// closes the upload.
-    fn send_chunked(
-        &self,
-        blob: &Blob,
-        mut upload: Upload,
-        size: u64,
-        total: u64,
-    ) -> Result<(), Error> {
-        let client = self.job.client;
-        let creds = self.job.push_creds;
-        let stream = client.get_blob(&self.src, &blob.digest, self.src_creds.as_ref())?;
-        let mut checked = self.checked(stream.reader, blob, total);
-        let mut offset = 0;
-        let mut buffer = Vec::with_capacity(size as usize);
-        let result = loop {
-            buffer.clear();
-            let read = (&mut checked).take(size).read_to_end(&mut buffer);
-            match read {
-                Err(e) => break Err(self.stream_error(&checked, e)),
-                Ok(0) => break client.finish_upload(&self.dst, &upload, &blob.digest, creds),
-                Ok(n) => match client.patch_chunk(&self.dst, &upload, offset, &buffer, creds) {
-                    Ok(next) => {
-                        upload = next;
-                        offset += n as u64;
-                    }
-                    Err(e) => break Err(e),
-                },
-            }
-        };
-        self.verdict(result, checked, &upload)
-    }
-
-    /// The outcome of an upload, with a stream that did not match its digest
-    /// told as such; a failed upload is cancelled so nothing of it stays.
-    fn verdict(
-        &self,
-        sent: Result<(), Error>,
-        checked: Checked<'_>,
-        upload: &Upload,
-    ) -> Result<(), Error> {
-        let error = match (sent, checked.mismatch()) {
-            (_, Some(e)) => e,
-            (Ok(()), None) => return Ok(()),
-            (Err(e), None) => e,
-        };
-        self.job
-            .client
-            .cancel_upload(&self.dst, upload, self.job.push_creds);
-        Err(error)
-    }
-
-    /// A read of the source stream failed: why, in the terms of the stream.
-    fn stream_error(&self, checked: &Checked<'_>, e: io::Error) -> Error {
-        checked.mismatch().unwrap_or_else(|| {
-            if e.kind() == io::ErrorKind::Interrupted {
-                Error::Interrupted {
-                    command: format!("the copy of {}", self.job.source),
-                }
-            } else {
-                Error::Network {
-                    host: self.src.host.clone(),
-                    detail: format!("reading a blob: {e}"),
-                }
-            }
-        })
-    }
-
-    fn checked(&'a self, reader: Box<dyn Read + Send>, blob: &Blob, total: u64) -> Checked<'a> {
-        Checked {
-            inner: Hashing::new(reader),
-            blob: blob.clone(),
-            copy: self,
-            total,
-            mismatch: None,
-        }
-    }
-
     fn json(&self, m: &Manifest) -> Result<Value, Failed> {
         m.json()
             .map_err(|e| Failed::new(self.fail_at(&self.src, e), &self.src.host))
@@ -539,13 +407,6 @@ impl<'a> Copy<'a> {
     fn fail_at(&self, repo: &Repository, detail: String) -> Error {
         Error::registry(&repo.host, detail)
     }
-}
-
-/// How a blob came to be at the target.
-enum Arrived {
-    Present,
-    Mounted,
-    Copied,
 }
 
 /// The entries of an index that `filters` keep: those of a platform a
@@ -567,65 +428,6 @@ fn keep(entries: &[Value], filters: &[Platform]) -> Vec<Value> {
         })
         .cloned()
         .collect()
-}
-
-/// A source stream on its way to the target: hashed and counted as it
-/// passes, cut after its declared size, checked as its last byte is read,
-/// and stopped when the run is asked to stop. A stream that does not match
-/// its digest fails that last read, so that the upload is never completed.
-struct Checked<'a> {
-    inner: Hashing<Box<dyn Read + Send>>,
-    blob: Blob,
-    copy: &'a Copy<'a>,
-    total: u64,
-    mismatch: Option<String>,
-}
-
-impl Checked<'_> {
-    fn mismatch(&self) -> Option<Error> {
-        self.mismatch.as_ref().map(|detail| Error::Corrupt {
-            detail: detail.clone(),
-        })
-    }
-
-    /// Records that the stream is not the blob, and fails the read.
-    fn refuse(&mut self, why: String) -> io::Error {
-        let source = format!("{}/{}", self.copy.src.host, self.copy.src.path);
-        let detail = format!(
-            "blob {} from {source} does not match its digest ({why})",
-            self.blob.digest
-        );
-        self.mismatch = Some(detail.clone());
-        io::Error::new(io::ErrorKind::InvalidData, detail)
-    }
-}
-
-impl Read for Checked<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.copy.steps.stopping() {
-            return Err(io::Error::from(io::ErrorKind::Interrupted));
-        }
-        let size = self.blob.size;
-        let room = (size + 1).saturating_sub(self.inner.count());
-        let max = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..max])?;
-        let job = self.copy.job;
-        job.progress.advance(job.item, n as u64, self.total);
-        let done = self.inner.count();
-        if done > size {
-            return Err(self.refuse(format!("it is longer than its {size} bytes")));
-        }
-        if n == 0 && done < size {
-            return Err(self.refuse(format!("it ended after {done} of its {size} bytes")));
-        }
-        if n > 0 && done == size {
-            let actual = self.inner.digest();
-            if actual != self.blob.digest {
-                return Err(self.refuse(format!("its bytes hash to {actual}")));
-            }
-        }
-        Ok(n)
-    }
 }
 
 /// `mirror`'s retry policy with the end of `transferTimeout`: past it no
