@@ -22,42 +22,19 @@ set -euo pipefail
 SIZE=${1:-1024}
 case $SIZE in '' | *[!0-9]*) echo "SIZE_MIB must be a number of MiB" >&2; exit 2 ;; esac
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${PB:-}
-WORK=$(mktemp -d /tmp/pb-big.XXXXXX)
-PIDS=()
-
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    sleep 2
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-for tool in docker-registry skopeo curl python3 tar gzip sha256sum bc; do
-    command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 2; }
-done
-[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 2; }
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_init big docker-registry skopeo curl python3 tar gzip sha256sum bc
 AVAIL=$(df -Pm "$WORK" | awk 'NR == 2 { print $4 }')
 [ "$AVAIL" -ge $((5 * SIZE + 512)) ] || {
     echo "need about $((5 * SIZE + 512)) MiB free under /tmp, have $AVAIL MiB" >&2
     exit 2
 }
-if [ -z "$BIN" ]; then
-    (cd "$HERE" && cargo build --release -q)
-    BIN=$HERE/target/release/picture-book
-fi
-[ -x "$BIN" ] || { echo "not an executable: $BIN" >&2; exit 2; }
 VERSION=$("$BIN" --version | awk '{ print $2 }')
 
-now() { date +%s.%N; }
-elapsed() { echo "$2 - $1" | bc; }
-ratio() { echo "scale=3; $1 / $2" | bc | sed 's/^\./0./'; }
 cpu() { awk '/^cpu / { print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9 }' /proc/stat; }
 
 # Registries: the source and one target per tool, with access logs.
-# shellcheck source=bench/lib.sh
-. "$(dirname "$0")/lib.sh"
 export REGISTRY_ACCESS_LOG=true
 # Not in $(...): the registries' pids must reach PIDS for the cleanup.
 start_registry src SRC

@@ -1,9 +1,43 @@
 # shellcheck shell=bash
-# Shared by bench/run.sh, bench/big.sh and bench/soak.sh (sourced, not run):
+# Shared by bench/run.sh, bench/big.sh, bench/gap.sh and bench/soak.sh
+# (sourced, not run): the setup of a run,
 # a private docker daemon and distribution registries on loopback, and
 # counts of the requests in the registries' access logs. Everything lives
 # under $WORK; every process started is appended to PIDS for the caller's
 # cleanup. REGISTRY_ACCESS_LOG=true keeps the registries' access logs.
+
+# bench_init NAME TOOL...: checks that this runs as root and has every
+# TOOL; makes the work directory $WORK (/tmp/pb-NAME.XXXXXX), removed on exit
+# after every process in PIDS is stopped; sets $BIN to $PB, else to a
+# release build of the checkout $HERE.
+bench_init() {
+    local name=$1 tool
+    shift
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 2; }
+    done
+    [ "$(id -u)" = 0 ] || { echo "run as root (dockerd and the registries need it)" >&2; exit 2; }
+    WORK=$(mktemp -d "/tmp/pb-$name.XXXXXX")
+    PIDS=()
+    trap bench_cleanup EXIT
+    BIN=${PB:-}
+    if [ -z "$BIN" ]; then
+        (cd "$HERE" && cargo build --release -q)
+        BIN=$HERE/target/release/picture-book
+    fi
+    [ -x "$BIN" ] || { echo "not an executable: $BIN" >&2; exit 2; }
+}
+
+bench_cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    sleep 2
+    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+
+now() { date +%s.%N; }
+elapsed() { echo "$2 - $1" | bc; }
+ratio() { echo "scale=3; $1 / $2" | bc | sed 's/^\./0./'; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -19,6 +53,24 @@ start_dockerd() {
     export DOCKER_HOST=unix://$d/docker.sock DOCKER_BUILDKIT=0 DOCKER_CLI_HINTS=false
     for _ in $(seq 1 100); do docker version >/dev/null 2>&1 && break; sleep 0.3; done
     docker version >/dev/null 2>&1 || { echo "dockerd did not start; see $d/log" >&2; exit 2; }
+}
+
+# build_images N REGISTRY: builds N images of two random 1 MiB layers
+# (bench/imgI:1) with the docker daemon, pushes them to REGISTRY and removes
+# them from the daemon.
+build_images() {
+    local i ctx
+    echo "building $1 images of two random 1 MiB layers..." >&2
+    for i in $(seq 1 "$1"); do
+        ctx=$WORK/ctx/$i
+        mkdir -p "$ctx"
+        head -c 1048576 /dev/urandom >"$ctx/a"
+        head -c 1048576 /dev/urandom >"$ctx/b"
+        printf 'FROM scratch\nCOPY a /a\nCOPY b /b\n' >"$ctx/Dockerfile"
+        docker build -q -t "$2/bench/img$i:1" "$ctx" >/dev/null
+        docker push -q "$2/bench/img$i:1" >/dev/null
+        docker rmi -f "$2/bench/img$i:1" >/dev/null
+    done
 }
 
 # start_registry NAME VAR [USER PASS]: starts a registry (with htpasswd

@@ -30,39 +30,16 @@ fi
 N=${1:-30}
 PARALLEL=${2:-4}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${PB:-}
-WORK=$(mktemp -d /tmp/pb-bench.XXXXXX)
-PIDS=()
-
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    sleep 2
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-for tool in dockerd docker docker-registry skopeo; do
-    command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 2; }
-done
-[ "$(id -u)" = 0 ] || { echo "run as root (dockerd needs it)" >&2; exit 2; }
-if [ -z "$BIN" ]; then
-    (cd "$HERE" && cargo build --release -q)
-    BIN=$HERE/target/release/picture-book
-fi
-[ -x "$BIN" ] || { echo "not an executable: $BIN" >&2; exit 2; }
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_init bench dockerd docker docker-registry skopeo curl python3 bc
 # The version in picture-book's user agents.
 VERSION=$("$BIN" --version | awk '{ print $2 }')
 
-now() { date +%s.%N; }
-elapsed() { echo "$2 - $1" | bc; }
-ratio() { echo "scale=3; $1 / $2" | bc | sed 's/^\./0./'; }
 
 # The docker daemon, and registries: the source, and one target per tool
 # (so that docker cannot mount one tool's layers into another's
 # repositories). The access logs count what each tool asked.
-# shellcheck source=bench/lib.sh
-. "$(dirname "$0")/lib.sh"
 start_dockerd
 export REGISTRY_ACCESS_LOG=true
 # Not in $(...): the registries' pids must reach PIDS for the cleanup.
@@ -73,16 +50,7 @@ start_registry t-naive T_NAIVE
 start_registry t-skopeo T_SKOPEO
 
 # N images of two random 1 MiB layers, in the source only.
-echo "building $N images of two random 1 MiB layers..." >&2
-for i in $(seq 1 "$N"); do
-    ctx=$WORK/ctx/$i
-    mkdir -p "$ctx"
-    head -c 1048576 /dev/urandom >"$ctx/a"
-    head -c 1048576 /dev/urandom >"$ctx/b"
-    printf 'FROM scratch\nCOPY a /a\nCOPY b /b\n' >"$ctx/Dockerfile"
-    docker build -q -t "$SRC/bench/img$i:1" "$ctx" >/dev/null
-    docker push -q "$SRC/bench/img$i:1" >/dev/null
-done
+build_images "$N" "$SRC"
 clear_local() { docker image ls -q | sort -u | xargs -r docker rmi -f >/dev/null 2>&1 || true; }
 clear_local
 

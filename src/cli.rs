@@ -30,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Mirror once.
     Load(LoadOptions),
+    /// Write what the syncer scripts list into an OCI image layout.
+    Export(ExportOptions),
     /// Validate the configuration and show the schedules.
     Check,
     /// The continuous daemon.
@@ -62,6 +64,30 @@ pub struct LoadOptions {
     pub force: bool,
     /// `--wait`: how long to wait for another process's run of a registry.
     pub wait: Duration,
+    /// `--from DIR|FILE.tar`: the layout to load instead of the sources.
+    pub from: Option<PathBuf>,
+}
+
+/// Options of `export`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// Which registries' images.
+    pub selection: Selection,
+    /// Where to.
+    pub into: ExportTo,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// `--json`.
+    pub json: bool,
+}
+
+/// Where `export` writes its layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportTo {
+    /// `DIR`: a directory, added to when it holds an earlier export.
+    Dir(PathBuf),
+    /// `--archive FILE.tar`: one tar file, written whole.
+    Archive(PathBuf),
 }
 
 /// How long `load` waits for another process's run of a registry when
@@ -76,6 +102,7 @@ Usage: picture-book [OPTIONS] <COMMAND>
 
 Commands:
   load    Mirror the images each syncer script lists, once
+  export  Write the images each syncer script lists into an OCI layout
   check   Validate the configuration and show the next scheduled runs
   sync    Run the synchronization daemon
 
@@ -111,6 +138,9 @@ Options:
   -f, --force            Mirror every image, even those already up to date
   -w, --wait <DURATION>  How long to wait while another picture-book runs a
                          registry (90s, 10m, 1h; 0: not at all) [default: 30m]
+      --from <PATH>      Push the images of an OCI layout (a directory or a
+                         tar archive, from 'export' or another tool) instead
+                         of what the syncer script lists
       --json             Print a machine-readable report on stdout (logs stay
                          on stderr)
   -c, --config <FILE>    Configuration file
@@ -165,8 +195,39 @@ resume|run|schedule&period=CRON, /healthz, /metrics (see picture-book(1)).
 Exit status: 0 after SIGTERM or SIGINT; 2 configuration error; 1 otherwise.
 ";
 
+const EXPORT_HELP: &str = "\
+Write the images each syncer script lists into an OCI image layout, for a
+disconnected site: 'load --from' pushes them there. Indexes stay whole,
+digests unchanged; platforms and referrers apply as for the native engine.
+
+Usage: picture-book export [OPTIONS] (--registry <HOST> | --all)
+                           (<DIR> | --archive <FILE.tar>)
+
+Arguments:
+  <DIR>                  The layout's directory; an earlier export there is
+                         added to (only missing blobs are written) and its
+                         index.json replaced at the end
+
+Options:
+  -r, --registry <HOST>  Export the images of the configured registry HOST
+  -a, --all              Export the images of every configured registry
+      --archive <FILE>   Write the layout as one tar file instead, under a
+                         temporary name renamed when complete
+  -n, --dry-run          Run the syncer scripts and print what would be
+                         written; write nothing
+      --json             Print a machine-readable report on stdout
+  -c, --config <FILE>    Configuration file
+  -v, --verbose          Log more; repeat for more
+  -q, --quiet            Log only warnings and errors; print the summary only
+                         when something failed
+  -h, --help             Print help
+
+Exit status: 0 every listed image is in the layout; 1 at least one is not;
+2 usage or configuration error.
+";
+
 /// Every help text.
-pub const HELP_TEXTS: [&str; 4] = [MAIN_HELP, LOAD_HELP, CHECK_HELP, SYNC_HELP];
+pub const HELP_TEXTS: [&str; 5] = [MAIN_HELP, LOAD_HELP, EXPORT_HELP, CHECK_HELP, SYNC_HELP];
 
 /// Parses the arguments after the program name.
 pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
@@ -178,6 +239,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
         .opt_value_from_str(["-r", "--registry"])
         .map_err(usage)?;
     let wait: Option<String> = args.opt_value_from_str(["-w", "--wait"]).map_err(usage)?;
+    let from: Option<PathBuf> = args.opt_value_from_str("--from").map_err(usage)?;
+    let archive: Option<PathBuf> = args.opt_value_from_str("--archive").map_err(usage)?;
     let wait = wait.as_deref().map(parse_wait).transpose()?;
     if let Some(host) = registry
         .as_deref()
@@ -199,8 +262,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
         verbose += 1;
     }
     let command = args.subcommand().map_err(usage)?;
-    let help_topic: Option<String> = match command.as_deref() {
+    let free: Option<String> = match command.as_deref() {
         Some("help") => args.opt_free_from_str().map_err(usage)?,
+        _ => None,
+    };
+    let dir: Option<PathBuf> = match command.as_deref() {
+        Some("export") => args.opt_free_from_str().map_err(usage)?,
         _ => None,
     };
     let rest = args.finish();
@@ -223,7 +290,32 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
         (false, 1) => Verbosity::Debug,
         (false, _) => Verbosity::Trace,
     };
+    let selection = || match (&registry, all) {
+        (Some(host), false) => Ok(Selection::One(host.clone())),
+        (None, true) => Ok(Selection::All),
+        (Some(_), true) => Err(Error::Usage(format!(
+            "{} takes --registry HOST or --all, not both",
+            command.as_deref().unwrap_or_default()
+        ))),
+        (None, false) => Err(Error::Usage(format!(
+            "{} needs --registry HOST or --all",
+            command.as_deref().unwrap_or_default()
+        ))),
+    };
+    let not_for = |name: &str, flags: &[(&str, bool)]| match flags.iter().find(|(_, given)| *given)
+    {
+        Some((flag, _)) => Err(Error::Usage(format!(
+            "{flag} belongs to '{}', not '{name}'",
+            if *flag == "--archive" {
+                "export"
+            } else {
+                "load"
+            }
+        ))),
+        None => Ok(()),
+    };
     let load_only = |name: &str| -> Result<(), Error> {
+        not_for(name, &[("--archive", archive.is_some())])?;
         let flag = if registry.is_some() {
             Some("--registry")
         } else if all {
@@ -236,6 +328,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
             Some("--force")
         } else if wait.is_some() {
             Some("--wait")
+        } else if from.is_some() {
+            Some("--from")
         } else {
             None
         };
@@ -252,43 +346,67 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
             )));
         }
         None if help => Command::Help(MAIN_HELP),
-        Some("help") => match help_topic.as_deref() {
+        Some("help") => match free.as_deref() {
             None => Command::Help(MAIN_HELP),
             Some("load") => Command::Help(LOAD_HELP),
+            Some("export") => Command::Help(EXPORT_HELP),
             Some("check") => Command::Help(CHECK_HELP),
             Some("sync") => Command::Help(SYNC_HELP),
             Some(other) => {
                 return Err(Error::Usage(format!(
-                    "no help for '{other}'; the commands are load, check and sync"
+                    "no help for '{other}'; the commands are load, export, check and sync"
                 )));
             }
         },
         Some("load") if help => Command::Help(LOAD_HELP),
+        Some("export") if help => Command::Help(EXPORT_HELP),
         Some("check") if help => Command::Help(CHECK_HELP),
         Some("sync") if help => Command::Help(SYNC_HELP),
         None => {
             return Err(Error::Usage(
-                "a command is required: load, check or sync".into(),
+                "a command is required: load, export, check or sync".into(),
             ));
         }
-        Some("load") => Command::Load(LoadOptions {
-            selection: match (registry, all) {
-                (Some(host), false) => Selection::One(host),
-                (None, true) => Selection::All,
-                (Some(_), true) => {
-                    return Err(Error::Usage(
-                        "load takes --registry HOST or --all, not both".into(),
-                    ));
-                }
-                (None, false) => {
-                    return Err(Error::Usage("load needs --registry HOST or --all".into()));
-                }
-            },
-            dry_run,
-            json,
-            force,
-            wait: wait.unwrap_or(DEFAULT_WAIT),
-        }),
+        Some("load") => {
+            not_for("load", &[("--archive", archive.is_some())])?;
+            Command::Load(LoadOptions {
+                selection: selection()?,
+                dry_run,
+                json,
+                force,
+                wait: wait.unwrap_or(DEFAULT_WAIT),
+                from,
+            })
+        }
+        Some(name @ "export") => {
+            not_for(
+                name,
+                &[
+                    ("--force", force),
+                    ("--wait", wait.is_some()),
+                    ("--from", from.is_some()),
+                ],
+            )?;
+            Command::Export(ExportOptions {
+                selection: selection()?,
+                into: match (dir, archive) {
+                    (Some(dir), None) => ExportTo::Dir(dir),
+                    (None, Some(file)) => ExportTo::Archive(file),
+                    (Some(_), Some(_)) => {
+                        return Err(Error::Usage(
+                            "export writes into DIR or --archive FILE.tar, not both".into(),
+                        ));
+                    }
+                    (None, None) => {
+                        return Err(Error::Usage(
+                            "export needs a directory (DIR) or --archive FILE.tar".into(),
+                        ));
+                    }
+                },
+                dry_run,
+                json,
+            })
+        }
         Some(name @ "check") => {
             load_only(name)?;
             Command::Check
@@ -299,7 +417,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
         }
         Some(other) => {
             return Err(Error::Usage(format!(
-                "unknown command '{other}'; the commands are load, check and sync"
+                "unknown command '{other}'; the commands are load, export, check and sync"
             )));
         }
     };
@@ -364,6 +482,7 @@ mod tests {
                 json: true,
                 force: false,
                 wait: DEFAULT_WAIT,
+                from: None,
             })
         );
         let waits = parse_str(&["load", "--all", "--wait", "90s"]).unwrap();
@@ -400,6 +519,67 @@ mod tests {
         let cli = parse_str(&["load", "--registry=r.io", "--config=c.yaml", "-q"]).unwrap();
         assert_eq!(cli.verbosity, Verbosity::Quiet);
         assert_eq!(cli.config, Some(PathBuf::from("c.yaml")));
+    }
+
+    #[test]
+    fn export_and_load_from_forms() {
+        let cli = parse_str(&["export", "--registry", "r.io", "/media/site", "--json"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Export(ExportOptions {
+                selection: Selection::One("r.io".into()),
+                into: ExportTo::Dir(PathBuf::from("/media/site")),
+                dry_run: false,
+                json: true,
+            })
+        );
+        let cli = parse_str(&["export", "--all", "--archive", "s.tar", "-n"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Export(ExportOptions { into: ExportTo::Archive(ref f), dry_run: true, .. })
+                if f == &PathBuf::from("s.tar")
+        ));
+        let cli = parse_str(&["load", "--all", "--from", "s.tar"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Load(LoadOptions { from: Some(ref f), .. }) if f == &PathBuf::from("s.tar")
+        ));
+        assert_eq!(
+            usage_error(&["export", "--all"]),
+            "export needs a directory (DIR) or --archive FILE.tar"
+        );
+        assert_eq!(
+            usage_error(&["export", "--all", "d", "--archive", "f.tar"]),
+            "export writes into DIR or --archive FILE.tar, not both"
+        );
+        assert_eq!(
+            usage_error(&["export", "d"]),
+            "export needs --registry HOST or --all"
+        );
+        assert_eq!(
+            usage_error(&["export", "--all", "d", "--force"]),
+            "--force belongs to 'load', not 'export'"
+        );
+        assert_eq!(
+            usage_error(&["export", "--all", "d", "--from", "x"]),
+            "--from belongs to 'load', not 'export'"
+        );
+        assert_eq!(
+            usage_error(&["load", "--all", "--archive", "x.tar"]),
+            "--archive belongs to 'export', not 'load'"
+        );
+        assert_eq!(
+            usage_error(&["sync", "--from", "x"]),
+            "--from belongs to 'load', not 'sync'"
+        );
+        assert_eq!(
+            usage_error(&["export", "--all", "a", "b"]),
+            "unexpected argument 'b'"
+        );
+        assert_eq!(
+            parse_str(&["export", "--help"]).unwrap().command,
+            Command::Help(EXPORT_HELP)
+        );
     }
 
     #[test]
@@ -474,7 +654,7 @@ mod tests {
         assert!(usage_error(&["load", "--registry"]).contains("--registry"));
         assert_eq!(
             usage_error(&[]),
-            "a command is required: load, check or sync"
+            "a command is required: load, export, check or sync"
         );
         assert!(usage_error(&["mirror"]).starts_with("unknown command 'mirror'"));
         assert_eq!(

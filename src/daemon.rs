@@ -825,6 +825,7 @@ impl Daemon {
             on_image: &on_image,
             lock_wait: Some(LOCK_WAIT),
             readiness: &mirror::Readiness::every_run(),
+            mode: mirror::Mode::Mirror,
         };
         catch_unwind(AssertUnwindSafe(|| mirror::run(registry, &ctx))).unwrap_or_else(|panic| {
             let what = panic

@@ -152,6 +152,14 @@ pub enum Error {
         /// How long it asked to be left alone (`Retry-After`).
         retry_after: Option<Duration>,
     },
+    /// An OCI image layout (a directory or a tar archive) cannot be read
+    /// or written.
+    Layout {
+        /// The directory or archive.
+        path: PathBuf,
+        /// What is wrong, in the operator's terms.
+        detail: String,
+    },
     /// Content (a blob, a manifest) does not match its digest.
     Corrupt {
         /// What, from where, and how it differs.
@@ -174,8 +182,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// True for errors that happen before anything is attempted: usage and
-    /// configuration. These exit with status 2.
+    /// True for errors that happen before anything is attempted: usage,
+    /// configuration, a layout that cannot be opened or made. These exit
+    /// with status 2.
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
@@ -184,6 +193,7 @@ impl Error {
                 | Error::ConfigRead { .. }
                 | Error::ConfigInvalid { .. }
                 | Error::UnknownRegistry { .. }
+                | Error::Layout { .. }
         )
     }
 
@@ -402,6 +412,7 @@ impl fmt::Display for Error {
             Error::Output(source) => write!(f, "cannot write to standard output: {source}"),
             Error::Signals(source) => write!(f, "cannot install signal handlers: {source}"),
             Error::Corrupt { detail } => f.write_str(detail),
+            Error::Layout { path, detail } => write!(f, "{}: {detail}", path.display()),
             Error::Registry { host, detail, .. } | Error::Network { host, detail } => {
                 write!(f, "registry {host}: {detail}")
             }

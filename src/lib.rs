@@ -18,6 +18,7 @@ pub mod engine;
 pub mod error;
 pub mod exit;
 pub mod freshness;
+pub mod layout;
 pub mod listener;
 pub mod mirror;
 pub mod mutex;
@@ -42,7 +43,7 @@ use std::thread;
 
 use chrono::{Local, SecondsFormat};
 
-use crate::cli::{Cli, Command, LoadOptions, Selection};
+use crate::cli::{Cli, Command, ExportOptions, ExportTo, LoadOptions, Selection};
 use crate::daemon::Daemon;
 use crate::display::{Progress, Verbosity};
 use crate::engine::{EngineSet, Engines};
@@ -66,6 +67,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Error> {
         }
         Command::Check => check(cli),
         Command::Load(options) => load(cli, options),
+        Command::Export(options) => export(cli, options),
         Command::Sync => sync(cli),
     }
 }
@@ -111,10 +113,131 @@ fn check(cli: &Cli) -> Result<ExitCode, Error> {
     Ok(ExitCode::Success)
 }
 
-/// `load`: mirror the selected registries once, one after another.
+/// `load`: mirror the selected registries once, one after another (from
+/// the layout `--from` names, when it is given).
 fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
     let config = config::load(&config::locate(cli.config.as_deref())?)?;
-    let registries = match &options.selection {
+    let layout = options
+        .from
+        .as_deref()
+        .map(layout::Reader::open)
+        .transpose()?;
+    if let Some(warning) = layout.as_ref().and_then(|l| l.warning()) {
+        log::warn!("{warning}");
+    }
+    let runs = Runs {
+        selection: &options.selection,
+        dry_run: options.dry_run,
+        force: options.force,
+        wait: Some(options.wait),
+        mode: layout
+            .as_ref()
+            .map_or(mirror::Mode::Mirror, mirror::Mode::Import),
+    };
+    let mut report = run_selected(cli, &config, &runs)?;
+    if let Some(layout) = &layout {
+        report.from = Some(layout.shown().to_string());
+        for r in &mut report.registries {
+            r.warnings.extend(layout.warning().map(String::from));
+        }
+    }
+    print_report(cli, &report, options.json)
+}
+
+/// `export`: write what the selected registries' syncer scripts list into
+/// one layout, then its `index.json` (an archive is renamed into place).
+fn export(cli: &Cli, options: &ExportOptions) -> Result<ExitCode, Error> {
+    let config = config::load(&config::locate(cli.config.as_deref())?)?;
+    let (path, archive) = match &options.into {
+        ExportTo::Dir(dir) => (dir, false),
+        ExportTo::Archive(file) => (file, true),
+    };
+    let writer = match (options.dry_run, archive) {
+        (true, _) => layout::Writer::planning(path),
+        (false, false) => layout::Writer::dir(path)?,
+        (false, true) => layout::Writer::archive(path)?,
+    };
+    let runs = Runs {
+        selection: &options.selection,
+        dry_run: options.dry_run,
+        force: false,
+        wait: None,
+        mode: mirror::Mode::Export(&writer),
+    };
+    let mut report = match run_selected(cli, &config, &runs) {
+        Ok(report) => report,
+        Err(e) => {
+            writer.abandon();
+            return Err(e);
+        }
+    };
+    let error = if options.dry_run {
+        None
+    } else {
+        finish_export(&writer, &report, path, archive).err()
+    };
+    report.export = Some(report::ExportReport {
+        path: path.display().to_string(),
+        archive,
+        bytes_written: writer.bytes(),
+        error,
+    });
+    print_report(cli, &report, options.json)
+}
+
+/// Finishes the layout `export` wrote. A directory lists what this export
+/// wrote and, for the images that failed, what it held before; an archive,
+/// which cannot hold what the one it replaces held, is renamed into place
+/// only when every image is in it, and the previous one is kept otherwise.
+fn finish_export(
+    writer: &layout::Writer,
+    report: &Report,
+    path: &std::path::Path,
+    archive: bool,
+) -> Result<(), String> {
+    let kept: std::collections::HashSet<String> = report
+        .registries
+        .iter()
+        .flat_map(|r| &r.images)
+        .filter(|i| i.outcome != report::Outcome::Mirrored)
+        .map(|i| i.source.clone())
+        .collect();
+    let incomplete = report.registries.iter().any(|r| !r.is_complete());
+    let result = if archive && incomplete {
+        Err(format!(
+            "{}: not written, since not every image is in it{}",
+            path.display(),
+            if path.exists() {
+                "; the previous archive is kept"
+            } else {
+                ""
+            }
+        ))
+    } else {
+        writer.finish(&kept).map_err(|e| e.to_string())
+    };
+    if let Err(e) = &result {
+        log::error!("{e}");
+        writer.abandon();
+    }
+    result
+}
+
+/// What `load` and `export` run.
+struct Runs<'a> {
+    selection: &'a Selection,
+    dry_run: bool,
+    force: bool,
+    /// How long to wait for another process's run of a registry; None to
+    /// take no lock.
+    wait: Option<std::time::Duration>,
+    mode: mirror::Mode<'a>,
+}
+
+/// Runs the registries `runs` selects, one after another, until the
+/// operator interrupts.
+fn run_selected(cli: &Cli, config: &config::Config, runs: &Runs<'_>) -> Result<Report, Error> {
+    let registries = match runs.selection {
         Selection::One(host) => vec![config.registry(host)?],
         Selection::All => config.registries.iter().collect(),
     };
@@ -123,7 +246,7 @@ fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
     signals::cancel_on_stop(cancel.clone())?;
     let engines = Engines::new(cancel.clone());
     let client = Client::default();
-    let state_dir = state_dir(cli, &config);
+    let state_dir = state_dir(cli, config);
     let progress = Progress::new(config.display, cli.verbosity);
     let stop = || cancel.is_cancelled().then(|| "interrupted".to_string());
     let ctx = mirror::Context {
@@ -132,27 +255,31 @@ fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
         cancel: &cancel,
         state_dir: &state_dir,
         progress: &progress,
-        dry_run: options.dry_run,
-        force: options.force,
+        dry_run: runs.dry_run,
+        force: runs.force,
         stop: &stop,
         on_image: &|_, _, _| {},
-        lock_wait: (!options.dry_run).then_some(options.wait),
+        lock_wait: runs.wait.filter(|_| !runs.dry_run),
         readiness: &mirror::Readiness::once(),
+        mode: runs.mode,
     };
     let mut report = Report {
-        dry_run: options.dry_run,
+        dry_run: runs.dry_run,
         registries: Vec::new(),
+        export: None,
+        from: None,
     };
     for registry in registries {
         let started = Local::now();
         let result = match stop() {
             None => mirror::run(registry, &ctx).unwrap_or_else(|holder| {
+                let wait = runs.wait.unwrap_or_default();
                 let why = if stop().is_some() {
                     format!("not run: interrupted while another picture-book ran it: {holder}")
                 } else {
                     format!(
                         "another picture-book still runs this registry after {} (--wait): {holder}",
-                        error::human_duration(options.wait)
+                        error::human_duration(wait)
                     )
                 };
                 log::error!("{}: {why}", registry.hostname);
@@ -167,10 +294,15 @@ fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
         };
         report.registries.push(result);
     }
+    Ok(report)
+}
+
+/// Prints `report` as `--json` or the summary asks, and gives the exit
+/// status it calls for.
+fn print_report(cli: &Cli, report: &Report, json: bool) -> Result<ExitCode, Error> {
     let code = report.exit_code();
-    if options.json {
-        let mut json =
-            serde_json::to_string_pretty(&report).map_err(|e| Error::Output(e.into()))?;
+    if json {
+        let mut json = serde_json::to_string_pretty(report).map_err(|e| Error::Output(e.into()))?;
         json.push('\n');
         print_out(&json)?;
     } else if cli.verbosity != Verbosity::Quiet || code != ExitCode::Success {

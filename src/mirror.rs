@@ -26,7 +26,7 @@ use crate::engine::{
 use crate::error::{Error, human_duration};
 use crate::freshness::{Checker, Seen, Verdict};
 use crate::mutex::{into_inner, lock};
-use crate::plan::{Planned, plan};
+use crate::plan::{Planned, plan, plan_layout};
 use crate::platform::Platform;
 use crate::process::Cancel;
 use crate::reference::Reference;
@@ -63,6 +63,21 @@ pub struct Context<'a> {
     pub lock_wait: Option<Duration>,
     /// Whether each engine is ready, asked each run or once.
     pub readiness: &'a Readiness,
+    /// Mirror to the target, or export into a layout, or load from one.
+    pub mode: Mode<'a>,
+}
+
+/// What a run moves images from and to.
+#[derive(Clone, Copy)]
+pub enum Mode<'a> {
+    /// From the sources the syncer script lists, to the target.
+    Mirror,
+    /// From the sources the syncer script lists, into a layout (`export`),
+    /// with the native engine; the target is not asked.
+    Export(&'a crate::layout::Writer),
+    /// From the images of a layout (`load --from`), with the native engine,
+    /// to the target.
+    Import(&'a crate::layout::Reader),
 }
 
 /// Whether the engines are ready: asked at every run (the daemon, whose
@@ -119,6 +134,17 @@ impl Context<'_> {
 /// past `ctx.lock_wait`, with who it is; everything else that went wrong is
 /// in the report.
 pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Holder> {
+    let native;
+    let registry = match ctx.mode {
+        Mode::Mirror => registry,
+        Mode::Export(_) | Mode::Import(_) => {
+            native = Registry {
+                engine: Choice::Native,
+                ..registry.clone()
+            };
+            &native
+        }
+    };
     let engine = ctx.engines.get(registry.engine);
     let freshness = match ctx.readiness.of(ctx.engines, registry, ctx.dry_run) {
         Ok(freshness) => freshness,
@@ -131,7 +157,10 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
             ));
         }
     };
-    let (lock, unusable) = take_lock(registry, ctx)?;
+    let (lock, unusable) = match ctx.mode {
+        Mode::Export(_) => (None, None),
+        Mode::Mirror | Mode::Import(_) => take_lock(registry, ctx)?,
+    };
     let started = Local::now();
     let mut report = RegistryReport::start(&registry.hostname, started);
     report.engine = Some(registry.engine.name());
@@ -139,25 +168,17 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         report.moved = Some(Stats::default());
     }
     report.warnings.extend(unusable);
-    log::info!(
-        "{}: running syncer script {}",
-        registry.hostname,
-        registry.script.display()
-    );
-    let listing = match script::run(
-        &registry.script,
-        &registry.script_args,
-        registry.script_timeout,
-        ctx.cancel,
-    ) {
-        Ok(listing) => listing,
-        Err(e) => {
-            log::error!("{}: {e}", registry.hostname);
-            report.error = Some(e.to_string());
-            return Ok(report.finish(started));
-        }
+    let planned = match ctx.mode {
+        Mode::Import(layout) => plan_layout(registry, layout.entries(), &mut report),
+        Mode::Mirror | Mode::Export(_) => match listed(registry, ctx) {
+            Ok(listing) => plan(registry, listing, &mut report),
+            Err(e) => {
+                log::error!("{}: {e}", registry.hostname);
+                report.error = Some(e.to_string());
+                return Ok(report.finish(started));
+            }
+        },
     };
-    let planned = plan(registry, listing, &mut report);
     let state = StateFile::load(ctx.state_dir, &registry.hostname);
     if let Some(problem) = state.problem().filter(|_| report.warnings.is_empty()) {
         log::warn!("{}: {problem}", registry.hostname);
@@ -188,9 +209,9 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
     let panics = run.work_all(&planned);
     state.set_challenges(ctx.client.challenges());
     state.set_blobs(memory.blobs());
-    if ctx.dry_run {
+    if ctx.dry_run || matches!(ctx.mode, Mode::Export(_)) {
         log::debug!(
-            "{}: dry run; {} not written",
+            "{}: a dry run or an export; {} not written",
             registry.hostname,
             state.path().display()
         );
@@ -207,6 +228,21 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         report.warnings.extend(state.problem());
     }
     Ok(run.finish(report, started))
+}
+
+/// What the registry's syncer script lists.
+fn listed(registry: &Registry, ctx: &Context<'_>) -> Result<script::Listing, Error> {
+    log::info!(
+        "{}: running syncer script {}",
+        registry.hostname,
+        registry.script.display()
+    );
+    script::run(
+        &registry.script,
+        &registry.script_args,
+        registry.script_timeout,
+        ctx.cancel,
+    )
 }
 
 /// Whether `engine` can work now, and how it decides freshness.
@@ -443,7 +479,9 @@ impl<'a> Run<'a> {
             return report(Outcome::NotAttempted).error(format!("{host} is unreachable"));
         }
         let n = self.started.fetch_add(1, Ordering::Relaxed) + 1;
-        let (verdict, seen) = if self.ctx.force {
+        let (verdict, seen) = if let Mode::Export(_) = self.ctx.mode {
+            (Verdict::Mirror("into the layout".into()), Seen::default())
+        } else if self.ctx.force {
             (
                 Verdict::Mirror("--force".into()),
                 self.checker.source_seen(&image.reference),
@@ -481,7 +519,9 @@ impl<'a> Run<'a> {
         self.ctx.progress.finished(&item, error.as_deref());
         match result {
             Ok(moved) => {
-                self.recorded(image, &seen, &moved);
+                if !matches!(self.ctx.mode, Mode::Export(_)) {
+                    self.recorded(image, &seen, &moved);
+                }
                 report(Outcome::Mirrored)
                     .reason(reason)
                     .attempts(attempts)
@@ -682,6 +722,14 @@ impl<'a> Run<'a> {
             push_creds: self.checker.push_creds.as_ref(),
             slots: &self.slots,
             memory: self.memory,
+            layout_in: match self.ctx.mode {
+                Mode::Import(layout) => Some(layout),
+                _ => None,
+            },
+            layout_out: match self.ctx.mode {
+                Mode::Export(layout) => Some(layout),
+                _ => None,
+            },
         }
     }
 }
@@ -792,6 +840,7 @@ mod tests {
             on_image: &|_, _, _| {},
             lock_wait: Some(Duration::from_secs(1)),
             readiness: &readiness,
+            mode: Mode::Mirror,
         };
         run(registry, &ctx).unwrap()
     }

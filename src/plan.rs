@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use crate::config::Registry;
 use crate::engine::Choice;
+use crate::layout::{Entry, REF_NAME};
 use crate::reference::Reference;
 use crate::report::{ImageReport, Outcome, RegistryReport};
 use crate::script;
@@ -20,6 +21,58 @@ pub struct Planned {
     pub reference: Reference,
     /// Where it goes, `host/path:tag`.
     pub target: String,
+}
+
+/// Gives each image of a layout (`load --from`) its target, named from the
+/// source picture-book recorded at export, else from
+/// `org.opencontainers.image.ref.name` (what other tools write), under the
+/// registry's naming rule; each is read by its digest in the layout. The
+/// images exported for this registry, when some were; else all of them
+/// (another tool's layout, or an export for another name). The line of an
+/// image is its entry's place in `index.json`; referrers travel with their
+/// subjects and are not listed.
+pub fn plan_layout(
+    registry: &Registry,
+    entries: &[Entry],
+    report: &mut RegistryReport,
+) -> Vec<Planned> {
+    let host = registry.hostname.as_str();
+    let ours = entries.iter().any(|e| e.registry.as_deref() == Some(host));
+    if !ours && entries.iter().any(|e| e.registry.is_some()) {
+        log::info!("{host}: the layout was exported for other registries; loading all of it");
+    }
+    let mut listing = script::Listing::default();
+    let mut digests = HashMap::new();
+    for (i, entry) in entries.iter().enumerate() {
+        if entry.referrer_of.is_some() || (ours && entry.registry.as_deref() != Some(host)) {
+            continue;
+        }
+        let line = i + 1;
+        let Some(name) = entry.source.as_ref().or(entry.ref_name.as_ref()) else {
+            listing.invalid.push(script::InvalidLine {
+                line,
+                text: entry.digest.clone(),
+                reason: format!("entry {line} of index.json has no {REF_NAME} annotation"),
+            });
+            continue;
+        };
+        match Reference::parse(name) {
+            Ok(reference) => {
+                digests.insert(line, entry.digest.clone());
+                listing.images.push(script::Listed { line, reference });
+            }
+            Err(reason) => listing.invalid.push(script::InvalidLine {
+                line,
+                text: name.clone(),
+                reason: format!("{reason} (entry {line} of index.json)"),
+            }),
+        }
+    }
+    let mut planned = plan(registry, listing, report);
+    for p in &mut planned {
+        p.reference = p.reference.pinned_to(&digests[&p.line]);
+    }
+    planned
 }
 
 /// Gives each listed image its target; reports invalid lines and different

@@ -141,6 +141,15 @@ impl Reference {
         self.digest.as_deref()
     }
 
+    /// The same image, read by `digest` (its tag, if any, still names the
+    /// target).
+    pub fn pinned_to(&self, digest: &str) -> Reference {
+        Reference {
+            digest: Some(digest.to_string()),
+            ..self.clone()
+        }
+    }
+
     /// The repository name with its domain, as written.
     pub fn name(&self) -> String {
         match &self.domain {

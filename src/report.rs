@@ -294,12 +294,36 @@ pub struct Report {
     pub dry_run: bool,
     /// One entry per registry, in the order run.
     pub registries: Vec<RegistryReport>,
+    /// For `export`: the layout written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportReport>,
+    /// For `load --from`: the layout read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}
+
+/// The layout an `export` wrote.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportReport {
+    /// The directory or archive.
+    pub path: String,
+    /// Whether it is a tar archive.
+    pub archive: bool,
+    /// Bytes of blobs and manifests written (what was there already is
+    /// not counted).
+    pub bytes_written: u64,
+    /// Why the layout could not be finished (its `index.json` written, the
+    /// archive renamed into place); nothing of this export is then in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Report {
     /// The exit status this report calls for.
     pub fn exit_code(&self) -> ExitCode {
-        if self.registries.iter().all(RegistryReport::is_complete) {
+        let finished = self.export.as_ref().is_none_or(|e| e.error.is_none());
+        if finished && self.registries.iter().all(RegistryReport::is_complete) {
             ExitCode::Success
         } else {
             ExitCode::Incomplete
@@ -310,6 +334,13 @@ impl Report {
     /// reason (and, for a dry run, each planned image).
     pub fn summary(&self) -> String {
         let mut out = String::new();
+        let (verb, at) = if self.export.is_some() {
+            ("export", "in the layout")
+        } else {
+            ("mirror", "at the target")
+        };
+        // A layout's images are numbered by their entry in its index.json.
+        let line = if self.from.is_some() { "entry" } else { "line" };
         for r in &self.registries {
             let _ = write!(out, "{}: ", r.hostname);
             let count = |o: Outcome| r.images.iter().filter(|i| i.outcome == o).count();
@@ -318,7 +349,7 @@ impl Report {
             } else if self.dry_run {
                 let _ = write!(
                     out,
-                    "{} to mirror, {} up to date",
+                    "{} to {verb}, {} up to date",
                     count(Outcome::Planned),
                     r.up_to_date
                 );
@@ -329,7 +360,7 @@ impl Report {
             } else {
                 let _ = write!(
                     out,
-                    "{} mirrored, {} up to date, {} failed",
+                    "{} {verb}ed, {} up to date, {} failed",
                     r.mirrored, r.up_to_date, r.failed
                 );
                 if r.not_attempted > 0 {
@@ -365,7 +396,7 @@ impl Report {
                     (Outcome::Planned, Some(t), _) => {
                         let _ = writeln!(out, "  {} -> {t}{why}", i.source);
                         if let Some(p) = &i.plan {
-                            let _ = writeln!(out, "    {}", p.describe());
+                            let _ = writeln!(out, "    {}", p.describe(at));
                         }
                     }
                     (Outcome::UpToDate, Some(t), _) if self.dry_run => {
@@ -378,7 +409,7 @@ impl Report {
                             String::new()
                         };
                         let _ =
-                            writeln!(out, "  failed: line {}: {}: {e}{tries}", i.line, i.source);
+                            writeln!(out, "  failed: {line} {}: {}: {e}{tries}", i.line, i.source);
                     }
                     (Outcome::NotAttempted, _, _) => {
                         let _ = writeln!(out, "  not attempted: {}", i.source);
@@ -387,20 +418,42 @@ impl Report {
                 }
             }
         }
+        self.layout_summary(&mut out);
         out
+    }
+
+    /// The summary's last line, for `export` and `load --from`.
+    fn layout_summary(&self, out: &mut String) {
+        if let Some(from) = &self.from {
+            let _ = writeln!(out, "loaded from {from}");
+        }
+        let Some(export) = &self.export else {
+            return;
+        };
+        let _ = match (&export.error, self.dry_run) {
+            (Some(e), _) => writeln!(out, "export failed: {e}"),
+            (None, true) => writeln!(out, "{}: nothing written (dry run)", export.path),
+            (None, false) => writeln!(
+                out,
+                "{}: {} written",
+                export.path,
+                human_bytes(export.bytes_written)
+            ),
+        };
     }
 }
 
 impl PlanReport {
-    /// `platforms linux/amd64, linux/arm64; 3 blobs (12.1 MiB) missing at the target`.
-    pub fn describe(&self) -> String {
+    /// `platforms linux/amd64, linux/arm64; 3 blobs (12.1 MiB) missing at
+    /// the target` (`at`: where they are missing).
+    pub fn describe(&self, at: &str) -> String {
         let mut text = String::new();
         if !self.platforms.is_empty() {
             let _ = write!(text, "platforms {}; ", self.platforms.join(", "));
         }
         let _ = write!(
             text,
-            "{} blobs ({}) missing at the target",
+            "{} blobs ({}) missing {at}",
             self.missing_blobs,
             human_bytes(self.missing_bytes)
         );
@@ -441,6 +494,8 @@ mod tests {
         Report {
             dry_run: false,
             registries: vec![r.finish(now)],
+            export: None,
+            from: None,
         }
     }
 

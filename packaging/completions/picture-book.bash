@@ -5,7 +5,8 @@ _picture_book() {
     _init_completion || return
 
     local global="-c --config --state-dir -v --verbose -q --quiet -h --help -V --version"
-    local load="-r --registry -a --all -n --dry-run -f --force -w --wait --json"
+    local load="-r --registry -a --all -n --dry-run -f --force -w --wait --json --from"
+    local export="-r --registry -a --all -n --dry-run --json --archive"
 
     case $prev in
         -c | --config)
@@ -14,6 +15,14 @@ _picture_book() {
             ;;
         --state-dir)
             _filedir -d
+            return
+            ;;
+        --from)
+            _filedir
+            return
+            ;;
+        --archive)
+            _filedir tar
             return
             ;;
         -w | --wait)
@@ -36,16 +45,23 @@ _picture_book() {
     local command="" i
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            load | check | sync | help)
+            load | export | check | sync | help)
                 command=${words[i]}
                 break
                 ;;
         esac
     done
     case $command in
-        "") COMPREPLY=($(compgen -W "load check sync help $global" -- "$cur")) ;;
+        "") COMPREPLY=($(compgen -W "load export check sync help $global" -- "$cur")) ;;
         load) COMPREPLY=($(compgen -W "$load $global" -- "$cur")) ;;
-        help) COMPREPLY=($(compgen -W "load check sync" -- "$cur")) ;;
+        export)
+            if [[ $cur == -* ]]; then
+                COMPREPLY=($(compgen -W "$export $global" -- "$cur"))
+            else
+                _filedir -d
+            fi
+            ;;
+        help) COMPREPLY=($(compgen -W "load export check sync" -- "$cur")) ;;
         *) COMPREPLY=($(compgen -W "$global" -- "$cur")) ;;
     esac
 }

@@ -99,6 +99,11 @@ pub struct Job<'a> {
     pub slots: &'a Slots,
     /// What the run learnt that moves share (blobs for mounts, referrers).
     pub memory: &'a RunMemory,
+    /// The layout the image comes from instead of its source registry
+    /// (`load --from`).
+    pub layout_in: Option<&'a crate::layout::Reader>,
+    /// The layout the image goes to instead of the target (`export`).
+    pub layout_out: Option<&'a crate::layout::Writer>,
 }
 
 /// One step of a move (a docker command, a request), as the retry policy

@@ -8,6 +8,7 @@ mod bad_input;
 mod cli;
 mod demo;
 mod docs;
+mod export;
 mod faults;
 mod fresh;
 mod load;

@@ -15,13 +15,13 @@ use crate::fixtures::{Blob, Remote, manifest_raw, push_blob, put_manifest};
 use crate::harness::{Registry, Workspace, single};
 use crate::referrers_front::ReferrersFront;
 
-const SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+pub const SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 const SBOM: &str = "application/spdx+json";
 const ATTESTATION: &str = "application/vnd.in-toto+json";
 const EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
 /// An image of one random layer, pushed as `repo:tag`; its manifest.
-fn image(remote: &impl Remote, repo: &str, tag: &str) -> Blob {
+pub fn image(remote: &impl Remote, repo: &str, tag: &str) -> Blob {
     let layer = Blob::new(OCI_LAYER_GZIP, random_bytes(2048));
     let config = Blob::json(OCI_CONFIG, &json!({"architecture": "amd64", "os": "linux"}));
     let manifest = Blob::json(
@@ -45,7 +45,7 @@ fn push(remote: &impl Remote, repo: &str, blobs: &[&Blob], manifest: &Blob, refe
 /// An artifact of `artifact_type` about `subject`, pushed by digest; when
 /// `fallback`, added to the fallback index as oras and cosign do where a
 /// registry has no referrers API. Returns its manifest.
-fn refer(
+pub fn refer(
     remote: &impl Remote,
     repo: &str,
     subject: &Blob,
@@ -97,7 +97,7 @@ fn add_to_fallback(remote: &impl Remote, repo: &str, subject: &str, entry: Value
 }
 
 /// A cosign-style signature tag `sha256-<hex>.sig` for `subject`.
-fn cosign_sig(remote: &impl Remote, repo: &str, subject: &Blob) -> Blob {
+pub fn cosign_sig(remote: &impl Remote, repo: &str, subject: &Blob) -> Blob {
     let config = Blob::json(OCI_CONFIG, &json!({"architecture": "", "os": ""}));
     let payload = Blob::new(
         "application/vnd.dev.cosign.simplesigning.v1+json",
@@ -114,7 +114,7 @@ fn cosign_sig(remote: &impl Remote, repo: &str, subject: &Blob) -> Blob {
 }
 
 /// The digests a fallback index `repo:sha256-<subject>` at `remote` lists.
-fn fallback(remote: &impl Remote, repo: &str, subject: &str) -> Vec<String> {
+pub fn fallback(remote: &impl Remote, repo: &str, subject: &str) -> Vec<String> {
     let tag = subject.replacen(':', "-", 1);
     let Some((_, _, body)) = manifest_raw(remote, repo, &tag) else {
         return Vec::new();

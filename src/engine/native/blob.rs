@@ -71,7 +71,45 @@ impl<'a> Copy<'a> {
         Ok(())
     }
 
+    /// A stream of `blob` from where the image comes from.
+    fn open_blob(&self, blob: &Blob) -> Result<Box<dyn Read + Send>, Error> {
+        match self.job.layout_in {
+            Some(layout) => layout.blob(&blob.digest).map(|(r, _)| r),
+            None => self
+                .job
+                .client
+                .get_blob(&self.src, &blob.digest, self.src_creds.as_ref())
+                .map(|s| s.reader),
+        }
+    }
+
+    /// Copies `blob` into the layout the image goes to, unless it is there.
+    fn blob_into(
+        &self,
+        layout: &crate::layout::Writer,
+        blob: &Blob,
+        total: u64,
+    ) -> Result<Arrived, Error> {
+        if layout.has(&blob.digest, blob.size) {
+            return Ok(Arrived::Present);
+        }
+        let _turn = layout.turn();
+        if layout.has(&blob.digest, blob.size) {
+            return Ok(Arrived::Present);
+        }
+        let mut checked = self.checked(self.open_blob(blob)?, blob, total);
+        let written = layout.put_blob(&blob.digest, blob.size, &mut checked);
+        match (written, checked.mismatch()) {
+            (_, Some(e)) => Err(e),
+            (Err(e), None) => Err(e),
+            (Ok(()), None) => Ok(Arrived::Copied),
+        }
+    }
+
     fn blob_once(&self, blob: &Blob, total: u64) -> Result<Arrived, Error> {
+        if let Some(layout) = self.job.layout_out {
+            return self.blob_into(layout, blob, total);
+        }
         let client = self.job.client;
         let creds = self.job.push_creds;
         if client.head_blob(&self.dst, &blob.digest, creds)?.is_some() {
@@ -110,8 +148,8 @@ impl<'a> Copy<'a> {
     /// Streams the blob from the source into one `PUT`.
     fn send_whole(&self, blob: &Blob, upload: &Upload, total: u64) -> Result<(), Error> {
         let client = self.job.client;
-        let stream = client.get_blob(&self.src, &blob.digest, self.src_creds.as_ref())?;
-        let mut checked = self.checked(stream.reader, blob, total);
+        let stream = self.open_blob(blob)?;
+        let mut checked = self.checked(stream, blob, total);
         let sent = client.put_blob(
             &self.dst,
             upload,
@@ -134,8 +172,8 @@ impl<'a> Copy<'a> {
     ) -> Result<(), Error> {
         let client = self.job.client;
         let creds = self.job.push_creds;
-        let stream = client.get_blob(&self.src, &blob.digest, self.src_creds.as_ref())?;
-        let mut checked = self.checked(stream.reader, blob, total);
+        let stream = self.open_blob(blob)?;
+        let mut checked = self.checked(stream, blob, total);
         let mut offset = 0;
         let mut buffer = Vec::with_capacity(size as usize);
         let result = loop {
@@ -230,7 +268,10 @@ impl Checked<'_> {
 
     /// Records that the stream is not the blob, and fails the read.
     fn refuse(&mut self, why: String) -> io::Error {
-        let source = format!("{}/{}", self.copy.src.host, self.copy.src.path);
+        let source = match self.copy.job.layout_in {
+            Some(layout) => layout.shown().to_string(),
+            None => format!("{}/{}", self.copy.src.host, self.copy.src.path),
+        };
         let detail = format!(
             "blob {} from {source} does not match its digest ({why})",
             self.blob.digest

@@ -136,7 +136,11 @@ impl<'a> Copy<'a> {
             .rsplit_once(':')
             .unwrap_or((job.target, "latest"));
         let dst = Repository::target(name, registry.insecure).for_copying();
-        let src_creds = (job.pull_creds)(&src.host);
+        // A layout needs no credentials (nor a helper asked for them).
+        let src_creds = match job.layout_in {
+            Some(_) => None,
+            None => (job.pull_creds)(&src.host),
+        };
         Copy {
             job,
             steps,
@@ -150,6 +154,9 @@ impl<'a> Copy<'a> {
 
     fn run(&self) -> Result<Moved, Failed> {
         let tree = self.read_tree()?;
+        if let Some(layout) = self.job.layout_out {
+            return self.export(layout, tree);
+        }
         let total: u64 = tree.blobs.iter().map(|b| b.size).sum();
         self.job.progress.bytes(self.job.item, 0, total);
         self.copy_blobs(&tree.blobs, total)?;
@@ -166,6 +173,12 @@ impl<'a> Copy<'a> {
                 &self.dst.host,
             ));
         }
+        self.finish(tree)
+    }
+
+    /// Brings what refers to the image (with `referrers`), and tells what
+    /// the copy moved.
+    fn finish(&self, tree: Tree) -> Result<Moved, Failed> {
         let mut referred = BTreeMap::new();
         let mut copied = 0;
         if self.job.registry.referrers {
@@ -186,6 +199,33 @@ impl<'a> Copy<'a> {
         })
     }
 
+    /// Writes the image into the layout `export` makes: its manifests first,
+    /// so that an archive cut short still tells which image each of its
+    /// blobs belongs to, then its blobs, then what refers to it; listed in
+    /// `index.json` with the target it was planned for and its source once
+    /// all of that is written.
+    fn export(&self, layout: &crate::layout::Writer, tree: Tree) -> Result<Moved, Failed> {
+        let written = |r: Result<(), Error>| r.map_err(|e| Failed::new(e, &self.dst.host));
+        for m in tree.children.iter().chain([&tree.top]) {
+            written(layout.put_manifest(m))?;
+        }
+        let entry = crate::layout::descriptor(
+            &tree.top,
+            serde_json::json!({
+                crate::layout::REF_NAME: self.job.target,
+                crate::layout::SOURCE: self.job.source.to_string(),
+                crate::layout::REGISTRY: self.job.registry.hostname,
+            }),
+        );
+        written(layout.announce(&entry))?;
+        let total: u64 = tree.blobs.iter().map(|b| b.size).sum();
+        self.job.progress.bytes(self.job.item, 0, total);
+        self.copy_blobs(&tree.blobs, total)?;
+        let moved = self.finish(tree)?;
+        layout.add_entry(entry);
+        Ok(moved)
+    }
+
     /// What a copy would move: the platforms, and the blobs the target lacks.
     fn plan(&self) -> Result<Plan, Failed> {
         let tree = self.read_tree()?;
@@ -198,12 +238,16 @@ impl<'a> Copy<'a> {
             plan.referrers = referrers::Referring::new(self).list(&tree.top.digest)?;
         }
         for blob in &tree.blobs {
-            let at_target = self
-                .job
-                .client
-                .head_blob(&self.dst, &blob.digest, self.job.push_creds)
-                .map_err(|e| Failed::new(e, &self.dst.host))?;
-            if at_target.is_none() {
+            let there = match self.job.layout_out {
+                Some(layout) => layout.has(&blob.digest, blob.size),
+                None => self
+                    .job
+                    .client
+                    .head_blob(&self.dst, &blob.digest, self.job.push_creds)
+                    .map_err(|e| Failed::new(e, &self.dst.host))?
+                    .is_some(),
+            };
+            if !there {
                 plan.missing_blobs += 1;
                 plan.missing_bytes += blob.size;
             }
@@ -356,6 +400,9 @@ impl<'a> Copy<'a> {
 
     /// The manifest `reference` of the source, tried again as `retries` allows.
     fn fetch(&self, reference: &str) -> Result<Manifest, Failed> {
+        if let Some(layout) = self.job.layout_in {
+            return self.fetch_from(layout, reference);
+        }
         let what = format!("manifest {reference}");
         let step = Step {
             what: &what,
@@ -377,12 +424,52 @@ impl<'a> Copy<'a> {
         })
     }
 
-    /// Puts `manifest` at the target as `reference`.
+    /// The manifest `reference` (a digest, or a tag a layout entry names)
+    /// of the layout the image comes from.
+    fn fetch_from(
+        &self,
+        layout: &crate::layout::Reader,
+        reference: &str,
+    ) -> Result<Manifest, Failed> {
+        let digest = if reference.contains(':') {
+            reference.to_string()
+        } else {
+            layout
+                .entries()
+                .iter()
+                .find(|e| e.tag.as_deref() == Some(reference))
+                .map(|e| e.digest.clone())
+                .unwrap_or_default()
+        };
+        let found = layout
+            .manifest(&digest)
+            .map_err(|e| Failed::new(e, &self.src.host))?;
+        found.ok_or_else(|| {
+            Failed::new(
+                Error::Corrupt {
+                    detail: format!("manifest {reference} is missing from the layout"),
+                },
+                &self.src.host,
+            )
+        })
+    }
+
+    /// Puts `manifest` at the target as `reference` (into the layout the
+    /// image goes to, by digest alone).
     fn put(
         &self,
         reference: &str,
         manifest: &Manifest,
     ) -> Result<crate::registry::manifests::Stored, Failed> {
+        if let Some(layout) = self.job.layout_out {
+            layout
+                .put_manifest(manifest)
+                .map_err(|e| Failed::new(e, &self.dst.host))?;
+            return Ok(crate::registry::manifests::Stored {
+                digest: Some(manifest.digest.clone()),
+                subject: true,
+            });
+        }
         let what = format!("manifest {reference}");
         let step = Step {
             what: &what,

@@ -106,6 +106,9 @@ impl<'c> Referring<'c> {
     /// of each cosign tag the repository has for it.
     fn find(&self, subject: &str) -> Result<Found, Failed> {
         let copy = self.copy;
+        if let Some(layout) = copy.job.layout_in {
+            return Ok(found_in(layout, subject));
+        }
         let fallback = fallback_tag(subject);
         let mut fingerprint = String::new();
         let mut found_fallback = None;
@@ -230,12 +233,12 @@ impl<'c> Referring<'c> {
             let Some(digest) = descriptor["digest"].as_str() else {
                 continue;
             };
-            if let Some(entry) = self.copy_manifest(digest, digest, depth)? {
+            if let Some(entry) = self.copy_manifest(subject, digest, digest, depth)? {
                 for_fallback.push(entry);
             }
         }
         for (tag, digest) in &found.cosign {
-            self.copy_manifest(tag, digest, depth)?;
+            self.copy_manifest(subject, tag, digest, depth)?;
         }
         if !for_fallback.is_empty() {
             self.merge_fallback(subject, for_fallback)?;
@@ -248,16 +251,20 @@ impl<'c> Referring<'c> {
     /// fallback index when the target keeps no referrers itself.
     fn copy_manifest(
         &self,
+        subject: &str,
         reference: &str,
         digest: &str,
         depth: usize,
     ) -> Result<Option<Value>, Failed> {
         let copy = self.copy;
-        let at_target = self.step(&format!("manifest {reference}"), &copy.dst.host, || {
-            copy.job
-                .client
-                .head_digest(&copy.dst, reference, copy.job.push_creds)
-        })?;
+        let at_target = match copy.job.layout_out {
+            Some(layout) => layout.has_manifest(digest).then(|| digest.to_string()),
+            None => self.step(&format!("manifest {reference}"), &copy.dst.host, || {
+                copy.job
+                    .client
+                    .head_digest(&copy.dst, reference, copy.job.push_creds)
+            })?,
+        };
         let manifest = copy.fetch(reference)?;
         let mut entry = None;
         if at_target.as_deref() != Some(digest) {
@@ -271,6 +278,17 @@ impl<'c> Referring<'c> {
             if !stored.subject {
                 entry = Some(self.descriptor(&manifest)?);
             }
+        }
+        if let Some(layout) = copy.job.layout_out {
+            let mut notes = json!({ crate::layout::REFERRER_OF: subject });
+            if reference != digest {
+                notes[crate::layout::TAG] = json!(reference);
+            }
+            let listed = crate::layout::descriptor(&manifest, notes);
+            layout
+                .announce(&listed)
+                .map_err(|e| Failed::new(e, &copy.dst.host))?;
+            layout.add_entry(listed);
         }
         if depth + 1 < MAX_DEPTH {
             let found = self.find(&manifest.digest)?;
@@ -351,6 +369,26 @@ impl<'c> Referring<'c> {
         work: impl FnMut() -> Result<T, Error>,
     ) -> Result<T, Failed> {
         attempt(self.copy.steps, &Step { what, host }, work)
+    }
+}
+
+/// What a layout (picture-book's export) lists as referring to `subject`.
+fn found_in(layout: &crate::layout::Reader, subject: &str) -> Found {
+    let of_subject = layout
+        .entries()
+        .iter()
+        .filter(|e| e.referrer_of.as_deref() == Some(subject));
+    let (tagged, listed): (Vec<_>, Vec<_>) = of_subject.partition(|e| e.tag.is_some());
+    let mut fingerprint: Vec<&str> = listed.iter().map(|e| e.digest.as_str()).collect();
+    fingerprint.sort_unstable();
+    Found {
+        listed: Some(listed.iter().map(|e| e.descriptor.clone()).collect()),
+        fallback: None,
+        cosign: tagged
+            .iter()
+            .map(|e| (e.tag.clone().unwrap_or_default(), e.digest.clone()))
+            .collect(),
+        fingerprint: digest::sha256(fingerprint.join(",").as_bytes()),
     }
 }
 

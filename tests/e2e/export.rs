@@ -1,0 +1,717 @@
+//! Air-gapped transfers as an operator makes them: `export` on the
+//! connected side writes what a registry's syncer script lists into an OCI
+//! image layout (a directory, or one tar archive), and `load --from` on the
+//! disconnected side pushes it into a registry under another name, digests
+//! unchanged. skopeo reads what picture-book writes and picture-book what
+//! skopeo writes. A second export adds only the new blobs. An archive cut
+//! short, a flipped byte, a missing blob and a full disk each fail what
+//! they touch, by name, and nothing else.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::fixtures::{self, Layout, Remote, assert_complete, manifest_raw};
+use crate::harness::{Registry, Workspace, fresh_dir};
+use crate::native::three_platforms;
+use crate::referrers;
+
+/// The name the connected side plans its targets under: a registry it
+/// cannot reach, which an export never asks.
+const SITE: &str = "registry.site.example";
+
+/// A workspace on the connected side: the registry `SITE` (engine docker,
+/// the default: an export is native whatever the engine) listing `images`.
+fn connected(images: &[String], extra: &str) -> Workspace {
+    let ws = Workspace::new();
+    ws.list_script("sync.sh", images);
+    ws.config(&format!(
+        "registries:\n  - hostname: {SITE}\n    repository: mirror\n    syncerScript: sync.sh\n{extra}"
+    ));
+    ws
+}
+
+/// A workspace on the disconnected side: `dst` under the prefix `prefix`,
+/// its syncer script one that must not run.
+fn disconnected(dst: &Registry, prefix: &str, extra: &str) -> Workspace {
+    let ws = Workspace::new();
+    ws.script("sync.sh", "echo the syncer script ran >&2; exit 1");
+    ws.config(&format!(
+        "registries:\n  - hostname: '{}'\n    repository: {prefix}\n    syncerScript: sync.sh\n{extra}",
+        dst.host
+    ));
+    ws
+}
+
+/// Runs picture-book in `ws` with `args` and `--json`, no docker daemon.
+fn json_run(ws: &Workspace, args: &[&str]) -> (i32, Value, String) {
+    let out = ws
+        .run()
+        .without_daemon()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(args)
+        .args(["--json"])
+        .run();
+    let all = out.all();
+    let json = if out.stdout.trim().is_empty() {
+        Value::Null
+    } else {
+        out.json()
+    };
+    (out.code, json, all)
+}
+
+/// The images of a report, by source as listed.
+fn images(report: &Value) -> Vec<Value> {
+    report["registries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["images"].as_array().unwrap().clone())
+        .collect()
+}
+
+/// The image whose source contains `needle`.
+fn image(report: &Value, needle: &str) -> Value {
+    images(report)
+        .into_iter()
+        .find(|i| i["source"].as_str().unwrap().contains(needle))
+        .unwrap_or_else(|| panic!("no {needle} in {report:#}"))
+}
+
+/// The error of the image whose source contains `needle`.
+fn error_of(report: &Value, needle: &str) -> String {
+    let failed = image(report, needle);
+    assert_eq!(failed["outcome"], "failed", "{failed}");
+    failed["error"].as_str().unwrap().to_string()
+}
+
+/// The files under `dir`, relative, without directories.
+fn files(dir: &Path) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap();
+                found.insert(rel.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// `blobs/sha256/<hex>` of a digest.
+fn blob_file(digest: &str) -> String {
+    format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))
+}
+
+/// The entries of the layout's `index.json`.
+fn index_entries(dir: &Path) -> Vec<Value> {
+    let index: Value = serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    index["manifests"].as_array().unwrap().clone()
+}
+
+fn digest_at(remote: &impl Remote, repo: &str, reference: &str) -> Option<String> {
+    manifest_raw(remote, repo, reference).map(|(_, digest, _)| digest)
+}
+
+/// A Helm chart at `src` as `repo:tag`.
+fn chart(src: &Registry, repo: &str, tag: &str) -> Layout {
+    let chart = fixtures::artifact(&fresh_dir("chart"), tag);
+    fixtures::push_layout(&chart, src, repo, tag);
+    chart
+}
+
+#[test]
+fn an_export_loads_under_another_name_with_the_sources_digests() {
+    let (src, dst, check) = (Registry::start(), Registry::start(), Registry::start());
+    let app = three_platforms(&src, "app", "1");
+    src.push_image("built", "1", 2);
+    let built = src.manifest_digest("built", "1").unwrap();
+    let helm = chart(&src, "charts/web", "0.1.0");
+    let sources = [
+        format!("{}/app:1", src.host),
+        format!("{}/built:1", src.host),
+        format!("{}/charts/web:0.1.0", src.host),
+    ];
+    let medium = fresh_dir("medium").join("site");
+    let ws = connected(&sources, "");
+    let (code, report, all) = json_run(
+        &ws,
+        &["export", "--registry", SITE, medium.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{all}");
+    assert_eq!(report["registries"][0]["mirrored"], 3, "{report:#}");
+    let written = report["export"]["bytesWritten"].as_u64().unwrap();
+    let blobs: u64 = app.blobs().iter().map(|b| b.size).sum();
+    assert!(written > blobs, "{report:#}");
+    assert!(medium.join("oci-layout").is_file());
+    let names: BTreeSet<String> = index_entries(&medium)
+        .iter()
+        .map(|e| {
+            e["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let planned: BTreeSet<String> = [
+        format!("{SITE}/mirror/app:1"),
+        format!("{SITE}/mirror/built:1"),
+        format!("{SITE}/mirror/charts/web:0.1.0"),
+    ]
+    .into();
+    assert_eq!(names, planned, "index.json names the planned targets");
+
+    // skopeo accepts the layout as it is.
+    let verified = fixtures::skopeo_copy(
+        &check,
+        &format!("oci:{}:{SITE}/mirror/app:1", medium.display()),
+        &format!("docker://{}/verify/app:1", check.host),
+    );
+    assert!(verified.status.success(), "{verified:?}");
+    assert_eq!(
+        digest_at(&check, "verify/app", "1"),
+        Some(app.top.digest.clone())
+    );
+
+    let site = disconnected(&dst, "edge", "");
+    let from = [
+        "load",
+        "--registry",
+        &dst.host,
+        "--from",
+        medium.to_str().unwrap(),
+    ];
+    let (code, report, all) = json_run(&site, &from);
+    assert_eq!(code, 0, "{all}");
+    assert_eq!(report["from"], medium.display().to_string());
+    assert_eq!(
+        digest_at(&dst, "edge/app", "1"),
+        Some(app.top.digest.clone())
+    );
+    assert_complete(&dst, "edge/app", &app);
+    assert_eq!(digest_at(&dst, "edge/built", "1"), Some(built));
+    assert_eq!(
+        digest_at(&dst, "edge/charts/web", "0.1.0"),
+        Some(helm.top.digest.clone())
+    );
+    assert_complete(&dst, "edge/charts/web", &helm);
+    assert!(!all.contains("the syncer script ran"), "{all}");
+
+    let before = dst.requests().len();
+    let (code, again, all) = json_run(&site, &from);
+    assert_eq!(code, 0, "{all}");
+    for i in images(&again) {
+        assert_eq!(i["outcome"], "upToDate", "{i}");
+    }
+    let seen = &dst.requests()[before..];
+    let heads = seen.iter().filter(|(m, _, _)| m == "HEAD").count();
+    assert_eq!((heads, seen.len()), (3, 3), "one HEAD per image: {seen:#?}");
+}
+
+#[test]
+fn layouts_that_skopeo_wrote_load_as_directory_and_archive() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    let app = three_platforms(&src, "team/app", "2");
+    let dir = fresh_dir("skopeo-layout").join("oci");
+    let archive = fresh_dir("skopeo-archive").join("app.tar");
+    for dest in [
+        format!("oci:{}:team/app:2", dir.display()),
+        format!("oci-archive:{}:team/app:2", archive.display()),
+    ] {
+        let out = Command::new("skopeo")
+            .args([
+                "--insecure-policy",
+                "copy",
+                "--all",
+                "-q",
+                "--src-tls-verify=false",
+            ])
+            .arg(format!("docker://{}/team/app:2", src.host))
+            .arg(&dest)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo copy to {dest}: {out:?}");
+    }
+    for (path, prefix) in [(&dir, "edge"), (&archive, "tar")] {
+        let site = disconnected(&dst, prefix, "");
+        let (code, report, all) =
+            json_run(&site, &["load", "--all", "--from", path.to_str().unwrap()]);
+        assert_eq!(code, 0, "{all}");
+        let repo = format!("{prefix}/team/app");
+        assert_eq!(
+            digest_at(&dst, &repo, "2"),
+            Some(app.top.digest.clone()),
+            "{report:#}"
+        );
+        assert_complete(&dst, &repo, &app);
+    }
+}
+
+#[test]
+fn a_second_export_writes_only_the_new_blobs() {
+    let src = Registry::start();
+    let app = three_platforms(&src, "app", "1");
+    let medium = fresh_dir("incremental").join("layout");
+    let dir = medium.to_str().unwrap();
+    let ws = connected(&[format!("{}/app:1", src.host)], "");
+    let (code, _, all) = json_run(&ws, &["export", "--all", dir]);
+    assert_eq!(code, 0, "{all}");
+    let first = files(&medium);
+
+    let helm = chart(&src, "chart", "1");
+    ws.list_script(
+        "sync.sh",
+        &[
+            format!("{}/app:1", src.host),
+            format!("{}/chart:1", src.host),
+        ],
+    );
+    let (code, report, all) = json_run(&ws, &["export", "--all", dir]);
+    assert_eq!(code, 0, "{all}");
+    let second = files(&medium);
+    let added: BTreeSet<String> = second.difference(&first).cloned().collect();
+    let helm_files: BTreeSet<String> = helm
+        .manifests()
+        .into_iter()
+        .chain(helm.blobs())
+        .map(|b| blob_file(&b.digest))
+        .collect();
+    assert_eq!(added, helm_files, "only the chart's blobs are new");
+    assert!(first.is_subset(&second));
+    let helm_bytes: u64 = helm
+        .manifests()
+        .into_iter()
+        .chain(helm.blobs())
+        .map(|b| b.size)
+        .sum();
+    assert_eq!(report["export"]["bytesWritten"], helm_bytes, "{report:#}");
+    let app_report = image(&report, "app:1");
+    assert_eq!(
+        app_report["blobsPresent"],
+        app.blobs().len(),
+        "{app_report}"
+    );
+    assert_eq!(app_report["blobsCopied"], 0, "{app_report}");
+    assert_eq!(index_entries(&medium).len(), 2);
+
+    let index = fs::read(medium.join("index.json")).unwrap();
+    let (code, report, all) = json_run(&ws, &["export", "--all", dir]);
+    assert_eq!(code, 0, "{all}");
+    assert_eq!(report["export"]["bytesWritten"], 0, "{report:#}");
+    assert_eq!(files(&medium), second);
+    assert_eq!(fs::read(medium.join("index.json")).unwrap(), index);
+
+    // An image that cannot be exported this time keeps its earlier entry.
+    src.delete("chart", "1");
+    let (code, report, all) = json_run(&ws, &["export", "--all", dir]);
+    assert_eq!(code, 1, "{all}");
+    assert!(
+        error_of(&report, "chart:1").contains("not at the source"),
+        "{report:#}"
+    );
+    assert_eq!(fs::read(medium.join("index.json")).unwrap(), index);
+}
+
+#[test]
+fn a_dry_run_writes_nothing_and_says_what_is_missing() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    let app = three_platforms(&src, "app", "1");
+    let medium = fresh_dir("dry").join("layout");
+    let ws = connected(&[format!("{}/app:1", src.host)], "");
+    let out = ws
+        .run()
+        .without_daemon()
+        .args(["export", "--all", "--dry-run", medium.to_str().unwrap()])
+        .run();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!medium.exists(), "a dry run made {}", medium.display());
+    let blobs = app.blobs().len();
+    assert!(
+        out.stdout.contains(&format!("{blobs} blobs"))
+            && out.stdout.contains("missing in the layout"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("1 to export"), "{}", out.stdout);
+
+    let (code, _, all) = json_run(&ws, &["export", "--all", medium.to_str().unwrap()]);
+    assert_eq!(code, 0, "{all}");
+    let site = disconnected(&dst, "edge", "");
+    let (code, report, all) = json_run(
+        &site,
+        &[
+            "load",
+            "--all",
+            "--dry-run",
+            "--from",
+            medium.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{all}");
+    assert_eq!(image(&report, "app:1")["outcome"], "planned", "{report:#}");
+    assert!(
+        dst.catalog().is_empty(),
+        "a dry run pushed {:?}",
+        dst.catalog()
+    );
+}
+
+#[test]
+fn each_registry_loads_the_images_exported_for_it() {
+    let (src, one, two) = (Registry::start(), Registry::start(), Registry::start());
+    let app = three_platforms(&src, "app", "1");
+    let helm = chart(&src, "chart", "1");
+    let ws = Workspace::new();
+    ws.list_script("one.sh", &[format!("{}/app:1", src.host)]);
+    ws.list_script("two.sh", &[format!("{}/chart:1", src.host)]);
+    ws.config(&format!(
+        "registries:\n  - hostname: '{}'\n    repository: m\n    syncerScript: one.sh\n  - hostname: '{}'\n    repository: m\n    syncerScript: two.sh\n",
+        one.host, two.host
+    ));
+    let medium = fresh_dir("both").join("layout");
+    let (code, _, all) = json_run(&ws, &["export", "--all", medium.to_str().unwrap()]);
+    assert_eq!(code, 0, "{all}");
+    assert!(
+        one.catalog().is_empty() && two.catalog().is_empty(),
+        "an export pushed"
+    );
+    ws.script("one.sh", "exit 1");
+    ws.script("two.sh", "exit 1");
+    let (code, _, all) = json_run(&ws, &["load", "--all", "--from", medium.to_str().unwrap()]);
+    assert_eq!(code, 0, "{all}");
+    assert_eq!(one.catalog(), ["m/app"]);
+    assert_eq!(two.catalog(), ["m/chart"]);
+    assert_eq!(digest_at(&one, "m/app", "1"), Some(app.top.digest.clone()));
+    assert_eq!(
+        digest_at(&two, "m/chart", "1"),
+        Some(helm.top.digest.clone())
+    );
+}
+
+#[test]
+fn signatures_and_the_platforms_filter_cross_the_gap() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    let app = referrers::image(&src, "app", "1");
+    let sig = referrers::refer(&src, "app", &app, referrers::SIG, true);
+    let multi = three_platforms(&src, "multi", "1");
+    let ws = connected(
+        &[
+            format!("{}/app:1", src.host),
+            format!("{}/multi:1", src.host),
+        ],
+        "    engine: native\n    referrers: true\n    platforms: [linux/arm64]\n",
+    );
+    let medium = fresh_dir("signed").join("layout");
+    let (code, report, all) = json_run(&ws, &["export", "--all", medium.to_str().unwrap()]);
+    assert_eq!(code, 0, "{all}");
+    assert_eq!(image(&report, "app:1")["referrers"], 1, "{report:#}");
+    assert_eq!(
+        image(&report, "multi:1")["platforms"],
+        serde_json::json!(["linux/arm64/v8"])
+    );
+
+    let site = disconnected(&dst, "edge", "    engine: native\n    referrers: true\n");
+    let (code, report, all) = json_run(
+        &site,
+        &["load", "--all", "--from", medium.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{all}");
+    assert_eq!(digest_at(&dst, "edge/app", "1"), Some(app.digest.clone()));
+    assert_eq!(
+        digest_at(&dst, "edge/app", &sig.digest),
+        Some(sig.digest.clone())
+    );
+    assert_eq!(
+        referrers::fallback(&dst, "edge/app", &app.digest),
+        std::slice::from_ref(&sig.digest)
+    );
+    let (_, digest, body) = manifest_raw(&dst, "edge/multi", "1").unwrap();
+    assert_ne!(
+        digest, multi.top.digest,
+        "a filtered index has a digest of its own"
+    );
+    let index: Value = serde_json::from_slice(&body).unwrap();
+    let children = index["manifests"].as_array().unwrap();
+    assert_eq!(children.len(), 1, "{index:#}");
+    assert_eq!(children[0]["digest"], multi.image("arm64").manifest.digest);
+    assert_eq!(image(&report, "multi")["outcome"], "mirrored");
+}
+
+/// A source set for the fault tests: the three-platform `app:1`, then the
+/// chart `chart:1`, exported one at a time (`parallel: 1`) in that order.
+struct Set {
+    _src: Registry,
+    app: Layout,
+    helm: Layout,
+    ws: Workspace,
+}
+
+fn set() -> Set {
+    let src = Registry::start();
+    let app = three_platforms(&src, "app", "1");
+    let helm = chart(&src, "chart", "1");
+    let ws = connected(
+        &[
+            format!("{}/app:1", src.host),
+            format!("{}/chart:1", src.host),
+        ],
+        "    parallel: 1\n",
+    );
+    Set {
+        _src: src,
+        app,
+        helm,
+        ws,
+    }
+}
+
+/// Loads `path` into `dst` under `edge`: the exit code, the report, all output.
+fn load_from(dst: &Registry, path: &Path) -> (i32, Value, String) {
+    json_run(
+        &disconnected(dst, "edge", ""),
+        &["load", "--all", "--from", path.to_str().unwrap()],
+    )
+}
+
+/// Where each member's data starts in a tar archive, and its size.
+fn tar_members(archive: &[u8]) -> Vec<(String, usize, usize)> {
+    let mut members = Vec::new();
+    let mut at = 0;
+    while at + 512 <= archive.len() && archive[at..at + 512].iter().any(|b| *b != 0) {
+        let header = &archive[at..at + 512];
+        let name = String::from_utf8_lossy(&header[..100])
+            .trim_end_matches('\0')
+            .to_string();
+        let size_text = String::from_utf8_lossy(&header[124..136]);
+        let size =
+            usize::from_str_radix(size_text.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+                .unwrap();
+        members.push((name, at + 512, size));
+        at += 512 + size.div_ceil(512) * 512;
+    }
+    members
+}
+
+#[test]
+fn an_archive_cut_short_loads_the_images_it_holds_whole() {
+    let s = set();
+    let archive = fresh_dir("cut").join("site.tar");
+    let (code, report, all) = json_run(
+        &s.ws,
+        &["export", "--all", "--archive", archive.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{all}");
+    assert_eq!(report["export"]["archive"], true);
+    let listing = Command::new("tar")
+        .arg("tf")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(listing.status.success(), "tar reads it: {listing:?}");
+    let whole = fs::read(&archive).unwrap();
+    let layer = &s.helm.images[0].layers[0];
+    let (_, start, size) = tar_members(&whole)
+        .into_iter()
+        .find(|(name, _, _)| *name == blob_file(&layer.digest))
+        .expect("the chart's layer is in the archive");
+    let cut = fresh_dir("cut").join("cut.tar");
+    fs::write(&cut, &whole[..start + size / 2]).unwrap();
+
+    let dst = Registry::start();
+    let (code, report, all) = load_from(&dst, &cut);
+    assert_eq!(code, 1, "{all}");
+    assert_eq!(
+        digest_at(&dst, "edge/app", "1"),
+        Some(s.app.top.digest.clone())
+    );
+    assert_complete(&dst, "edge/app", &s.app);
+    let failed = image(&report, "chart:1");
+    assert_eq!(failed["outcome"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains(&layer.digest) && error.contains("cut short"),
+        "{error}"
+    );
+    assert_eq!(
+        digest_at(&dst, "edge/chart", "1"),
+        None,
+        "no tag for the chart"
+    );
+    let warnings = report["registries"][0]["warnings"].to_string();
+    assert!(warnings.contains("truncated"), "{report:#}");
+}
+
+#[test]
+fn a_flipped_byte_or_a_missing_blob_fails_only_its_image() {
+    let s = set();
+    let medium = fresh_dir("damaged").join("layout");
+    let (code, _, all) = json_run(&s.ws, &["export", "--all", medium.to_str().unwrap()]);
+    assert_eq!(code, 0, "{all}");
+
+    let layer = &s.app.image("amd64").layers[0];
+    let path = medium.join(blob_file(&layer.digest));
+    let mut bytes = fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    fs::write(&path, &bytes).unwrap();
+    let dst = Registry::start();
+    let (code, report, all) = load_from(&dst, &medium);
+    assert_eq!(code, 1, "{all}");
+    let error = error_of(&report, "app:1");
+    assert!(
+        error.contains(&layer.digest) && error.contains("does not match its digest"),
+        "{error}"
+    );
+    assert_eq!(
+        digest_at(&dst, "edge/app", "1"),
+        None,
+        "no tag for a damaged image"
+    );
+    assert_eq!(
+        digest_at(&dst, "edge/chart", "1"),
+        Some(s.helm.top.digest.clone())
+    );
+
+    bytes[middle] ^= 0x01;
+    fs::write(&path, &bytes).unwrap();
+    let chart_layer = &s.helm.images[0].layers[0];
+    fs::remove_file(medium.join(blob_file(&chart_layer.digest))).unwrap();
+    let dst = Registry::start();
+    let (code, report, all) = load_from(&dst, &medium);
+    assert_eq!(code, 1, "{all}");
+    let error = error_of(&report, "chart:1");
+    assert!(
+        error.contains(&chart_layer.digest) && error.contains("missing"),
+        "{error}"
+    );
+    assert_eq!(digest_at(&dst, "edge/chart", "1"), None);
+    assert_eq!(
+        digest_at(&dst, "edge/app", "1"),
+        Some(s.app.top.digest.clone())
+    );
+}
+
+/// An image of one random layer of `size` bytes at `src` as `repo:tag`.
+fn big_image(src: &Registry, repo: &str, tag: &str, size: usize) {
+    use crate::fixtures::layout::{OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, random_bytes};
+    use crate::fixtures::{Blob, push_blob, put_manifest};
+    let layer = Blob::new(OCI_LAYER_GZIP, random_bytes(size));
+    let config = Blob::json(
+        OCI_CONFIG,
+        &serde_json::json!({"architecture": "amd64", "os": "linux"}),
+    );
+    let manifest = Blob::json(
+        OCI_MANIFEST,
+        &serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": config.descriptor(), "layers": [layer.descriptor()]}),
+    );
+    push_blob(src, repo, &config);
+    push_blob(src, repo, &layer);
+    let (status, body) = put_manifest(src, repo, tag, &manifest);
+    assert_eq!(status, 201, "{body}");
+}
+
+/// A small tmpfs, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn new(size: &str) -> SmallDisk {
+        let dir = fresh_dir("small-disk");
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "pb-small-disk",
+            ])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount a tmpfs at {}: {out:?}",
+            dir.display()
+        );
+        SmallDisk(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_leaves_the_previous_export_whole() {
+    let src = Registry::start();
+    let helm = chart(&src, "chart", "1");
+    big_image(&src, "big", "1", 3 << 20);
+    let disk = SmallDisk::new("1m");
+    let medium = disk.0.join("layout");
+    let archive = disk.0.join("site.tar");
+    let ws = connected(&[format!("{}/chart:1", src.host)], "");
+    for args in [
+        vec!["export", "--all", medium.to_str().unwrap()],
+        vec!["export", "--all", "--archive", archive.to_str().unwrap()],
+    ] {
+        let (code, _, all) = json_run(&ws, &args);
+        assert_eq!(code, 0, "{all}");
+    }
+    let index = fs::read(medium.join("index.json")).unwrap();
+    let tar = fs::read(&archive).unwrap();
+    let before = files(&disk.0);
+
+    ws.list_script(
+        "sync.sh",
+        &[
+            format!("{}/chart:1", src.host),
+            format!("{}/big:1", src.host),
+        ],
+    );
+    let (code, report, all) = json_run(
+        &ws,
+        &["export", "--all", "--archive", archive.to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{all}");
+    let error = error_of(&report, "big:1");
+    assert!(error.contains("No space left"), "{error}");
+    assert!(report["export"]["error"].as_str().is_some(), "{report:#}");
+    assert_eq!(
+        fs::read(&archive).unwrap(),
+        tar,
+        "the previous archive is untouched"
+    );
+    let (code, report, all) = json_run(&ws, &["export", "--all", medium.to_str().unwrap()]);
+    assert_eq!(code, 1, "{all}");
+    let error = error_of(&report, "big:1");
+    assert!(error.contains("No space left"), "{error}");
+    assert_eq!(index_entries(&medium).len(), 1, "the chart is still listed");
+    assert_eq!(fs::read(medium.join("index.json")).unwrap(), index);
+    let after = files(&disk.0);
+    let left: Vec<&String> = after
+        .difference(&before)
+        .filter(|f| f.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+
+    let dst = Registry::start();
+    for path in [&medium, &archive] {
+        let (code, _, all) = load_from(&dst, path);
+        assert_eq!(code, 0, "{all}");
+        assert_eq!(
+            digest_at(&dst, "edge/chart", "1"),
+            Some(helm.top.digest.clone())
+        );
+    }
+}
