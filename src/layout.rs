@@ -417,6 +417,18 @@ enum Out {
     },
 }
 
+/// Which entries of the `index.json` an export replaces stay in it: those of
+/// the registries it did not run, those of images that failed this time
+/// (so that nothing exported earlier is lost), and those another tool wrote
+/// under a name this export did not write.
+#[derive(Debug, Default)]
+pub struct Keep {
+    /// The registries the export ran.
+    pub ran: HashSet<String>,
+    /// The images that failed, by registry and source as listed.
+    pub failed: HashSet<(String, String)>,
+}
+
 /// A layout being written: blobs as they come, `index.json` at the end.
 pub struct Writer {
     out: Mutex<Out>,
@@ -574,20 +586,33 @@ impl Writer {
         *lock(&self.bytes)
     }
 
-    /// Finishes the layout: `index.json` with the entries added, and, for
-    /// sources that failed this time (`kept`), the entries the layout had
-    /// for them before, so that nothing exported earlier is lost. Written
+    /// Finishes the layout: `index.json` with the entries added, and those
+    /// of the `index.json` it replaces that `keep` says stay. Written
     /// atomically; a tar archive is closed and renamed into place.
-    pub fn finish(&self, kept: &HashSet<String>) -> Result<(), Error> {
+    pub fn finish(&self, keep: &Keep) -> Result<(), Error> {
         let mut entries = lock(&self.entries).clone();
-        let ours: HashSet<String> = entries
+        let note = |e: &Value, k: &str| e["annotations"][k].as_str().map(String::from);
+        let names: HashSet<Option<String>> = entries.iter().map(|e| note(e, REF_NAME)).collect();
+        let sources: HashSet<(Option<String>, Option<String>)> = entries
             .iter()
-            .filter_map(|e| e["annotations"][SOURCE].as_str().map(String::from))
+            .map(|e| (note(e, REGISTRY), note(e, SOURCE)))
             .collect();
         let mut subjects = HashSet::new();
-        for old in &self.previous {
-            let source = old["annotations"][SOURCE].as_str().unwrap_or_default();
-            if kept.contains(source) && !ours.contains(source) {
+        for old in self
+            .previous
+            .iter()
+            .filter(|e| note(e, REFERRER_OF).is_none())
+        {
+            let (registry, source) = (note(old, REGISTRY), note(old, SOURCE));
+            let stays = match (&registry, &source) {
+                (Some(r), _) if !keep.ran.contains(r) => true,
+                (Some(r), Some(s)) => {
+                    keep.failed.contains(&(r.clone(), s.clone()))
+                        && !sources.contains(&(registry.clone(), source.clone()))
+                }
+                _ => !names.contains(&note(old, REF_NAME)),
+            };
+            if stays && !entries.contains(old) {
                 entries.push(old.clone());
                 subjects.extend(old["digest"].as_str().map(String::from));
             }
@@ -831,7 +856,7 @@ mod tests {
         w.put_manifest(&m).unwrap();
         w.add_entry(descriptor(&m, json!({REF_NAME: "r.io/a:1", SOURCE: "a:1"})));
         assert!(w.has(&m.digest, m.bytes.len() as u64));
-        w.finish(&HashSet::new()).unwrap();
+        w.finish(&Keep::default()).unwrap();
         let listing = std::process::Command::new("tar")
             .arg("tf")
             .arg(&archive)

@@ -195,13 +195,20 @@ fn finish_export(
     path: &std::path::Path,
     archive: bool,
 ) -> Result<(), String> {
-    let kept: std::collections::HashSet<String> = report
-        .registries
-        .iter()
-        .flat_map(|r| &r.images)
-        .filter(|i| i.outcome != report::Outcome::Mirrored)
-        .map(|i| i.source.clone())
-        .collect();
+    let keep = layout::Keep {
+        ran: report
+            .registries
+            .iter()
+            .map(|r| r.hostname.clone())
+            .collect(),
+        failed: report
+            .registries
+            .iter()
+            .flat_map(|r| r.images.iter().map(move |i| (r, i)))
+            .filter(|(_, i)| i.outcome != report::Outcome::Mirrored)
+            .map(|(r, i)| (r.hostname.clone(), i.source.clone()))
+            .collect(),
+    };
     let incomplete = report.registries.iter().any(|r| !r.is_complete());
     let result = if archive && incomplete {
         Err(format!(
@@ -214,7 +221,7 @@ fn finish_export(
             }
         ))
     } else {
-        writer.finish(&kept).map_err(|e| e.to_string())
+        writer.finish(&keep).map_err(|e| e.to_string())
     };
     if let Err(e) = &result {
         log::error!("{e}");

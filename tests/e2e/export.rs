@@ -384,6 +384,36 @@ fn each_registry_loads_the_images_exported_for_it() {
         one.catalog().is_empty() && two.catalog().is_empty(),
         "an export pushed"
     );
+    // Another tool's image in the same layout, then an export of one
+    // registry only: the other's entries and the foreign one stay.
+    let foreign = Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "-q", "--src-tls-verify=false"])
+        .arg(format!("docker://{}/chart:1", src.host))
+        .arg(format!("oci:{}:other/chart:9", medium.display()))
+        .output()
+        .unwrap();
+    assert!(foreign.status.success(), "{foreign:?}");
+    let (code, _, all) = json_run(
+        &ws,
+        &["export", "--registry", &one.host, medium.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{all}");
+    let names: BTreeSet<String> = index_entries(&medium)
+        .iter()
+        .map(|e| {
+            e["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let expected: BTreeSet<String> = [
+        format!("{}/m/app:1", one.host),
+        format!("{}/m/chart:1", two.host),
+        "other/chart:9".to_string(),
+    ]
+    .into();
+    assert_eq!(names, expected);
     ws.script("one.sh", "exit 1");
     ws.script("two.sh", "exit 1");
     let (code, _, all) = json_run(&ws, &["load", "--all", "--from", medium.to_str().unwrap()]);
