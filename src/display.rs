@@ -218,6 +218,8 @@ pub struct Item {
     label: String,
     source: String,
     target: String,
+    /// What the line of a finished image says it was (`mirrored`).
+    done: &'static str,
     started: Instant,
     bytes: Mutex<Bytes>,
 }
@@ -231,6 +233,7 @@ impl Item {
             label: format!("{registry} [{n}/{of}]"),
             source: source.to_string(),
             target: target.to_string(),
+            done: "mirrored",
             started: Instant::now(),
             bytes: Mutex::new(Bytes {
                 done: 0,
@@ -238,6 +241,11 @@ impl Item {
                 shown: None,
             }),
         }
+    }
+
+    /// With what the line of the finished image says it was (`exported`).
+    pub fn done_as(self, done: &'static str) -> Item {
+        Item { done, ..self }
     }
 
     /// `copying SOURCE 12.3 MiB of 40.0 MiB (5.1 MiB/s)`, when it is time to
@@ -379,8 +387,9 @@ impl Progress {
             }
             (_, None) if *self != Progress::Quiet => {
                 log::info!(
-                    "{} mirrored {} → {} ({secs:.1}s)",
+                    "{} {} {} → {} ({secs:.1}s)",
                     item.label,
+                    item.done,
                     item.source,
                     item.target
                 )

@@ -513,7 +513,11 @@ impl<'a> Run<'a> {
             self.total,
             &source,
             &image.target,
-        );
+        )
+        .done_as(match self.ctx.mode {
+            Mode::Export(_) => "exported",
+            Mode::Mirror | Mode::Import(_) => "mirrored",
+        });
         let (result, attempts) = self.transfer(&item, image);
         let error = result.as_ref().err().map(|f| f.error.to_string());
         self.ctx.progress.finished(&item, error.as_deref());

@@ -149,6 +149,13 @@ fn an_export_loads_under_another_name_with_the_sources_digests() {
     );
     assert_eq!(code, 0, "{all}");
     assert_eq!(report["registries"][0]["mirrored"], 3, "{report:#}");
+    assert!(
+        all.contains(&format!(
+            "exported {}/app:1 → {SITE}/mirror/app:1",
+            src.host
+        )),
+        "{all}"
+    );
     let written = report["export"]["bytesWritten"].as_u64().unwrap();
     let blobs: u64 = app.blobs().iter().map(|b| b.size).sum();
     assert!(written > blobs, "{report:#}");
