@@ -148,6 +148,9 @@ fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
 /// one layout, then its `index.json` (an archive is renamed into place).
 fn export(cli: &Cli, options: &ExportOptions) -> Result<ExitCode, Error> {
     let config = config::load(&config::locate(cli.config.as_deref())?)?;
+    if let Selection::One(host) = &options.selection {
+        config.registry(host)?;
+    }
     let (path, archive) = match &options.into {
         ExportTo::Dir(dir) => (dir, false),
         ExportTo::Archive(file) => (file, true),
@@ -199,6 +202,7 @@ fn finish_export(
         ran: report
             .registries
             .iter()
+            .filter(|r| r.error.is_none())
             .map(|r| r.hostname.clone())
             .collect(),
         failed: report

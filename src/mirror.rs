@@ -185,7 +185,7 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         report.warnings.push(problem);
     }
     ctx.client.remember_challenges(state.challenges());
-    let pull_creds = |host: &str| credentials(registry.pull_auth.as_ref(), host);
+    let pull_creds = |host: &str| pull_credentials(registry, ctx.mode, host);
     let insecure = |host: &str| registry.is_insecure(host);
     let checker = Checker {
         client: ctx.client,
@@ -330,6 +330,15 @@ fn down_message(down: &HashMap<String, String>, images: &[ImageReport]) -> Optio
             if skipped == 1 { "image" } else { "images" }
         )
     })
+}
+
+/// Credentials for the source host `host`: none when the images come from
+/// a layout (no helper is asked for a host that is not contacted).
+fn pull_credentials(registry: &Registry, mode: Mode<'_>, host: &str) -> Option<Credentials> {
+    match mode {
+        Mode::Import(_) => None,
+        Mode::Mirror | Mode::Export(_) => credentials(registry.pull_auth.as_ref(), host),
+    }
 }
 
 /// Credentials for `host`: from the configured DockerConfigJSON, else the
@@ -546,7 +555,7 @@ impl<'a> Run<'a> {
             &source,
             &image.target,
         );
-        let pull_creds = |host: &str| credentials(self.registry.pull_auth.as_ref(), host);
+        let pull_creds = |host: &str| pull_credentials(self.registry, self.ctx.mode, host);
         let job = self.job(&item, image, &pull_creds);
         match self.engine.plan(&job) {
             Ok(Some(plan)) => report.plan(plan),
@@ -644,7 +653,7 @@ impl<'a> Run<'a> {
             served: &served,
             again: AtomicU32::new(0),
         };
-        let pull_creds = |host: &str| credentials(self.registry.pull_auth.as_ref(), host);
+        let pull_creds = |host: &str| pull_credentials(self.registry, self.ctx.mode, host);
         let job = self.job(item, image, &pull_creds);
         let result = work(&job, &policy);
         (result, policy.attempts())

@@ -136,11 +136,7 @@ impl<'a> Copy<'a> {
             .rsplit_once(':')
             .unwrap_or((job.target, "latest"));
         let dst = Repository::target(name, registry.insecure).for_copying();
-        // A layout needs no credentials (nor a helper asked for them).
-        let src_creds = match job.layout_in {
-            Some(_) => None,
-            None => (job.pull_creds)(&src.host),
-        };
+        let src_creds = (job.pull_creds)(&src.host);
         Copy {
             job,
             steps,
@@ -398,7 +394,8 @@ impl<'a> Copy<'a> {
         Ok((Manifest::new(bytes, &index.media_type), names(&kept), true))
     }
 
-    /// The manifest `reference` of the source, tried again as `retries` allows.
+    /// The manifest `reference` of the source, tried again as `retries`
+    /// allows; from a layout, `reference` is a digest.
     fn fetch(&self, reference: &str) -> Result<Manifest, Failed> {
         if let Some(layout) = self.job.layout_in {
             return self.fetch_from(layout, reference);
@@ -424,30 +421,16 @@ impl<'a> Copy<'a> {
         })
     }
 
-    /// The manifest `reference` (a digest, or a tag a layout entry names)
-    /// of the layout the image comes from.
-    fn fetch_from(
-        &self,
-        layout: &crate::layout::Reader,
-        reference: &str,
-    ) -> Result<Manifest, Failed> {
-        let digest = if reference.contains(':') {
-            reference.to_string()
-        } else {
-            layout
-                .entries()
-                .iter()
-                .find(|e| e.tag.as_deref() == Some(reference))
-                .map(|e| e.digest.clone())
-                .unwrap_or_default()
-        };
+    /// The manifest `digest` of the layout the image comes from (which
+    /// knows manifests by digest only: a tag names the target).
+    fn fetch_from(&self, layout: &crate::layout::Reader, digest: &str) -> Result<Manifest, Failed> {
         let found = layout
-            .manifest(&digest)
+            .manifest(digest)
             .map_err(|e| Failed::new(e, &self.src.host))?;
         found.ok_or_else(|| {
             Failed::new(
                 Error::Corrupt {
-                    detail: format!("manifest {reference} is missing from the layout"),
+                    detail: format!("manifest {digest} is missing from {}", layout.shown()),
                 },
                 &self.src.host,
             )

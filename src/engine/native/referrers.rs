@@ -265,7 +265,10 @@ impl<'c> Referring<'c> {
                     .head_digest(&copy.dst, reference, copy.job.push_creds)
             })?,
         };
-        let manifest = copy.fetch(reference)?;
+        let manifest = match copy.job.layout_in {
+            Some(_) => copy.fetch(digest)?,
+            None => copy.fetch(reference)?,
+        };
         let mut entry = None;
         if at_target.as_deref() != Some(digest) {
             let mut tree = Tree::of(manifest.clone());
