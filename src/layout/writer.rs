@@ -76,7 +76,10 @@ impl Writer {
             detail,
         };
         fs::create_dir_all(dir).map_err(|e| fail(format!("cannot make it: {e}")))?;
-        let held = match runlock::try_lock(dir, "picture-book") {
+        // A moment's wait: a child just forked may hold the lock of a writer
+        // this process dropped until it runs its program.
+        let wait = std::time::Duration::from_secs(3);
+        let held = match runlock::lock(dir, "picture-book", wait, &mut |_| {}, &|| false) {
             Ok(held) => held,
             Err(Refused::Held(holder)) => {
                 return Err(fail(format!(
