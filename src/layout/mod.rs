@@ -556,6 +556,8 @@ mod tests {
         first.finish(&Keep::default()).unwrap();
         drop(first);
         fs::write(dir.join("index.json"), "{not json").unwrap();
+        let archive = Writer::archive(&dir).err().unwrap().to_string();
+        assert!(archive.contains("is a directory"), "{archive}");
         let broken = Writer::dir(&dir).err().unwrap().to_string();
         assert!(broken.contains("index.json cannot be read"), "{broken}");
         assert_eq!(

@@ -130,6 +130,12 @@ impl Writer {
     /// A writer of the tar archive `path`, written under a temporary name
     /// next to it and renamed when complete.
     pub fn archive(path: &Path) -> Result<Writer, Error> {
+        if path.is_dir() {
+            return Err(Error::Layout {
+                path: path.to_path_buf(),
+                detail: "is a directory: give the archive's file name (or export into the directory without --archive)".into(),
+            });
+        }
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
