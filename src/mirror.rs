@@ -516,14 +516,7 @@ impl<'a> Run<'a> {
         };
         (self.ctx.on_image)(n, self.total, &source);
         log::debug!("{label} {source}: mirroring ({reason})");
-        let item = Item::new(
-            &self.registry.hostname,
-            n,
-            self.total,
-            &source,
-            &image.target,
-        )
-        .done_as(match self.ctx.mode {
+        let item = self.item(image, n).done_as(match self.ctx.mode {
             Mode::Export(_) => "exported",
             Mode::Mirror | Mode::Import(_) => "mirrored",
         });
@@ -544,17 +537,22 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// A dry run's report of an image to mirror, with what the engine can
-    /// tell of the move.
-    fn planned(&self, image: &Planned, n: usize, report: ImageReport) -> ImageReport {
+    /// The progress line of `image`, number `n` of the run.
+    fn item(&self, image: &Planned, n: usize) -> Item {
         let source = image.reference.to_string();
-        let item = Item::new(
+        Item::new(
             &self.registry.hostname,
             n,
             self.total,
             &source,
             &image.target,
-        );
+        )
+    }
+
+    /// A dry run's report of an image to mirror, with what the engine can
+    /// tell of the move.
+    fn planned(&self, image: &Planned, n: usize, report: ImageReport) -> ImageReport {
+        let item = self.item(image, n);
         let pull_creds = |host: &str| pull_credentials(self.registry, self.ctx.mode, host);
         let job = self.job(&item, image, &pull_creds);
         match self.engine.plan(&job) {
@@ -677,13 +675,7 @@ impl<'a> Run<'a> {
         }
         let known = self.checker.referred(&image.target);
         let source = image.reference.to_string();
-        let item = Item::new(
-            &self.registry.hostname,
-            n,
-            self.total,
-            &source,
-            &image.target,
-        );
+        let item = self.item(image, n);
         let (result, attempts) = self.move_with(&item, image, &|job, policy| {
             self.engine.refresh_referrers(job, policy, digest, &known)
         });

@@ -237,11 +237,7 @@ fn every_config_key_refuses_bad_values() {
         for kind in KINDS {
             let (yaml, path) = config_with(level, key, &value(key, kind, &huge));
             ws.config(&yaml);
-            let out = ws
-                .run()
-                .without_daemon()
-                .args(["--config", "config.yaml", "check"])
-                .run();
+            let out = ws.run_without_daemon(&["--config", "config.yaml", "check"]);
             let accepted = ACCEPTED
                 .iter()
                 .find(|(k, c, _)| *k == key && *c == kind)

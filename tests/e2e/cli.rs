@@ -14,7 +14,7 @@ fn seed(ws: &Workspace) {
 #[test]
 fn help_reads_well_and_exits_0() {
     let ws = Workspace::new();
-    let main = ws.run().without_daemon().args(["--help"]).run();
+    let main = ws.run_without_daemon(&["--help"]);
     assert_eq!(main.code, 0);
     for word in ["load", "check", "sync", "--config", "Exit status"] {
         assert!(
@@ -23,7 +23,7 @@ fn help_reads_well_and_exits_0() {
             main.stdout
         );
     }
-    let load = ws.run().without_daemon().args(["load", "--help"]).run();
+    let load = ws.run_without_daemon(&["load", "--help"]);
     assert_eq!(load.code, 0);
     for word in ["--registry <HOST>", "--all", "--dry-run", "--json"] {
         assert!(
@@ -31,7 +31,7 @@ fn help_reads_well_and_exits_0() {
             "{word} missing from load --help"
         );
     }
-    let version = ws.run().without_daemon().args(["--version"]).run();
+    let version = ws.run_without_daemon(&["--version"]);
     assert_eq!(
         version.stdout,
         format!("picture-book {}\n", env!("CARGO_PKG_VERSION"))
@@ -61,11 +61,7 @@ fn usage_errors_exit_2_and_say_what_is_wrong() {
 fn unknown_registry_lists_the_configured_ones() {
     let ws = Workspace::new();
     seed(&ws);
-    let out = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--registry", "nope.example.com"])
-        .run();
+    let out = ws.run_without_daemon(&["load", "--registry", "nope.example.com"]);
     assert_eq!(out.code, 2);
     assert!(
         out.stderr.contains("no registry 'nope.example.com' in the configuration; configured: my-registry.com, other.example.com:5000"),
@@ -79,15 +75,11 @@ fn config_is_found_by_flag_env_and_working_directory() {
     let ws = Workspace::new();
     seed(&ws);
     let elsewhere = Workspace::new();
-    let by_flag = elsewhere
-        .run()
-        .without_daemon()
-        .args([
-            "--config",
-            ws.dir.join("config.yaml").to_str().unwrap(),
-            "check",
-        ])
-        .run();
+    let by_flag = elsewhere.run_without_daemon(&[
+        "--config",
+        ws.dir.join("config.yaml").to_str().unwrap(),
+        "check",
+    ]);
     assert_eq!(by_flag.code, 0, "{by_flag:?}");
     let by_env = elsewhere
         .run()
@@ -97,7 +89,7 @@ fn config_is_found_by_flag_env_and_working_directory() {
         .run();
     assert_eq!(by_env.code, 0, "{by_env:?}");
     assert_eq!(by_env.stdout, by_flag.stdout);
-    let by_cwd = ws.run().without_daemon().args(["check"]).run();
+    let by_cwd = ws.run_without_daemon(&["check"]);
     assert_eq!(by_cwd.code, 0, "{by_cwd:?}");
     let missing = elsewhere
         .run()
@@ -114,7 +106,7 @@ fn config_is_found_by_flag_env_and_working_directory() {
         missing.stderr
     );
     if !std::path::Path::new("/etc/picture-book/config.yaml").exists() {
-        let none = elsewhere.run().without_daemon().args(["check"]).run();
+        let none = elsewhere.run_without_daemon(&["check"]);
         assert_eq!(none.code, 2);
         assert!(
             none.stderr
@@ -166,7 +158,7 @@ fn invalid_config_lists_every_problem_and_runs_nothing() {
     ws.config(
         "registries:\n  - hostname: good.example.com\n    syncerScript: sync.sh\n  - hostname: ''\n    syncerScript: missing.sh\n    syncPeriod: '* * *'\n",
     );
-    let out = ws.run().without_daemon().args(["load", "--all"]).run();
+    let out = ws.run_without_daemon(&["load", "--all"]);
     assert_eq!(out.code, 2, "{out:?}");
     for want in [
         "registries[1].hostname: must not be empty",
@@ -177,7 +169,7 @@ fn invalid_config_lists_every_problem_and_runs_nothing() {
         assert!(out.stderr.contains(want), "{want}: {}", out.stderr);
     }
     assert!(!marker.exists(), "a bad config must not half-run");
-    let check = ws.run().without_daemon().args(["check"]).run();
+    let check = ws.run_without_daemon(&["check"]);
     assert_eq!(check.code, 2);
 }
 
@@ -197,7 +189,7 @@ fn secret_files_others_may_read_are_refused_and_group_readable_ones_warned_of() 
     };
     mode(&auth, 0o644);
     mode(&token, 0o604);
-    let out = ws.run().without_daemon().args(["check"]).run();
+    let out = ws.run_without_daemon(&["check"]);
     assert_eq!(out.code, 2, "{out:?}");
     for (key, file) in [
         ("registries[0].pushAuthConfigFile", &auth),
@@ -215,7 +207,7 @@ fn secret_files_others_may_read_are_refused_and_group_readable_ones_warned_of() 
     assert!(!out.all().contains("s3cret-token"));
     mode(&auth, 0o640);
     mode(&token, 0o600);
-    let out = ws.run().without_daemon().args(["check"]).run();
+    let out = ws.run_without_daemon(&["check"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         out.stderr
@@ -230,7 +222,7 @@ fn unknown_key_is_an_error_naming_it() {
     let ws = Workspace::new();
     ws.list_script("sync.sh", &[]);
     ws.config("registries:\n  - hostname: r.example.com\n    syncerScript: sync.sh\n    deleteLocalImage: true\n");
-    let out = ws.run().without_daemon().args(["check"]).run();
+    let out = ws.run_without_daemon(&["check"]);
     assert_eq!(out.code, 2);
     assert!(
         out.stderr
@@ -342,11 +334,7 @@ fn script_arguments_are_split_like_a_shell_and_passed_as_words() {
         "registries:\n  - hostname: r.example.com\n    syncerScript: sync.sh\n",
         "    syncerScriptArgs: >-\n      --channel \"stable 2\" \"it's\" '$HOME' a\\ b\n",
     ));
-    let out = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--dry-run"])
-        .run();
+    let out = ws.run_without_daemon(&["load", "--all", "--dry-run"]);
     assert_eq!(out.code, 0, "{out:?}");
     let got = std::fs::read_to_string(&args_file).unwrap();
     assert_eq!(got, "--channel\nstable 2\nit's\n$HOME\na b\n");
@@ -368,11 +356,7 @@ fn spellings_of_one_image_plan_once_and_collisions_fail() {
     ws.config(
         "registries:\n  - hostname: r.example.com\n    repository: m\n    syncerScript: sync.sh\n",
     );
-    let out = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--dry-run", "--json"])
-        .run();
+    let out = ws.run_without_daemon(&["load", "--all", "--dry-run", "--json"]);
     assert_eq!(out.code, 1, "{out:?}");
     let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let images = report["registries"][0]["images"].as_array().unwrap();
@@ -415,7 +399,7 @@ fn check_names_what_keeps_a_script_from_starting_and_the_line_of_a_duplicate() {
             .unwrap();
     }
     ws.config("registries:\n  - hostname: a.example.com\n    syncerScript: crlf.sh\n  - hostname: b.example.com\n    syncerScript: missing.sh\n");
-    let out = ws.run().without_daemon().args(["check"]).run();
+    let out = ws.run_without_daemon(&["check"]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(
         out.stderr.contains(&format!(
@@ -433,7 +417,7 @@ fn check_names_what_keeps_a_script_from_starting_and_the_line_of_a_duplicate() {
         "{}",
         out.stderr
     );
-    let load = ws.run().without_daemon().args(["load", "--all"]).run();
+    let load = ws.run_without_daemon(&["load", "--all"]);
     assert_eq!(load.code, 2, "the same check before a run: {load:?}");
     ws.list_script("sync.sh", &[]);
     let lines = [
@@ -446,7 +430,7 @@ fn check_names_what_keeps_a_script_from_starting_and_the_line_of_a_duplicate() {
         "    parallel: 3",
     ];
     ws.config(&lines.join("\n"));
-    let dup = ws.run().without_daemon().args(["check"]).run();
+    let dup = ws.run_without_daemon(&["check"]);
     assert!(
         dup.stderr
             .contains("registries[0]: duplicate field `parallel` at line 7"),

@@ -118,6 +118,20 @@ fn index_entries(dir: &Path) -> Vec<Value> {
     index["manifests"].as_array().unwrap().clone()
 }
 
+/// The `org.opencontainers.image.ref.name` of every entry of the layout's
+/// `index.json`.
+fn ref_names(dir: &Path) -> BTreeSet<String> {
+    index_entries(dir)
+        .iter()
+        .map(|e| {
+            e["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
 fn digest_at(remote: &impl Remote, repo: &str, reference: &str) -> Option<String> {
     manifest_raw(remote, repo, reference).map(|(_, digest, _)| digest)
 }
@@ -182,15 +196,7 @@ fn an_export_loads_under_another_name_with_the_sources_digests() {
         .sum();
     assert_eq!(report["export"]["bytesWritten"], on_disk, "{report:#}");
     assert!(medium.join("oci-layout").is_file());
-    let names: BTreeSet<String> = index_entries(&medium)
-        .iter()
-        .map(|e| {
-            e["annotations"]["org.opencontainers.image.ref.name"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let names = ref_names(&medium);
     let planned: BTreeSet<String> = [
         format!("{SITE}/mirror/app:1"),
         format!("{SITE}/mirror/built:1"),
@@ -349,11 +355,7 @@ fn a_dry_run_writes_nothing_and_says_what_is_missing() {
     let app = three_platforms(&src, "app", "1");
     let medium = fresh_dir("dry").join("layout");
     let ws = connected(&[format!("{}/app:1", src.host)], "");
-    let out = ws
-        .run()
-        .without_daemon()
-        .args(["export", "--all", "--dry-run", medium.to_str().unwrap()])
-        .run();
+    let out = ws.run_without_daemon(&["export", "--all", "--dry-run", medium.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(!medium.exists(), "a dry run made {}", medium.display());
     let blobs = app.blobs().len();
@@ -420,15 +422,7 @@ fn each_registry_loads_the_images_exported_for_it() {
         &["export", "--registry", &one.host, medium.to_str().unwrap()],
     );
     assert_eq!(code, 0, "{all}");
-    let names: BTreeSet<String> = index_entries(&medium)
-        .iter()
-        .map(|e| {
-            e["annotations"]["org.opencontainers.image.ref.name"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let names = ref_names(&medium);
     let expected: BTreeSet<String> = [
         format!("{}/m/app:1", one.host),
         format!("{}/m/chart:1", two.host),

@@ -616,6 +616,12 @@ impl Workspace {
     pub fn run(&self) -> Run {
         Run::new(&self.dir)
     }
+
+    /// `picture-book ARGS` run to the end here without a docker daemon (the
+    /// native engine, layouts).
+    pub fn run_without_daemon(&self, args: &[&str]) -> Outcome {
+        self.run().without_daemon().args(args).run()
+    }
 }
 
 /// What the binary did.

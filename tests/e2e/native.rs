@@ -78,11 +78,7 @@ fn a_multi_platform_index_arrives_whole_with_its_digests_and_no_docker() {
     );
 
     let (src_before, dst_before) = (src.requests().len(), dst.requests().len());
-    let again = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--json"])
-        .run();
+    let again = ws.run_without_daemon(&["load", "--all", "--json"]);
     assert_eq!(again.code, 0, "{again:?}");
     let noop = image(&again.json());
     assert_eq!(noop["outcome"], "upToDate", "{noop}");
@@ -108,7 +104,7 @@ fn the_host_platform_runs_the_same_image_and_arm64_is_byte_identical() {
     let ws = Workspace::new();
     ws.list_script("sync.sh", &[format!("{}/multi:2", src.host)]);
     ws.config(&native(&dst, ""));
-    let out = ws.run().without_daemon().args(["load", "--all"]).run();
+    let out = ws.run_without_daemon(&["load", "--all"]);
     assert_eq!(out.code, 0, "{out:?}");
     let arm64 = layout.image("arm64");
     let oci = fresh_dir("arm64");
@@ -142,11 +138,7 @@ fn a_digest_pinned_source_is_reachable_by_its_digest_under_a_tag_of_its_own() {
     let pinned = format!("{}/pinned@{}", src.host, layout.top.digest);
     ws.list_script("sync.sh", &[pinned]);
     ws.config(&native(&dst, ""));
-    let out = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--json"])
-        .run();
+    let out = ws.run_without_daemon(&["load", "--all", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
     let hex = layout.top.digest.trim_start_matches("sha256:");
     let tag = format!("pinned-sha256-{hex}");
@@ -170,11 +162,7 @@ fn the_platforms_filter_writes_a_new_index_and_says_so() {
     let ws = Workspace::new();
     ws.list_script("sync.sh", &[format!("{}/app:1", src.host)]);
     ws.config(&native(&dst, "    platforms: [linux/amd64, linux/arm64]\n"));
-    let dry = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--dry-run"])
-        .run();
+    let dry = ws.run_without_daemon(&["load", "--all", "--dry-run"]);
     assert_eq!(dry.code, 0, "{dry:?}");
     assert!(
         dry.stdout
@@ -185,11 +173,7 @@ fn the_platforms_filter_writes_a_new_index_and_says_so() {
         "{}",
         dry.stdout
     );
-    let out = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--json"])
-        .run();
+    let out = ws.run_without_daemon(&["load", "--all", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
     let moved = image(&out.json());
     assert_eq!(moved["filtered"], true, "{moved}");
@@ -210,20 +194,12 @@ fn the_platforms_filter_writes_a_new_index_and_says_so() {
     }
     let arm = &layout.image("arm").manifest;
     assert!(manifest_raw(&dst, "mirror/app", &arm.digest).is_none());
-    let again = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--json"])
-        .run();
+    let again = ws.run_without_daemon(&["load", "--all", "--json"]);
     let noop = image(&again.json());
     assert_eq!(noop["outcome"], "upToDate", "{noop}");
 
     ws.config(&native(&dst, "    platforms: [linux/s390x]\n"));
-    let none = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--json", "--force"])
-        .run();
+    let none = ws.run_without_daemon(&["load", "--all", "--json", "--force"]);
     assert_eq!(none.code, 1, "{none:?}");
     let failed = image(&none.json());
     assert!(
@@ -250,7 +226,7 @@ fn an_artifact_and_a_docker_built_image_keep_their_digests() {
         ],
     );
     ws.config(&native(&dst, ""));
-    let out = ws.run().without_daemon().args(["load", "--all"]).run();
+    let out = ws.run_without_daemon(&["load", "--all"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_complete(&dst, "mirror/charts/app", &chart);
     let (_, digest, _) = manifest_raw(&dst, "mirror/charts/app", "0.1.0").unwrap();
@@ -285,11 +261,7 @@ fn a_blob_another_repository_has_is_mounted_and_chunks_are_sent_when_asked() {
         ],
     );
     ws.config(&native(&dst, "    parallel: 1\n    chunkSize: 64KiB\n"));
-    let out = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--json"])
-        .run();
+    let out = ws.run_without_daemon(&["load", "--all", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_complete(&dst, "mirror/one", &layout);
     assert_complete(&dst, "mirror/two", &layout);
@@ -346,11 +318,7 @@ fn credentials_at_both_ends_and_a_token_service_at_the_source() {
         &dst,
         "    pullAuthConfigFile: pull.json\n    pushAuthConfigFile: push.json\n",
     ));
-    let out = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "-vv"])
-        .run();
+    let out = ws.run_without_daemon(&["load", "--all", "-vv"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_complete(&dst, "mirror/app", &layout);
     assert_complete(&dst, "mirror/team/app", &tokened);

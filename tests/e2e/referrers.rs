@@ -166,11 +166,7 @@ fn signatures_attestations_and_sboms_arrive_through_the_fallback_tag() {
     let foreign = refer(&dst, "mirror/app", &app, SBOM, true);
 
     let ws = workspace(&src.host, &dst, "");
-    let out = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--json"])
-        .run();
+    let out = ws.run_without_daemon(&["load", "--all", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(image_report(&out)["referrers"], 5, "{}", out.stdout);
     for m in [&app, &sig, &sbom, &att, &att_sig] {
@@ -200,11 +196,7 @@ fn signatures_attestations_and_sboms_arrive_through_the_fallback_tag() {
     );
 
     let before = (src.requests().len(), dst.requests().len());
-    let again = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--json"])
-        .run();
+    let again = ws.run_without_daemon(&["load", "--all", "--json"]);
     assert_eq!(again.code, 0, "{again:?}");
     let noop = image_report(&again);
     assert_eq!(noop["outcome"], "upToDate", "{noop}");
@@ -219,11 +211,7 @@ fn signatures_attestations_and_sboms_arrive_through_the_fallback_tag() {
     );
 
     let new_sig = refer(&src, "app", &app, SIG, true);
-    let third = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--json"])
-        .run();
+    let third = ws.run_without_daemon(&["load", "--all", "--json"]);
     let changed = image_report(&third);
     assert_eq!(changed["outcome"], "upToDate", "{changed}");
     assert_eq!(
@@ -240,11 +228,7 @@ fn referrer_types_keep_only_the_types_asked_for() {
     let sig = refer(&src, "app", &app, SIG, true);
     let sbom = refer(&src, "app", &app, SBOM, true);
     let ws = workspace(&src.host, &dst, &format!("    referrerTypes: ['{SIG}']\n"));
-    let dry = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--dry-run"])
-        .run();
+    let dry = ws.run_without_daemon(&["load", "--all", "--dry-run"]);
     assert!(
         dry.stdout
             .contains(&format!("with referrer {SIG} {}", sig.digest)),
@@ -252,11 +236,7 @@ fn referrer_types_keep_only_the_types_asked_for() {
         dry.stdout
     );
     assert!(!dry.stdout.contains(&sbom.digest), "{}", dry.stdout);
-    let out = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--json"])
-        .run();
+    let out = ws.run_without_daemon(&["load", "--all", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(
         digest_at(&dst, "mirror/app", &sig.digest),
@@ -286,11 +266,7 @@ fn a_registry_with_the_referrers_api_lists_them_at_both_ends() {
         "registries:\n  - hostname: '{}'\n    repository: mirror\n    syncerScript: sync.sh\n    engine: native\n    referrers: true\n",
         dst.host
     ));
-    let out = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--json"])
-        .run();
+    let out = ws.run_without_daemon(&["load", "--all", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(image_report(&out)["referrers"], 2, "{}", out.stdout);
     assert!(src.listings() >= 1, "the source's referrers API was asked");
@@ -312,7 +288,7 @@ fn the_docker_engine_refuses_referrers() {
     let ws = Workspace::new();
     ws.list_script("sync.sh", &[]);
     ws.config(&single(&dst, "    referrers: true\n"));
-    let out = ws.run().without_daemon().args(["check"]).run();
+    let out = ws.run_without_daemon(&["check"]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(
         out.stderr.contains(

@@ -530,7 +530,7 @@ fn refuses_to_start_on_a_bad_config() {
     let ws = Workspace::new();
     ws.list_script("sync.sh", &[]);
     ws.config("registries:\n  - hostname: r.example.com\n    syncerScript: sync.sh\n    syncPeriod: '* * * * * * * *'\n");
-    let out = ws.run().without_daemon().args(["sync"]).run();
+    let out = ws.run_without_daemon(&["sync"]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(
         out.stderr.contains("registries[0].syncPeriod"),
@@ -538,7 +538,7 @@ fn refuses_to_start_on_a_bad_config() {
         out.stderr
     );
     ws.config("registries:\n  - hostname: r.example.com\n    syncerScript: sync.sh\napi:\n  enabled: true\n  enableAuth: true\n");
-    let out = ws.run().without_daemon().args(["sync"]).run();
+    let out = ws.run_without_daemon(&["sync"]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(
         out.stderr

@@ -63,11 +63,7 @@ fn a_blob_altered_on_the_way_is_never_pushed() {
         )],
     );
     let ws = workspace(&dst, &[format!("{}/app:1", proxy.host)], "    retries: 1\n");
-    let out = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--json"])
-        .run();
+    let out = ws.run_without_daemon(&["load", "--all", "--json"]);
     assert_eq!(out.code, 1, "{out:?}");
     let image = &images(&out.json())[0];
     let error = image["error"].as_str().unwrap();
@@ -95,11 +91,7 @@ fn a_source_that_dies_mid_blob_is_tried_again_from_scratch() {
     );
     let proxy = FaultProxy::start(&src.host, &[cut]);
     let ws = workspace(&dst, &[format!("{}/app:1", proxy.host)], "");
-    let out = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--json"])
-        .run();
+    let out = ws.run_without_daemon(&["load", "--all", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(proxy.faults(), 1);
     let image = &images(&out.json())[0];
@@ -119,11 +111,7 @@ fn a_throttled_blob_waits_as_retry_after_says() {
     let proxy = FaultProxy::start(&src.host, &[throttled]);
     let ws = workspace(&dst, &[format!("{}/app:1", proxy.host)], "");
     let started = Instant::now();
-    let out = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--json"])
-        .run();
+    let out = ws.run_without_daemon(&["load", "--all", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(proxy.faults(), 1);
     assert!(
@@ -151,7 +139,7 @@ fn a_target_that_refuses_a_whole_blob_gets_it_in_chunks() {
         "registries:\n  - hostname: '{}'\n    repository: mirror\n    syncerScript: sync.sh\n    engine: native\n    parallel: 1\n",
         proxy.host
     ));
-    let out = ws.run().without_daemon().args(["load", "--all"]).run();
+    let out = ws.run_without_daemon(&["load", "--all"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(proxy.faults(), 1, "the 413 was met");
     assert!(
@@ -201,7 +189,7 @@ fn a_copy_killed_midway_leaves_no_tag_and_the_next_run_completes() {
         manifest_raw(&dst, "mirror/app", "1").is_none(),
         "no dangling tag"
     );
-    let out = ws.run().without_daemon().args(["load", "--all"]).run();
+    let out = ws.run_without_daemon(&["load", "--all"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(
         manifest_raw(&dst, "mirror/app", "1").map(|m| m.1),
@@ -225,11 +213,7 @@ fn a_target_that_never_answers_fails_the_run_within_its_bounds() {
         "registries:\n  - hostname: '{peer}'\n    repository: mirror\n    syncerScript: sync.sh\n    engine: native\n    parallel: 1\n    retries: 0\n    transferTimeout: 5s\n"
     ));
     let started = Instant::now();
-    let out = ws
-        .run()
-        .without_daemon()
-        .args(["load", "--all", "--json"])
-        .run();
+    let out = ws.run_without_daemon(&["load", "--all", "--json"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         started.elapsed() < Duration::from_secs(150),
