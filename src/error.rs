@@ -139,6 +139,13 @@ pub enum Error {
         /// Why, in the operator's terms (`... is not a directory`).
         problem: String,
     },
+    /// The state directory cannot be used, so a run could not take its
+    /// lock (see `runlock`) and does not run.
+    StateDirUnusable {
+        /// Why, in the operator's terms (`... is a symlink to ..., which
+        /// does not exist`).
+        problem: String,
+    },
     /// A registry's HTTP API refused, or answered what cannot be used.
     Registry {
         /// The registry host.
@@ -194,6 +201,7 @@ impl Error {
                 | Error::ConfigInvalid { .. }
                 | Error::UnknownRegistry { .. }
                 | Error::Layout { .. }
+                | Error::StateDirUnusable { .. }
         )
     }
 
@@ -420,6 +428,10 @@ impl fmt::Display for Error {
                 f,
                 "cannot write the state file {}: {problem} (set stateDir or --state-dir to a writable directory)",
                 path.display()
+            ),
+            Error::StateDirUnusable { problem } => write!(
+                f,
+                "the state directory {problem}: nothing runs without the lock kept there (fix it, or set stateDir or --state-dir to a usable directory)"
             ),
             Error::ApiBind { address, detail } => write!(
                 f,

@@ -104,7 +104,7 @@ fn check(cli: &Cli) -> Result<ExitCode, Error> {
     let dir = state_dir(cli, &config);
     if let Some(problem) = state::dir_problem(&dir) {
         log::warn!(
-            "the state directory {problem}: runs will remember nothing and not be kept apart from other picture-books (set stateDir or --state-dir)"
+            "the state directory {problem}: runs refuse to start until it can be used, since they would not be kept apart from other picture-books (set stateDir or --state-dir)"
         );
     }
     let n = config.registries.len();
@@ -117,6 +117,10 @@ fn check(cli: &Cli) -> Result<ExitCode, Error> {
 /// the layout `--from` names, when it is given).
 fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
     let config = config::load(&config::locate(cli.config.as_deref())?)?;
+    if !options.dry_run {
+        state::usable_dir(&state_dir(cli, &config))
+            .map_err(|problem| Error::StateDirUnusable { problem })?;
+    }
     let layout = options
         .from
         .as_deref()
@@ -366,6 +370,12 @@ fn sync(cli: &Cli) -> Result<ExitCode, Error> {
         }
     }
     let state_dir = state_dir(cli, &config);
+    if let Some(problem) = state::dir_problem(&state_dir) {
+        log::error!(
+            "{}; each run fails until it can be used",
+            Error::StateDirUnusable { problem }
+        );
+    }
     let api_settings = config.api.clone();
     let progress = Progress::new(config.display, cli.verbosity);
     let registries = config.registries.len();

@@ -157,9 +157,22 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
             ));
         }
     };
-    let (lock, unusable) = match ctx.mode {
-        Mode::Export(_) => (None, None),
-        Mode::Mirror | Mode::Import(_) => take_lock(registry, ctx)?,
+    let lock = match ctx.mode {
+        Mode::Export(_) => None,
+        Mode::Mirror | Mode::Import(_) => match take_lock(registry, ctx) {
+            Ok(lock) => lock,
+            Err(Refused::Held(holder)) => return Err(holder),
+            Err(Refused::Unusable(problem)) => {
+                let e = Error::StateDirUnusable { problem };
+                log::error!("{}: not run: {e}", registry.hostname);
+                return Ok(RegistryReport::ended_early(
+                    &registry.hostname,
+                    Local::now(),
+                    e.to_string(),
+                    RunOutcome::Failed,
+                ));
+            }
+        },
     };
     let started = Local::now();
     let mut report = RegistryReport::start(&registry.hostname, started);
@@ -167,7 +180,6 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
     if registry.engine == Choice::Native {
         report.moved = Some(Stats::default());
     }
-    report.warnings.extend(unusable);
     let planned = match ctx.mode {
         Mode::Import(layout) => plan_layout(registry, layout.entries(), &mut report),
         Mode::Mirror | Mode::Export(_) => match listed(registry, ctx) {
@@ -263,16 +275,12 @@ fn ready(engine: &dyn Engine, registry: &Registry, dry_run: bool) -> Result<Fres
     }
 }
 
-/// Takes the registry's lock as `ctx` says: None when it takes none; the
-/// holder when another process keeps it past the wait. A lock that cannot
-/// be taken (the state directory is not usable) is a warning, said once:
-/// the run goes on without it.
-fn take_lock(
-    registry: &Registry,
-    ctx: &Context<'_>,
-) -> Result<(Option<RunLock>, Option<String>), Holder> {
+/// Takes the registry's lock as `ctx` says: None when it takes none. A run
+/// that cannot take it (the state directory is not usable) does not run
+/// unguarded: the caller fails it.
+fn take_lock(registry: &Registry, ctx: &Context<'_>) -> Result<Option<RunLock>, Refused> {
     let Some(wait) = ctx.lock_wait else {
-        return Ok((None, None));
+        return Ok(None);
     };
     let host = &registry.hostname;
     let waiting = &mut |holder: &Holder| {
@@ -282,17 +290,7 @@ fn take_lock(
         );
     };
     let stop = || ctx.stop_requested();
-    match runlock::lock(ctx.state_dir, host, wait, waiting, &stop) {
-        Ok(lock) => Ok((Some(lock), None)),
-        Err(Refused::Held(holder)) => Err(holder),
-        Err(Refused::Unusable(why)) => {
-            let warning = format!(
-                "the state directory {why}: this run remembers nothing and is not kept apart from other picture-books"
-            );
-            log::warn!("{host}: {warning}");
-            Ok((None, Some(warning)))
-        }
-    }
+    runlock::lock(ctx.state_dir, host, wait, waiting, &stop).map(Some)
 }
 
 /// One line for a registry that failed every image moved in the run for

@@ -67,10 +67,23 @@ pub fn file_stem(hostname: &str) -> String {
 
 /// What stands in the way of using `dir` as the state directory, in the
 /// operator's terms, without creating anything: not a directory, inside
-/// something that is not a directory, or not writable by this user.
+/// something that is not a directory, a symlink (or inside one) to what does
+/// not exist (a disk not mounted yet), or not writable by this user.
 pub fn dir_problem(dir: &Path) -> Option<String> {
     let mut at = dir;
     loop {
+        if let Some(target) = dangling_link(at) {
+            let link = format!(
+                "{} is a symlink to {}, which does not exist",
+                at.display(),
+                target.display()
+            );
+            return Some(if at == dir {
+                link
+            } else {
+                format!("{} cannot be created: {link}", dir.display())
+            });
+        }
         match fs::metadata(at) {
             Ok(m) if !m.is_dir() && at == dir => {
                 return Some(format!("{} is not a directory", dir.display()));
@@ -109,6 +122,14 @@ pub fn dir_problem(dir: &Path) -> Option<String> {
             Err(e) => return Some(format!("{} cannot be used: {e}", dir.display())),
         }
     }
+}
+
+/// Where `path` points when it is a symlink to nothing.
+fn dangling_link(path: &Path) -> Option<PathBuf> {
+    let target = fs::read_link(path).ok()?;
+    fs::metadata(path)
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        .then_some(target)
 }
 
 /// Makes sure `dir` exists and can be written, or says why not.
@@ -609,6 +630,32 @@ mod tests {
         s.set("a", record(1));
         assert!(s.save().is_ok(), "the problem is told once, by problem()");
         fs::remove_file(d).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_to_nothing_is_named_with_its_target() {
+        let d = dir("dangling");
+        fs::create_dir_all(&d).unwrap();
+        let link = d.join("state");
+        std::os::unix::fs::symlink("/mnt/picture-book-not-mounted/state", &link).unwrap();
+        let want = format!(
+            "{} is a symlink to /mnt/picture-book-not-mounted/state, which does not exist",
+            link.display()
+        );
+        assert_eq!(dir_problem(&link), Some(want.clone()));
+        assert_eq!(usable_dir(&link), Err(want.clone()), "nothing is created");
+        assert_eq!(
+            dir_problem(&link.join("inner")),
+            Some(format!(
+                "{} cannot be created: {want}",
+                link.join("inner").display()
+            ))
+        );
+        fs::create_dir(d.join("real")).unwrap();
+        let good = d.join("good");
+        std::os::unix::fs::symlink(d.join("real"), &good).unwrap();
+        assert_eq!(dir_problem(&good), None, "a symlink to a directory is fine");
+        fs::remove_dir_all(d).unwrap();
     }
 
     #[test]

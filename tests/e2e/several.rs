@@ -225,45 +225,83 @@ fn delete_local_images_keeps_what_was_there_before_the_run() {
 }
 
 #[test]
-fn a_state_directory_that_is_a_file_is_told_once_with_its_cause() {
+fn a_state_directory_that_is_a_file_stops_a_load_before_anything() {
     let (src, dst) = (Registry::start(), Registry::start());
-    let ids: Vec<String> = (1..=3)
-        .map(|i| src.push_image(&format!("s{i}"), "1", 1))
-        .collect();
+    src.push_image("s1", "1", 1);
     let ws = Workspace::new();
-    let images: Vec<String> = (1..=3).map(|i| format!("{}/s{i}:1", src.host)).collect();
-    ws.list_script("sync.sh", &images);
+    ws.list_script("sync.sh", &[format!("{}/s1:1", src.host)]);
     ws.config(&single(&dst, ""));
     let state = ws.file("state", "I am a file");
     let out = ws.run().args(["load", "--all", "--json"]).run();
-    assert_eq!(out.code, 0, "{out:?}");
-    let warnings = out.json()["registries"][0]["warnings"].clone();
+    assert_eq!(out.code, 2, "{out:?}");
     let want = format!("the state directory {} is not a directory", state.display());
-    assert_eq!(warnings.as_array().map(Vec::len), Some(1), "{warnings}");
-    assert!(
-        warnings[0].as_str().unwrap().starts_with(&want),
-        "{warnings}"
-    );
-    assert_eq!(
-        out.stderr.matches("is not a directory").count(),
-        1,
-        "{}",
-        out.stderr
-    );
+    assert_eq!(out.stderr.matches(&want).count(), 1, "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{out:?}");
     assert!(!out.all().contains("File exists"), "{}", out.all());
-    for (i, id) in ids.iter().enumerate() {
-        assert_eq!(
-            dst.config_digest(&format!("mirror/s{}", i + 1), "1")
-                .as_ref(),
-            Some(id)
-        );
-    }
-    let human = ws.run().args(["load", "--all"]).run();
-    assert!(
-        human.stdout.contains(&format!("  warning: {want}")),
-        "{human:?}"
+    assert_eq!(dst.config_digest("mirror/s1", "1"), None, "nothing ran");
+    let dry = ws.run().args(["load", "--all", "--dry-run"]).run();
+    assert_eq!(dry.code, 0, "a dry run takes no lock: {dry:?}");
+    let check = ws.run().args(["check"]).run();
+    assert_eq!(check.code, 0, "{check:?}");
+    assert!(check.stderr.contains(&want), "{check:?}");
+}
+
+/// The probe's case: the state directory is a symlink into a disk that is
+/// not mounted yet. Every command names the symlink and where it points;
+/// no run goes on without the lock, and once the disk is there, runs do.
+#[test]
+fn a_state_directory_that_is_a_symlink_to_nothing_is_named_and_nothing_runs_unguarded() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    let id = src.push_image("s1", "1", 1);
+    let ws = Workspace::new();
+    ws.list_script("sync.sh", &[format!("{}/s1:1", src.host)]);
+    ws.config(&single(&dst, ""));
+    let disk = ws.dir.join("disk");
+    let target = disk.join("picture-book");
+    std::os::unix::fs::symlink(&target, ws.dir.join("state")).unwrap();
+    let want = format!(
+        "the state directory {} is a symlink to {}, which does not exist",
+        ws.dir.join("state").display(),
+        target.display()
     );
     let check = ws.run().args(["check"]).run();
     assert_eq!(check.code, 0, "{check:?}");
     assert!(check.stderr.contains(&want), "{check:?}");
+    assert!(check.stderr.contains("runs refuse to start"), "{check:?}");
+    let out = ws.run().args(["load", "--all"]).run();
+    assert_eq!(out.code, 2, "{out:?}");
+    assert_eq!(out.stderr.matches(&want).count(), 1, "{}", out.stderr);
+    assert!(!out.all().contains("File exists"), "{}", out.all());
+    assert_eq!(dst.config_digest("mirror/s1", "1"), None, "nothing ran");
+
+    let d = Daemon::start(&ws, &registry_entry(&dst, "", ""), None);
+    let (code, _) = d.call("POST", &format!("/ops?sync={}&action=run", dst.host));
+    assert_eq!(code, 202);
+    assert!(
+        eventually(Duration::from_secs(20), || d.status(&dst.host)["lastRun"]
+            .is_object()),
+        "the run never ended"
+    );
+    let last = d.status(&dst.host)["lastRun"].clone();
+    assert_eq!(last["outcome"], "failed", "{last}");
+    assert!(
+        last["error"].as_str().unwrap_or_default().starts_with(&want),
+        "{last}"
+    );
+    assert_eq!(dst.config_digest("mirror/s1", "1"), None, "nothing ran");
+    fs::create_dir_all(&target).unwrap();
+    let (code, _) = d.call("POST", &format!("/ops?sync={}&action=run", dst.host));
+    assert_eq!(code, 202);
+    assert!(
+        eventually(Duration::from_secs(30), || d.status(&dst.host)["lastRun"]
+            ["outcome"]
+            == "success"),
+        "the run after the mount did not succeed: {}",
+        d.status(&dst.host)
+    );
+    assert_eq!(dst.config_digest("mirror/s1", "1"), Some(id));
+    assert!(target.join(format!("{}.lock", dst.host.replace(':', "_"))).exists());
+    let stopped = d.stop();
+    assert_eq!(stopped.code, 0, "{stopped:?}");
+    assert!(stopped.stderr.contains(&want), "{}", stopped.stderr);
 }
