@@ -161,17 +161,7 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         Mode::Export(_) => None,
         Mode::Mirror | Mode::Import(_) => match take_lock(registry, ctx) {
             Ok(lock) => lock,
-            Err(Refused::Held(holder)) => return Err(holder),
-            Err(Refused::Unusable(problem)) => {
-                let e = Error::StateDirUnusable { problem };
-                log::error!("{}: not run: {e}", registry.hostname);
-                return Ok(RegistryReport::ended_early(
-                    &registry.hostname,
-                    Local::now(),
-                    e.to_string(),
-                    RunOutcome::Failed,
-                ));
-            }
+            Err(refused) => return not_locked(registry, refused),
         },
     };
     let started = Local::now();
@@ -184,11 +174,7 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         Mode::Import(layout) => plan_layout(registry, layout.entries(), &mut report),
         Mode::Mirror | Mode::Export(_) => match listed(registry, ctx) {
             Ok(listing) => plan(registry, listing, &mut report),
-            Err(e) => {
-                log::error!("{}: {e}", registry.hostname);
-                report.error = Some(e.to_string());
-                return Ok(report.finish(started));
-            }
+            Err(e) => return Ok(unlisted(registry, ctx, &e, report).finish(started)),
         },
     };
     let state = StateFile::load(ctx.state_dir, &registry.hostname);
@@ -240,6 +226,49 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         report.warnings.extend(state.problem());
     }
     Ok(run.finish(report, started))
+}
+
+/// `report` of a run whose syncer script gave no listing: stopped, when
+/// picture-book is stopping (the script is stopped at once for it), else
+/// failed with `e`.
+fn unlisted(
+    registry: &Registry,
+    ctx: &Context<'_>,
+    e: &Error,
+    mut report: RegistryReport,
+) -> RegistryReport {
+    match (ctx.stop)().filter(|_| ctx.cancel.is_cancelled()) {
+        Some(why) => {
+            let why = format!("stopped while the syncer script ran: {why}");
+            log::warn!("{}: {why}", registry.hostname);
+            report.error = Some(why);
+            report.outcome = RunOutcome::Stopped;
+        }
+        None => {
+            log::error!("{}: {e}", registry.hostname);
+            report.error = Some(e.to_string());
+        }
+    }
+    report
+}
+
+/// The outcome of a run that did not get its lock: the holder, or a failed
+/// run when the state directory cannot hold the lock (a run that cannot
+/// take its lock does not run unguarded).
+fn not_locked(registry: &Registry, refused: Refused) -> Result<RegistryReport, Holder> {
+    match refused {
+        Refused::Held(holder) => Err(holder),
+        Refused::Unusable(problem) => {
+            let e = Error::StateDirUnusable { problem };
+            log::error!("{}: not run: {e}", registry.hostname);
+            Ok(RegistryReport::ended_early(
+                &registry.hostname,
+                Local::now(),
+                e.to_string(),
+                RunOutcome::Failed,
+            ))
+        }
+    }
 }
 
 /// What the registry's syncer script lists.
@@ -829,12 +858,22 @@ mod tests {
         dir: &Path,
         stop: &(dyn Fn() -> Option<String> + Sync),
     ) -> RegistryReport {
+        run_cancelled_by(engine, registry, dir, stop, &Cancel::default())
+    }
+
+    fn run_cancelled_by(
+        engine: &Fake,
+        registry: &Registry,
+        dir: &Path,
+        stop: &(dyn Fn() -> Option<String> + Sync),
+        cancel: &Cancel,
+    ) -> RegistryReport {
         let client = Client::default();
         let readiness = Readiness::every_run();
         let ctx = Context {
             engines: engine,
             client: &client,
-            cancel: &Cancel::default(),
+            cancel,
             state_dir: &dir.join("state"),
             progress: &Progress::Quiet,
             dry_run: false,
@@ -864,6 +903,58 @@ mod tests {
             detail: "503 for PUT: UNAVAILABLE".into(),
             retry_after: None,
         }
+    }
+
+    #[test]
+    fn a_stop_while_the_script_runs_ends_it_at_once_as_stopped() {
+        let (registry, dir) = registry("script-stop", &[], 0);
+        std::fs::write(&registry.script, "#!/bin/sh\nsleep 90\necho a:1\n").unwrap();
+        let cancel = Arc::new(Cancel::default());
+        let later = Arc::clone(&cancel);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            later.cancel();
+        });
+        let stop = || cancel.is_cancelled().then(|| "interrupted".to_string());
+        let started = Instant::now();
+        let report = run_cancelled_by(&Fake::new(|_, _| Ok(())), &registry, &dir, &stop, &cancel);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(report.outcome, RunOutcome::Stopped);
+        assert_eq!(
+            report.error.as_deref(),
+            Some("stopped while the syncer script ran: interrupted")
+        );
+    }
+
+    #[test]
+    fn a_script_that_fails_while_paused_is_a_failure() {
+        let (registry, dir) = registry("script-paused", &[], 0);
+        std::fs::write(&registry.script, "#!/bin/sh\nexit 3\n").unwrap();
+        let report = run_with(&Fake::new(|_, _| Ok(())), &registry, &dir, &|| {
+            Some("paused".into())
+        });
+        assert_eq!(report.outcome, RunOutcome::Failed);
+        assert!(report.error.unwrap().contains("exit status 3"));
+    }
+
+    #[test]
+    fn a_run_that_cannot_take_its_lock_does_not_run() {
+        let (registry, dir) = registry("no-lock", &["a:1"], 0);
+        std::os::unix::fs::symlink(dir.join("unmounted"), dir.join("state")).unwrap();
+        let fake = Fake::new(|_, _| Ok(()));
+        let report = run_with(&fake, &registry, &dir, &|| None);
+        assert_eq!(report.outcome, RunOutcome::Failed);
+        let error = report.error.unwrap();
+        assert!(
+            error.contains("is a symlink to") && error.contains("which does not exist"),
+            "{error}"
+        );
+        assert!(report.images.is_empty(), "the script did not run");
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
     }
 
     #[test]

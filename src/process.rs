@@ -74,10 +74,12 @@ impl Cancel {
             .is_some()
     }
 
-    /// When running children must be terminated, once a stop was requested.
-    fn deadline(&self) -> Option<Instant> {
+    /// When a running child must be terminated, once a stop was requested:
+    /// after `grace` when given (the child's own), else after the
+    /// cancellation's grace.
+    fn deadline(&self, grace: Option<Duration>) -> Option<Instant> {
         let since = *self.since.lock().unwrap_or_else(|p| p.into_inner());
-        since.map(|s| s + self.grace)
+        since.map(|s| s + grace.unwrap_or(self.grace))
     }
 }
 
@@ -97,6 +99,9 @@ pub struct Spec {
     pub input: Option<Vec<u8>>,
     /// Environment variables it does not get.
     pub env_remove: Vec<&'static str>,
+    /// How long it may go on after a [`Cancel`] (None: the cancellation's
+    /// own grace); zero for a child whose work is thrown away on a stop.
+    pub cancel_grace: Option<Duration>,
 }
 
 impl Spec {
@@ -113,6 +118,7 @@ impl Spec {
             max_output: DEFAULT_MAX_OUTPUT,
             input: None,
             env_remove: Vec::new(),
+            cancel_grace: None,
         }
     }
 
@@ -125,6 +131,13 @@ impl Spec {
     /// The same spec, given `bytes` on its standard input.
     pub fn input(mut self, bytes: impl Into<Vec<u8>>) -> Spec {
         self.input = Some(bytes.into());
+        self
+    }
+
+    /// The same spec, terminated `grace` after a cancellation rather than
+    /// after the cancellation's own grace.
+    pub fn cancel_grace(mut self, grace: Duration) -> Spec {
+        self.cancel_grace = Some(grace);
         self
     }
 
@@ -210,7 +223,8 @@ pub fn run(
     cancel: &Cancel,
     on_line: &mut dyn FnMut(Stream, &str),
 ) -> Result<Finished, Failure> {
-    if cancel.is_cancelled() && cancel.deadline().is_some_and(|d| d <= Instant::now()) {
+    let cancelled_at = || cancel.deadline(spec.cancel_grace);
+    if cancelled_at().is_some_and(|d| d <= Instant::now()) {
         return Err(Failure::Cancelled);
     }
     let mut command = Command::new(&spec.program);
@@ -264,7 +278,7 @@ pub fn run(
         let now = Instant::now();
         let wake = match &ending {
             Ending::No => {
-                let limit = cancel.deadline().map_or(timeout_at, |d| d.min(timeout_at));
+                let limit = cancelled_at().map_or(timeout_at, |d| d.min(timeout_at));
                 let limit = exited_at.map_or(limit, |at| limit.min(at + LINGER));
                 limit.min(now + CANCEL_POLL)
             }
@@ -308,7 +322,7 @@ pub fn run(
                         signal_group(pid, libc::SIGTERM);
                         Ending::Terminated(now, Failure::TimedOut)
                     }
-                    Ending::No if cancel.deadline().is_some_and(|d| now >= d) => {
+                    Ending::No if cancelled_at().is_some_and(|d| now >= d) => {
                         signal_group(pid, libc::SIGTERM);
                         Ending::Terminated(now, Failure::Cancelled)
                     }
@@ -576,6 +590,26 @@ mod tests {
         assert!(
             matches!(again, Err(Failure::Cancelled)),
             "nothing starts after the grace"
+        );
+    }
+
+    #[test]
+    fn a_child_without_grace_is_terminated_when_cancelled() {
+        let cancel = std::sync::Arc::new(Cancel::new(Duration::from_secs(3600)));
+        let c = cancel.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(200));
+            c.cancel();
+        });
+        let started = Instant::now();
+        let spec = Spec::new("/bin/sh", ["-c", "sleep 300"], Duration::from_secs(600))
+            .cancel_grace(Duration::ZERO);
+        let result = run(&spec, &cancel, &mut |_, _| {});
+        assert!(matches!(result, Err(Failure::Cancelled)), "{result:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
         );
     }
 

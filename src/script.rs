@@ -83,7 +83,9 @@ pub fn parse_list(stdout: &str) -> Listing {
 /// Runs the syncer script and returns its listing. A script that exits with a
 /// failure or runs past `timeout` yields an error and no listing: a
 /// half-printed list must not be taken for the whole list. So does one that
-/// writes more than [`MAX_OUTPUT`] or lists more than [`MAX_IMAGES`].
+/// writes more than [`MAX_OUTPUT`] or lists more than [`MAX_IMAGES`]. A
+/// `cancel` stops the script at once (SIGTERM to it and its descendants):
+/// what it would list is not used after a stop.
 pub fn run(
     script: &Path,
     args: &[String],
@@ -95,7 +97,10 @@ pub fn run(
         |n| n.to_string_lossy().into_owned(),
     );
     log::debug!("running syncer script {}", script.display());
-    let spec = Spec::new(script.as_os_str(), args, timeout).max_output(MAX_OUTPUT);
+    // A stop throws the listing away, so the script is given no grace.
+    let spec = Spec::new(script.as_os_str(), args, timeout)
+        .max_output(MAX_OUTPUT)
+        .cancel_grace(Duration::ZERO);
     let mut last_stderr = None;
     let result = process::run(&spec, cancel, &mut |stream, line| {
         if stream == Stream::Stderr && !line.trim().is_empty() {

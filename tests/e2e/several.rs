@@ -285,7 +285,10 @@ fn a_state_directory_that_is_a_symlink_to_nothing_is_named_and_nothing_runs_ungu
     let last = d.status(&dst.host)["lastRun"].clone();
     assert_eq!(last["outcome"], "failed", "{last}");
     assert!(
-        last["error"].as_str().unwrap_or_default().starts_with(&want),
+        last["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&want),
         "{last}"
     );
     assert_eq!(dst.config_digest("mirror/s1", "1"), None, "nothing ran");
@@ -293,14 +296,19 @@ fn a_state_directory_that_is_a_symlink_to_nothing_is_named_and_nothing_runs_ungu
     let (code, _) = d.call("POST", &format!("/ops?sync={}&action=run", dst.host));
     assert_eq!(code, 202);
     assert!(
-        eventually(Duration::from_secs(30), || d.status(&dst.host)["lastRun"]
-            ["outcome"]
-            == "success"),
+        eventually(
+            Duration::from_secs(30),
+            || d.status(&dst.host)["lastRun"]["outcome"] == "success"
+        ),
         "the run after the mount did not succeed: {}",
         d.status(&dst.host)
     );
     assert_eq!(dst.config_digest("mirror/s1", "1"), Some(id));
-    assert!(target.join(format!("{}.lock", dst.host.replace(':', "_"))).exists());
+    assert!(
+        target
+            .join(format!("{}.lock", dst.host.replace(':', "_")))
+            .exists()
+    );
     let stopped = d.stop();
     assert_eq!(stopped.code, 0, "{stopped:?}");
     assert!(stopped.stderr.contains(&want), "{}", stopped.stderr);

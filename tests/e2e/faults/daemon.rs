@@ -4,7 +4,7 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use super::records_hold;
-use crate::harness::{Registry, Workspace, eventually, processes_with};
+use crate::harness::{Registry, Workspace, eventually, processes_with, single};
 use crate::sync::{Daemon, registry_entry};
 
 #[test]
@@ -170,4 +170,75 @@ fn a_hanging_script_stalls_neither_other_registries_nor_the_api() {
         "the hanging script or its child outlived the timeout"
     );
     assert_eq!(d.stop().code, 0);
+}
+
+/// The probe's case: SIGINT (or SIGTERM) while the syncer script sleeps,
+/// for 90 s or for 30 s (as long as the old grace). Either way the script
+/// is stopped at once, and the run is `stopped`, not waited for.
+#[test]
+fn a_stop_while_the_script_runs_stops_load_at_once_as_stopped() {
+    let dst = Registry::start();
+    for (seconds, signal) in [(90, "INT"), (30, "INT"), (90, "TERM")] {
+        let ws = Workspace::new();
+        let marker = format!("sleep {seconds}.{}", std::process::id());
+        ws.script(
+            "sync.sh",
+            &format!("touch started\n{marker}\necho 127.0.0.1:1/app:1"),
+        );
+        ws.config(&single(&dst, ""));
+        let running = ws.run().args(["load", "--all", "--json"]).spawn();
+        assert!(eventually(Duration::from_secs(10), || ws
+            .dir
+            .join("started")
+            .exists()));
+        let signalled = Instant::now();
+        running.signal(signal);
+        let out = running.wait(Duration::from_secs(60));
+        assert!(
+            signalled.elapsed() < Duration::from_secs(5),
+            "SIG{signal} with a {seconds}s script took {:?}",
+            signalled.elapsed()
+        );
+        assert_eq!(out.code, 1, "{out:?}");
+        let run = &out.json()["registries"][0];
+        assert_eq!(run["outcome"], "stopped", "{run}");
+        assert_eq!(
+            run["error"], "stopped while the syncer script ran: interrupted",
+            "{run}"
+        );
+        assert!(
+            processes_with(&marker).is_empty(),
+            "the script's sleep outlived picture-book"
+        );
+    }
+}
+
+#[test]
+fn sigterm_while_the_script_runs_stops_the_daemon_at_once() {
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let marker = format!("sleep 91.{}", std::process::id());
+    ws.script("sync.sh", &format!("{marker}\necho 127.0.0.1:1/app:1"));
+    let d = Daemon::start(&ws, &registry_entry(&dst, "", ""), None);
+    let (code, _) = d.call("POST", &format!("/ops?sync={}&action=run", dst.host));
+    assert_eq!(code, 202);
+    assert!(eventually(Duration::from_secs(10), || !processes_with(
+        &marker
+    )
+    .is_empty()));
+    let signalled = Instant::now();
+    let out = d.stop();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("stopped while the syncer script ran: shutting down"),
+        "{}",
+        out.stderr
+    );
+    assert!(processes_with(&marker).is_empty());
 }
