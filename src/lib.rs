@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod daemon;
+pub mod descendants;
 pub mod digest;
 pub mod display;
 pub mod engine;

@@ -3,17 +3,22 @@
 //! with stdin closed or given a few bytes (a helper's request); stdout and
 //! stderr are drained on their own threads so a full pipe never blocks it,
 //! each line is handed to the caller as it arrives, and a child that runs past
-//! its time limit is killed together with everything it started. A child
-//! is also killed by the kernel if picture-book itself dies (SIGKILL).
+//! its time limit is killed together with everything it started: its
+//! process group, whatever holds its output, and (when its spec asks) every
+//! process that carries its mark (see `descendants`). A child is also
+//! killed by the kernel if picture-book itself dies (SIGKILL).
 
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use crate::descendants::{self, Marks};
 
 /// How long a child may take to exit after SIGTERM before it gets SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(5);
@@ -23,6 +28,9 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How long output may keep flowing after the child itself exited, before
 /// the background processes it left holding its pipes are killed.
 const LINGER: Duration = Duration::from_secs(2);
+/// How many times at most processes carrying a child's marks are looked for
+/// again after SIGKILL (the killed are gone from the next look).
+const SWEEPS: usize = 100;
 /// How often a running child checks whether it was cancelled.
 const CANCEL_POLL: Duration = Duration::from_millis(200);
 /// How long a child may go on after a cancellation before it is terminated.
@@ -102,6 +110,10 @@ pub struct Spec {
     /// How long it may go on after a [`Cancel`] (None: the cancellation's
     /// own grace); zero for a child whose work is thrown away on a stop.
     pub cancel_grace: Option<Duration>,
+    /// Whether the processes it started that are still there when it ends
+    /// are killed, also those that left its process group (see
+    /// [`descendants`]).
+    pub end_descendants: bool,
 }
 
 impl Spec {
@@ -119,6 +131,7 @@ impl Spec {
             input: None,
             env_remove: Vec::new(),
             cancel_grace: None,
+            end_descendants: false,
         }
     }
 
@@ -138,6 +151,14 @@ impl Spec {
     /// after the cancellation's own grace.
     pub fn cancel_grace(mut self, grace: Duration) -> Spec {
         self.cancel_grace = Some(grace);
+        self
+    }
+
+    /// The same spec, marked in its environment ([`descendants::MARK_VARIABLE`])
+    /// so that every process it started that is still there when it ends,
+    /// also one that left its process group, is killed then.
+    pub fn ending_descendants(mut self) -> Spec {
+        self.end_descendants = true;
         self
     }
 
@@ -213,11 +234,25 @@ enum Ending {
     Killed(Instant, Failure),
 }
 
+impl Ending {
+    /// When to look again at `now`, for a child whose limit (time limit,
+    /// cancellation, lingering output) is `limit` as long as it runs.
+    fn wake(&self, now: Instant, limit: Instant) -> Instant {
+        match self {
+            Ending::No => limit.min(now + CANCEL_POLL),
+            Ending::Terminated(at, _) => *at + TERM_GRACE,
+            Ending::Killed(at, _) => *at + KILL_GRACE,
+        }
+    }
+}
+
 /// Runs `spec` to its end, calling `on_line` with each line of output (without
 /// its line ending) as it arrives, and returns everything it wrote. A child
 /// that runs past its time limit, or past `cancel`'s grace, gets SIGTERM, and
-/// SIGKILL if it is still there after a few seconds, with its process group;
-/// so does one that writes more than its output limit.
+/// SIGKILL if it is still there after a few seconds, with its process group
+/// and whatever holds its output; so does one that writes more than its
+/// output limit. With [`Spec::ending_descendants`], whatever it started that
+/// is still there when it ends is killed too.
 pub fn run(
     spec: &Spec,
     cancel: &Cancel,
@@ -227,9 +262,166 @@ pub fn run(
     if cancelled_at().is_some_and(|d| d <= Instant::now()) {
         return Err(Failure::Cancelled);
     }
+    let (child, rx) = start(spec)?;
+    let started = Instant::now();
+    let timeout_at = started
+        .checked_add(spec.timeout)
+        .unwrap_or(started + Duration::from_secs(10 * 365 * 86400));
+    let mut exited_at: Option<Instant> = None;
+    let mut ending = Ending::No;
+    let mut open_streams = 2;
+    let mut status = None;
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    while open_streams > 0 || status.is_none() {
+        let now = Instant::now();
+        let limit = cancelled_at().map_or(timeout_at, |d| d.min(timeout_at));
+        let wake = ending.wake(now, exited_at.map_or(limit, |at| limit.min(at + LINGER)));
+        match rx.recv_timeout(wake.saturating_duration_since(now)) {
+            Ok(Event::Line(stream, line)) => {
+                on_line(stream, &line);
+                let buf = match stream {
+                    Stream::Stdout => &mut stdout,
+                    Stream::Stderr => &mut stderr,
+                };
+                buf.push_str(&line);
+                buf.push('\n');
+            }
+            Ok(Event::Overflow(stream)) => {
+                if matches!(ending, Ending::No) {
+                    child.end(libc::SIGTERM);
+                    ending = Ending::Terminated(Instant::now(), Failure::TooMuchOutput(stream));
+                }
+            }
+            Ok(Event::Eof) => open_streams -= 1,
+            Ok(Event::Exit(result)) => {
+                status = Some(result.map_err(Failure::Spawn)?);
+                exited_at = Some(Instant::now());
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                let now = Instant::now();
+                if matches!(ending, Ending::No) && exited_at.is_some_and(|at| now >= at + LINGER) {
+                    let holders = child.end(libc::SIGKILL);
+                    log::warn!(
+                        "{} exited but left background processes holding its output; killed them (PIDs {})",
+                        spec.program.to_string_lossy(),
+                        list(&holders)
+                    );
+                    break;
+                }
+                if matches!(ending, Ending::Killed(at, _) if now >= at + KILL_GRACE) {
+                    break;
+                }
+                ending = child.next_ending(ending, now, timeout_at, cancelled_at());
+            }
+        }
+    }
+    child.end_descendants(spec);
+    match (ending, status) {
+        (Ending::Terminated(_, why) | Ending::Killed(_, why), _) => Err(why),
+        (Ending::No, Some(status)) => Ok(Finished {
+            status,
+            stdout,
+            stderr,
+        }),
+        (Ending::No, None) => Err(Failure::Spawn(io::Error::other("lost track of the child"))),
+    }
+}
+
+/// A started child: its process ID (and group) and what tells the
+/// processes it started from others.
+struct Child {
+    pid: u32,
+    marks: Marks,
+}
+
+impl Child {
+    /// Sends `signal` to the child's process group and to every process
+    /// that carries its marks; returns those. SIGKILL is sent again until
+    /// none is left, since one may have forked while they were looked for.
+    fn end(&self, signal: libc::c_int) -> Vec<u32> {
+        signal_group(self.pid, signal);
+        let mut ended = self.marks.find();
+        descendants::signal_each(&ended, signal);
+        if signal != libc::SIGKILL {
+            return ended;
+        }
+        for _ in 0..SWEEPS {
+            let more = self.marks.find();
+            if more.is_empty() {
+                break;
+            }
+            descendants::signal_each(&more, signal);
+            ended.extend(more);
+            thread::sleep(Duration::from_millis(10));
+        }
+        ended.sort_unstable();
+        ended.dedup();
+        ended
+    }
+
+    /// Where a child on its way out goes next at `now`: terminated at its
+    /// time limit or at the cancellation's, killed once terminated long
+    /// enough.
+    fn next_ending(
+        &self,
+        ending: Ending,
+        now: Instant,
+        timeout_at: Instant,
+        cancelled_at: Option<Instant>,
+    ) -> Ending {
+        match ending {
+            Ending::No if now >= timeout_at => {
+                self.end(libc::SIGTERM);
+                Ending::Terminated(now, Failure::TimedOut)
+            }
+            Ending::No if cancelled_at.is_some_and(|d| now >= d) => {
+                self.end(libc::SIGTERM);
+                Ending::Terminated(now, Failure::Cancelled)
+            }
+            Ending::Terminated(at, why) if now >= at + TERM_GRACE => {
+                self.end(libc::SIGKILL);
+                Ending::Killed(now, why)
+            }
+            other => other,
+        }
+    }
+
+    /// With [`Spec::ending_descendants`], kills what the child started
+    /// that is still there now that it ended, and says so.
+    fn end_descendants(&self, spec: &Spec) {
+        if !spec.end_descendants {
+            return;
+        }
+        let left = self.end(libc::SIGKILL);
+        if !left.is_empty() {
+            log::warn!(
+                "{} left processes running when it ended; killed them (PIDs {})",
+                spec.program.to_string_lossy(),
+                list(&left)
+            );
+        }
+    }
+}
+
+/// `1, 2, 3`.
+fn list(pids: &[u32]) -> String {
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    pids.join(", ")
+}
+
+/// Starts `spec`'s child, its output drained onto the returned channel and
+/// its exit awaited on a thread of its own.
+fn start(spec: &Spec) -> Result<(Child, mpsc::Receiver<Event>), Failure> {
     let mut command = Command::new(&spec.program);
     for name in &spec.env_remove {
         command.env_remove(name);
+    }
+    let mut marks = Marks::default();
+    if spec.end_descendants {
+        let value = Marks::fresh_value();
+        command.env(descendants::MARK_VARIABLE, &value);
+        marks = Marks::environment(&value);
     }
     command
         .args(&spec.args)
@@ -255,96 +447,18 @@ pub fn run(
     }
     let (tx, rx) = mpsc::channel();
     if let Some(out) = child.stdout.take() {
+        marks.pipe(out.as_raw_fd());
         drain(out, Stream::Stdout, spec.max_output, tx.clone());
     }
     if let Some(err) = child.stderr.take() {
+        marks.pipe(err.as_raw_fd());
         drain(err, Stream::Stderr, spec.max_output, tx.clone());
     }
     thread::spawn(move || {
         let status = child.wait();
         let _ = tx.send(Event::Exit(status));
     });
-
-    let started = Instant::now();
-    let timeout_at = started
-        .checked_add(spec.timeout)
-        .unwrap_or(started + Duration::from_secs(10 * 365 * 86400));
-    let mut exited_at: Option<Instant> = None;
-    let mut ending = Ending::No;
-    let mut open_streams = 2;
-    let mut status = None;
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    while open_streams > 0 || status.is_none() {
-        let now = Instant::now();
-        let wake = match &ending {
-            Ending::No => {
-                let limit = cancelled_at().map_or(timeout_at, |d| d.min(timeout_at));
-                let limit = exited_at.map_or(limit, |at| limit.min(at + LINGER));
-                limit.min(now + CANCEL_POLL)
-            }
-            Ending::Terminated(at, _) => *at + TERM_GRACE,
-            Ending::Killed(at, _) => *at + KILL_GRACE,
-        };
-        match rx.recv_timeout(wake.saturating_duration_since(now)) {
-            Ok(Event::Line(stream, line)) => {
-                on_line(stream, &line);
-                let buf = match stream {
-                    Stream::Stdout => &mut stdout,
-                    Stream::Stderr => &mut stderr,
-                };
-                buf.push_str(&line);
-                buf.push('\n');
-            }
-            Ok(Event::Overflow(stream)) => {
-                if matches!(ending, Ending::No) {
-                    signal_group(pid, libc::SIGTERM);
-                    ending = Ending::Terminated(Instant::now(), Failure::TooMuchOutput(stream));
-                }
-            }
-            Ok(Event::Eof) => open_streams -= 1,
-            Ok(Event::Exit(result)) => {
-                status = Some(result.map_err(Failure::Spawn)?);
-                exited_at = Some(Instant::now());
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => {
-                let now = Instant::now();
-                if matches!(ending, Ending::No) && exited_at.is_some_and(|at| now >= at + LINGER) {
-                    log::warn!(
-                        "{} exited but left background processes holding its output; killed them",
-                        spec.program.to_string_lossy()
-                    );
-                    signal_group(pid, libc::SIGKILL);
-                    break;
-                }
-                ending = match ending {
-                    Ending::No if now >= timeout_at => {
-                        signal_group(pid, libc::SIGTERM);
-                        Ending::Terminated(now, Failure::TimedOut)
-                    }
-                    Ending::No if cancelled_at().is_some_and(|d| now >= d) => {
-                        signal_group(pid, libc::SIGTERM);
-                        Ending::Terminated(now, Failure::Cancelled)
-                    }
-                    Ending::Terminated(at, why) if now >= at + TERM_GRACE => {
-                        signal_group(pid, libc::SIGKILL);
-                        Ending::Killed(now, why)
-                    }
-                    Ending::Killed(at, _) if now >= at + KILL_GRACE => break,
-                    other => other,
-                };
-            }
-        }
-    }
-    match (ending, status) {
-        (Ending::Terminated(_, why) | Ending::Killed(_, why), _) => Err(why),
-        (Ending::No, Some(status)) => Ok(Finished {
-            status,
-            stdout,
-            stderr,
-        }),
-        (Ending::No, None) => Err(Failure::Spawn(io::Error::other("lost track of the child"))),
-    }
+    Ok((Child { pid, marks }, rx))
 }
 
 /// Reads `pipe` line by line onto `tx`, and at most `limit` bytes of it: a
@@ -378,7 +492,6 @@ fn drain(pipe: impl Read + Send + 'static, stream: Stream, limit: usize, tx: mps
     });
 }
 
-/// Sends `signal` to the process group led by `pid`.
 /// Has the kernel kill the child when picture-book dies without cleaning up
 /// (SIGKILL, a crash), so no docker command outlives it unwatched.
 #[allow(unsafe_code)]
@@ -401,16 +514,11 @@ fn die_with_parent(command: &mut Command) {
     }
 }
 
-#[allow(unsafe_code)]
+/// Sends `signal` to the process group the child `pid` leads (it was
+/// started with process_group(0), so its pgid is its pid).
 fn signal_group(pid: u32, signal: libc::c_int) {
-    let Ok(pgid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    // SAFETY: kill(2) takes plain integers and has no memory effects; a
-    // negative pid addresses the process group the child leads (it was
-    // started with process_group(0), so its pgid is its pid).
-    unsafe {
-        libc::kill(-pgid, signal);
+    if let Ok(pgid) = libc::pid_t::try_from(pid) {
+        descendants::send(-pgid, signal);
     }
 }
 
@@ -497,6 +605,56 @@ mod tests {
             took >= LINGER && took < LINGER + Duration::from_secs(3),
             "{took:?}"
         );
+    }
+
+    /// Whether process `pid` ended (a zombie has ended) within a second.
+    fn ended(pid: &str) -> bool {
+        (0..50).any(|_| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit(')').next().unwrap_or_default().trim_start();
+            let gone = stat.is_empty() || state.starts_with('Z');
+            if !gone {
+                thread::sleep(Duration::from_millis(20));
+            }
+            gone
+        })
+    }
+
+    #[test]
+    fn a_process_that_left_the_group_holding_the_output_is_killed_too() {
+        let done = sh("setsid sleep 300 & echo $!", Duration::from_secs(600)).unwrap();
+        assert!(ended(done.stdout.trim()), "{} lives on", done.stdout);
+        let started = Instant::now();
+        let spec = Spec::new(
+            "/bin/sh",
+            ["-c", "setsid sleep 300 & echo $!; sleep 300"],
+            Duration::from_millis(300),
+        );
+        let mut pid = String::new();
+        let result = run(&spec, &Cancel::default(), &mut |_, line| pid = line.into());
+        assert!(matches!(result, Err(Failure::TimedOut)), "{result:?}");
+        assert!(started.elapsed() < Duration::from_secs(4));
+        assert!(ended(&pid), "{pid} lives on after the timeout");
+    }
+
+    #[test]
+    fn a_detached_descendant_is_killed_when_its_marked_ancestor_ends() {
+        let daemon = "setsid sh -c 'exec sleep 300' </dev/null >/dev/null 2>&1 & echo $!";
+        let spec = Spec::new("/bin/sh", ["-c", daemon], Duration::from_secs(60));
+        let left = run(&spec, &Cancel::default(), &mut |_, _| {}).unwrap();
+        let pid = left.stdout.trim();
+        assert!(!ended(pid), "without the mark, a daemon is not known");
+        descendants::signal_each(&[pid.parse().unwrap()], libc::SIGKILL);
+        let started = Instant::now();
+        let marked = run(
+            &spec.ending_descendants(),
+            &Cancel::default(),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert!(marked.status.success());
+        assert!(ended(marked.stdout.trim()), "{} lives on", marked.stdout);
+        assert!(started.elapsed() < Duration::from_secs(2), "no lingering");
     }
 
     #[test]

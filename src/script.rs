@@ -100,7 +100,8 @@ pub fn run(
     // A stop throws the listing away, so the script is given no grace.
     let spec = Spec::new(script.as_os_str(), args, timeout)
         .max_output(MAX_OUTPUT)
-        .cancel_grace(Duration::ZERO);
+        .cancel_grace(Duration::ZERO)
+        .ending_descendants();
     let mut last_stderr = None;
     let result = process::run(&spec, cancel, &mut |stream, line| {
         if stream == Stream::Stderr && !line.trim().is_empty() {

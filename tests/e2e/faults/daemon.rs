@@ -1,4 +1,5 @@
-//! picture-book itself killed outright, panicking, or stuck in a script.
+//! picture-book itself killed outright, panicking, or stuck in a script;
+//! a script stopped by a signal, and what a script leaves running.
 
 use std::fs;
 use std::time::{Duration, Instant};
@@ -241,4 +242,76 @@ fn sigterm_while_the_script_runs_stops_the_daemon_at_once() {
         out.stderr
     );
     assert!(processes_with(&marker).is_empty());
+}
+
+/// The probe's case: a grandchild that calls `setsid` and keeps the
+/// script's output open. It is killed, as the log says, and does not
+/// outlive picture-book.
+#[test]
+fn a_grandchild_that_left_the_scripts_group_does_not_outlive_load() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    let id = src.push_image("app", "1", 1);
+    let ws = Workspace::new();
+    let marker = format!("sleep 86396.{}", std::process::id());
+    ws.script(
+        "sync.sh",
+        &format!("setsid {marker} &\necho {}/app:1", src.host),
+    );
+    ws.config(&single(&dst, "    engine: native\n"));
+    let out = ws.run().args(["load", "--all"]).run();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(dst.config_digest("mirror/app", "1"), Some(id));
+    assert!(
+        out.stderr
+            .contains("left background processes holding its output; killed them (PIDs "),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        eventually(Duration::from_secs(2), || processes_with(&marker)
+            .is_empty()),
+        "the grandchild outlived picture-book: {:?}",
+        processes_with(&marker)
+    );
+}
+
+/// Under `sync`, a script that starts a daemon of its own (its own session,
+/// its output elsewhere) leaves nothing behind, run after run.
+#[test]
+fn a_daemon_the_script_started_ends_with_each_run() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    src.push_image("app", "1", 1);
+    let ws = Workspace::new();
+    let marker = format!("sleep 86395.{}", std::process::id());
+    ws.script(
+        "sync.sh",
+        &format!(
+            "setsid sh -c '{marker}' </dev/null >/dev/null 2>&1 &\nsleep 1\necho {}/app:1",
+            src.host
+        ),
+    );
+    let d = Daemon::start(
+        &ws,
+        &registry_entry(&dst, "*/2 * * * * *", "    engine: native\n"),
+        None,
+    );
+    assert!(eventually(Duration::from_secs(30), || d.syncs(&dst.host) >= 3));
+    assert!(
+        processes_with(&marker).len() <= 1,
+        "daemons of earlier runs live on: {:?}",
+        processes_with(&marker)
+    );
+    let out = d.stop();
+    assert!(
+        out.stderr
+            .contains("left processes running when it ended; killed them (PIDs "),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        eventually(Duration::from_secs(2), || processes_with(&marker)
+            .is_empty()),
+        "{:?}",
+        processes_with(&marker)
+    );
 }
