@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
 use serde_json::{Value, json};
-use tiny_http::{Header, Method, Request, Response};
+use tiny_http::{HTTPVersion, Header, Method, Request, Response};
 
 use crate::config::Api;
 use crate::daemon::{Daemon, Refusal};
 use crate::error::Error;
-use crate::listener::{Acceptors, Stopper};
+use crate::listener::{self, Acceptors, Stopper};
 use crate::mutex::lock;
 use crate::secret::Secret;
 
@@ -155,7 +155,10 @@ pub fn serve(daemon: Arc<Daemon>, settings: &Api) -> Result<Server, Error> {
     let thread = thread::Builder::new()
         .name("api".into())
         .spawn(move || {
-            let writers = Arc::new(Writers::default());
+            let writers = Arc::new(Writers {
+                port: acceptors.port(),
+                ..Writers::default()
+            });
             while let Some(request) = acceptors.next_request() {
                 handle(request, &daemon, &writers);
             }
@@ -217,6 +220,8 @@ type Answer = (Request, Response<Cursor<Vec<u8>>>);
 /// thread that routes requests never waits for a client.
 #[derive(Default)]
 struct Writers {
+    /// The API's port, which the connections written to are on.
+    port: u16,
     state: Mutex<WritersState>,
 }
 
@@ -267,7 +272,7 @@ impl Writers {
 
     fn send(self: &Arc<Self>, request: Request, response: Response<Cursor<Vec<u8>>>) {
         let Some(client) = request.remote_addr().copied() else {
-            answer(request, response);
+            answer(self.port, request, response);
             return;
         };
         let mut state = lock(&self.state);
@@ -310,7 +315,7 @@ impl Writers {
             };
             if broken {
                 drop(request.into_writer());
-            } else if !answer(request, response) {
+            } else if !answer(self.port, request, response) {
                 if let Some(waiting) = lock(&self.state).clients.get_mut(&client) {
                     waiting.broken = true;
                 }
@@ -319,16 +324,41 @@ impl Writers {
     }
 }
 
-/// Writes `response`; false when that failed.
-fn answer(request: Request, response: Response<Cursor<Vec<u8>>>) -> bool {
+/// Writes `response` to the API on `port`; false when that failed. An
+/// HTTP/1.0 client that asked to keep the connection has it closed after
+/// the answer, which is its sign that the answer is whole.
+fn answer(port: u16, request: Request, response: Response<Cursor<Vec<u8>>>) -> bool {
     let client = request.remote_addr().copied();
+    let close = (request.http_version() == &HTTPVersion(1, 0) && asks_keep_alive(&request))
+        .then_some(client)
+        .flatten();
     match request.respond(response) {
-        Ok(()) => true,
+        Ok(()) => {
+            if let Some(client) = close {
+                listener::close_after_answer(port, client);
+            }
+            true
+        }
         Err(e) => {
             log::debug!("API: could not answer {client:?}: {e}");
             false
         }
     }
+}
+
+/// Whether `request` has `Connection: keep-alive` (HTTP/1.0's way to ask
+/// for another request on the connection).
+fn asks_keep_alive(request: &Request) -> bool {
+    request
+        .headers()
+        .iter()
+        .filter(|h| h.field.equiv("Connection"))
+        .any(|h| {
+            h.value
+                .as_str()
+                .split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("keep-alive"))
+        })
 }
 
 /// Answers one request.

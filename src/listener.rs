@@ -101,6 +101,11 @@ impl Acceptors {
         Ok((acceptors, Stopper(shared)))
     }
 
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.own.port()
+    }
+
     /// The next request, or `None` once stopped.
     pub fn next_request(&mut self) -> Option<Request> {
         while !self.shared.stopping.load(Ordering::SeqCst) {
@@ -257,16 +262,8 @@ fn raise_open_files_limit() {
 /// Shuts down every connection to local `port` that has received nothing
 /// for [`IDLE_LIMIT`]; tiny_http then sees it end and lets it go.
 fn close_idle(port: u16) {
-    let Ok(entries) = fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    for fd in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<RawFd>().ok()) {
-        let Some(idle) = idle_for(fd) else {
-            continue;
-        };
-        let stream = borrow_stream(fd);
-        let ours = stream.local_addr().is_ok_and(|a| a.port() == port);
-        if ours && idle > IDLE_LIMIT {
+    for (stream, idle) in connections(port) {
+        if idle > IDLE_LIMIT {
             if let Ok(peer) = stream.peer_addr() {
                 log::debug!(
                     "API: closing the connection of {peer}, idle for {}s",
@@ -276,6 +273,38 @@ fn close_idle(port: u16) {
             }
         }
     }
+}
+
+/// Shuts down the connection of `peer` to local `port` once its answer is
+/// written: for an HTTP/1.0 client that asked to keep the connection, which
+/// tiny_http keeps without saying so in the answer (it cannot say so), so
+/// that the client would wait for the end of an answer that never comes.
+pub fn close_after_answer(port: u16, peer: SocketAddr) {
+    if let Some((stream, _)) =
+        connections(port).find(|(s, _)| s.peer_addr().is_ok_and(|p| p == peer))
+    {
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// The established TCP connections to local `port` in this process, each
+/// with how long it has received nothing.
+fn connections(port: u16) -> impl Iterator<Item = (ManuallyDrop<TcpStream>, Duration)> {
+    let fds: Vec<RawFd> = fs::read_dir("/proc/self/fd")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.into_iter().filter_map(move |fd| {
+        let idle = idle_for(fd)?;
+        let stream = borrow_stream(fd);
+        stream
+            .local_addr()
+            .is_ok_and(|a| a.port() == port)
+            .then_some((stream, idle))
+    })
 }
 
 /// How long the established TCP connection `fd` has received no data;

@@ -410,6 +410,50 @@ fn a_client_that_never_reads_holds_up_only_itself() {
     assert!(stderr.contains("does not read its answers"), "{stderr}");
 }
 
+/// The probe's case (`ab -k`): an HTTP/1.0 client asking for keep-alive
+/// reads an answer that does not say keep-alive, so it takes the end of the
+/// connection for the end of the answer. The connection ends right after
+/// the answer; HTTP/1.1 connections and other HTTP/1.0 ones are as before.
+#[test]
+fn an_http_1_0_keep_alive_client_gets_its_answer_and_the_end_of_it() {
+    let ws = Workspace::new();
+    let d = Daemon::start(&ws, "@yearly");
+    for connection in ["Keep-Alive", "keep-alive", "foo, keep-alive"] {
+        let mut stream = d.connect();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let request = format!("GET /healthz HTTP/1.0\r\nConnection: {connection}\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let started = Instant::now();
+        let mut got = Vec::new();
+        let read = stream.read_to_end(&mut got);
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            read.is_ok(),
+            "no end of the answer within 3s ({connection}): {read:?}, read {text:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(text.starts_with("HTTP/1.0 200 "), "{text}");
+        assert!(text.ends_with("\r\n\r\nok\n"), "{text}");
+    }
+    let mut kept = d.connect();
+    for _ in 0..2 {
+        kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut answer = [0u8; 512];
+        let n = kept.read(&mut answer).unwrap();
+        let text = String::from_utf8_lossy(&answer[..n]);
+        assert!(
+            text.starts_with("HTTP/1.1 200 ") && text.ends_with("ok\n"),
+            "an HTTP/1.1 connection is kept: {text}"
+        );
+    }
+    let plain = d.send(b"GET /healthz HTTP/1.0\r\n\r\n");
+    assert_eq!((plain.status, plain.body.as_str()), (200, "ok\n"));
+    d.stop();
+}
+
 #[test]
 fn the_api_comes_back_after_running_out_of_file_descriptors() {
     let ws = Workspace::new();
