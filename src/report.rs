@@ -202,7 +202,7 @@ pub struct RegistryReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// What went wrong without failing an image, each said once (a state
-    /// directory that cannot be written).
+    /// file that cannot be written).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     /// Images now at the target.
