@@ -900,11 +900,11 @@ fn loads_with_the_sources_digests(e: &DockerExport, dst: &Registry, path: &Path,
             "{prefix}/{repo}:1"
         );
     }
-    assert_complete_docker(dst, &format!("{prefix}/multi"), &e.amd64);
+    assert_holds(dst, &format!("{prefix}/multi"), &e.amd64);
 }
 
 /// Panics unless `repo` at `remote` holds `image` by its digest, as it is.
-fn assert_complete_docker(remote: &Registry, repo: &str, image: &Blob) {
+fn assert_holds(remote: &Registry, repo: &str, image: &Blob) {
     let arrived = manifest_at(remote, repo, &image.digest);
     assert_eq!(arrived, *image, "{repo}@{}", image.digest);
 }
