@@ -31,6 +31,10 @@ pub const REFERRER_OF: &str = "io.picture-book.referrer-of";
 pub const TAG: &str = "io.picture-book.tag";
 /// The annotation that names the registry an image was exported for.
 pub const REGISTRY: &str = "io.picture-book.registry";
+/// The annotation that marks an entry repeating the one before it under the
+/// OCI media type (see [`oci_alias`]); its value is the manifest's own,
+/// Docker, media type.
+pub const OCI_ALIAS: &str = "io.picture-book.oci-alias";
 /// Where an archive announces each entry as soon as it is known, so that an
 /// archive cut short before its `index.json` can still be read.
 const ANNOUNCED: &str = "picture-book/entry-";
@@ -127,6 +131,7 @@ impl Reader {
         };
         reader.entries = descriptors
             .iter()
+            .filter(|d| d["annotations"][OCI_ALIAS].is_null())
             .map(entry_of)
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| fail("an entry of index.json has no digest".into()))?;
@@ -228,15 +233,14 @@ impl Reader {
                 ),
             });
         }
-        let media_type = self
-            .entries
-            .iter()
-            .find(|e| e.digest == digest)
-            .and_then(|e| e.descriptor["mediaType"].as_str().map(String::from))
+        // The manifest's own `mediaType` first: a registry holds a manifest
+        // to it, and a descriptor may name another (an OCI alias).
+        let media_type = crate::registry::manifests::declared_type(&manifest.bytes)
             .or_else(|| {
-                serde_json::from_slice::<Value>(&manifest.bytes)
-                    .ok()
-                    .and_then(|v| v["mediaType"].as_str().map(String::from))
+                self.entries
+                    .iter()
+                    .find(|e| e.digest == digest)
+                    .and_then(|e| e.descriptor["mediaType"].as_str().map(String::from))
             })
             .unwrap_or_else(|| crate::registry::manifests::OCI_MANIFEST.to_string());
         Ok(Some(Manifest {
@@ -318,6 +322,27 @@ pub fn descriptor(manifest: &Manifest, annotations: Value) -> Value {
         "size": manifest.bytes.len(),
         "annotations": annotations,
     })
+}
+
+/// For an entry of `index.json` that names a Docker manifest or manifest
+/// list, an entry that repeats it under the OCI media type, marked
+/// [`OCI_ALIAS`]; None for any other entry. Readers that take only OCI
+/// media types from `index.json` (skopeo and podman before containers/image
+/// 5.35) skip the first and find the image by its name there; its bytes and
+/// digest are the same. picture-book's own reader skips the alias.
+pub fn oci_alias(entry: &Value) -> Option<Value> {
+    use crate::registry::manifests::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+    let docker = entry["mediaType"].as_str()?;
+    let oci = match docker {
+        DOCKER_MANIFEST => OCI_MANIFEST,
+        DOCKER_LIST => OCI_INDEX,
+        _ => return None,
+    };
+    entry["annotations"][REF_NAME].as_str()?;
+    let mut alias = entry.clone();
+    alias["mediaType"] = json!(oci);
+    alias["annotations"][OCI_ALIAS] = json!(docker);
+    Some(alias)
 }
 
 /// Where blob `digest` is in a layout; an error for a digest that is not
@@ -542,6 +567,104 @@ mod tests {
         assert_eq!(names(&dir), ["a1", "b1", "t1"]);
         write(&[], Keep::default());
         assert_eq!(names(&dir), ["a1", "b1", "t1"]);
+    }
+
+    /// The raw entries of the `index.json` in `dir`.
+    fn raw_entries(dir: &Path) -> Vec<Value> {
+        let index: Value =
+            serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+        index["manifests"].as_array().unwrap().clone()
+    }
+
+    #[test]
+    fn a_docker_manifest_is_named_again_under_the_oci_type_and_read_once() {
+        use crate::registry::manifests::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+        let dir = scratch("alias").join("layout");
+        let named = |media_type: &str, name: &str| {
+            let body = format!("{{\"mediaType\":\"{media_type}\",\"n\":\"{name}\"}}");
+            let m = Manifest::new(body.into_bytes(), media_type);
+            (m.clone(), descriptor(&m, json!({REF_NAME: name})))
+        };
+        let docker = named(DOCKER_MANIFEST, "r.io/a:1");
+        let list = named(DOCKER_LIST, "r.io/b:1");
+        let oci = named(OCI_MANIFEST, "r.io/c:1");
+        let signature = {
+            let m = Manifest::new(b"{\"sig\":1}".to_vec(), DOCKER_MANIFEST);
+            (
+                m.clone(),
+                descriptor(&m, json!({REFERRER_OF: docker.0.digest})),
+            )
+        };
+        for _ in 0..2 {
+            let w = Writer::dir(&dir).unwrap();
+            for (m, d) in [&docker, &list, &oci, &signature] {
+                w.put_manifest(m).unwrap();
+                w.add_entry(d.clone());
+            }
+            w.finish(&Keep::default()).unwrap();
+        }
+        let raw = raw_entries(&dir);
+        let summary: Vec<(String, String, bool)> = raw
+            .iter()
+            .map(|e| {
+                (
+                    e["mediaType"].as_str().unwrap().to_string(),
+                    e["digest"].as_str().unwrap().to_string(),
+                    e["annotations"][OCI_ALIAS].is_string(),
+                )
+            })
+            .collect();
+        let row = |t: &str, m: &Manifest, alias| (t.to_string(), m.digest.clone(), alias);
+        assert_eq!(
+            summary,
+            [
+                row(DOCKER_MANIFEST, &docker.0, false),
+                row(OCI_MANIFEST, &docker.0, true),
+                row(DOCKER_LIST, &list.0, false),
+                row(OCI_INDEX, &list.0, true),
+                row(OCI_MANIFEST, &oci.0, false),
+                row(DOCKER_MANIFEST, &signature.0, false),
+            ],
+            "each named Docker entry once more under the OCI type, right after it, on every export"
+        );
+        assert_eq!(raw[1]["annotations"][REF_NAME], "r.io/a:1");
+        assert_eq!(raw[1]["annotations"][OCI_ALIAS], DOCKER_MANIFEST);
+        let r = Reader::open(&dir).unwrap();
+        assert_eq!(
+            r.entries().len(),
+            4,
+            "the aliases are not images of their own"
+        );
+        let read = r.manifest(&docker.0.digest).unwrap().unwrap();
+        assert_eq!(read.media_type, DOCKER_MANIFEST);
+    }
+
+    #[test]
+    fn a_manifest_is_read_as_the_type_its_bytes_declare() {
+        use crate::registry::manifests::{DOCKER_MANIFEST, OCI_MANIFEST};
+        let dir = scratch("declared");
+        let docker = Manifest::new(
+            format!("{{\"mediaType\":\"{DOCKER_MANIFEST}\"}}").into_bytes(),
+            DOCKER_MANIFEST,
+        );
+        let bare = Manifest::new(b"{\"schemaVersion\":2}".to_vec(), "x");
+        let w = Writer::dir(&dir).unwrap();
+        for m in [&docker, &bare] {
+            w.put_manifest(m).unwrap();
+        }
+        let hand_made = json!({
+            "schemaVersion": 2,
+            "manifests": [
+                {"mediaType": OCI_MANIFEST, "digest": docker.digest, "size": docker.bytes.len()},
+                {"mediaType": "application/x.other", "digest": bare.digest, "size": bare.bytes.len()},
+            ],
+        });
+        drop(w);
+        fs::write(dir.join("index.json"), hand_made.to_string()).unwrap();
+        let r = Reader::open(&dir).unwrap();
+        let type_of = |m: &Manifest| r.manifest(&m.digest).unwrap().unwrap().media_type;
+        assert_eq!(type_of(&docker), DOCKER_MANIFEST, "the bytes' own type");
+        assert_eq!(type_of(&bare), "application/x.other", "else the entry's");
     }
 
     #[test]

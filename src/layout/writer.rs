@@ -1,7 +1,8 @@
 //! Writing a layout for `export`: blobs as they come, each under a
 //! temporary name renamed when whole (in a directory) or as a member cut back
 //! out when it fails (in an archive); `index.json` at the end, atomically, so
-//! that a failed export leaves the previous one whole. A directory is locked
+//! that a failed export leaves the previous one whole, each Docker manifest
+//! in it named twice (see [`super::oci_alias`]). A directory is locked
 //! for the export's length, so that two exports into it take turns rather
 //! than lose each other's entries.
 
@@ -15,7 +16,8 @@ use std::sync::{Mutex, MutexGuard};
 use serde_json::{Value, json};
 
 use super::{
-    ANNOUNCED, REF_NAME, REFERRER_OF, REGISTRY, Reader, SOURCE, blob_name, copy_exact, tar,
+    ANNOUNCED, REF_NAME, REFERRER_OF, REGISTRY, Reader, SOURCE, blob_name, copy_exact, oci_alias,
+    tar,
 };
 use crate::digest;
 use crate::error::Error;
@@ -291,21 +293,10 @@ impl Writer {
                 }
             }
         }
-        // In an order that does not depend on which image finished first:
-        // by target, and what refers to them after.
-        entries.sort_by_key(|e| {
-            let note = |k: &str| e["annotations"][k].as_str().unwrap_or_default().to_string();
-            (
-                !note(REFERRER_OF).is_empty(),
-                note(REF_NAME),
-                note(REFERRER_OF),
-                e["digest"].as_str().unwrap_or_default().to_string(),
-            )
-        });
         let index = serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": crate::registry::manifests::OCI_INDEX,
-            "manifests": entries,
+            "manifests": index_entries(entries),
         }))
         .unwrap_or_default();
         let mut out = lock(&self.out);
@@ -405,6 +396,29 @@ impl Writer {
             let _ = fs::remove_file(tmp);
         }
     }
+}
+
+/// The entries of `index.json` in an order that does not depend on which
+/// image finished first: by target, and what refers to them after; each
+/// Docker manifest named again under the OCI media type right after itself,
+/// for readers that take only OCI types (see [`oci_alias`]).
+fn index_entries(mut entries: Vec<Value>) -> Vec<Value> {
+    entries.sort_by_key(|e| {
+        let note = |k: &str| e["annotations"][k].as_str().unwrap_or_default().to_string();
+        (
+            !note(REFERRER_OF).is_empty(),
+            note(REF_NAME),
+            note(REFERRER_OF),
+            e["digest"].as_str().unwrap_or_default().to_string(),
+        )
+    });
+    entries
+        .into_iter()
+        .flat_map(|e| {
+            let alias = oci_alias(&e);
+            std::iter::once(e).chain(alias)
+        })
+        .collect()
 }
 
 /// Writes `dir/name` through a temporary file in the same directory, which

@@ -65,6 +65,14 @@ impl Manifest {
     }
 }
 
+/// The media type a manifest's bytes declare in their `mediaType` field, if
+/// they are JSON with one.
+pub fn declared_type(bytes: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .and_then(|v| v["mediaType"].as_str().map(String::from))
+}
+
 /// What a registry said to a manifest `PUT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
@@ -133,11 +141,7 @@ impl Client {
         let media_type = content_type
             .map(|t| t.split(';').next().unwrap_or_default().trim().to_string())
             .filter(|t| !t.is_empty() && t != "application/json")
-            .or_else(|| {
-                serde_json::from_slice::<Value>(&bytes)
-                    .ok()
-                    .and_then(|v| v["mediaType"].as_str().map(String::from))
-            })
+            .or_else(|| declared_type(&bytes))
             .unwrap_or_else(|| OCI_MANIFEST.to_string());
         let manifest = Manifest::new(bytes, &media_type);
         let expected = [Some(reference), named.as_deref()]

@@ -14,7 +14,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::fixtures::{self, Layout, Remote, assert_complete, manifest_raw};
+use crate::fixtures::layout::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use crate::fixtures::{self, Blob, Layout, Remote, assert_complete, manifest_raw};
 use crate::harness::{Registry, Workspace, fresh_dir};
 use crate::native::three_platforms;
 use crate::referrers;
@@ -136,19 +137,22 @@ fn digest_at(remote: &impl Remote, repo: &str, reference: &str) -> Option<String
     manifest_raw(remote, repo, reference).map(|(_, digest, _)| digest)
 }
 
-/// Panics unless skopeo copies `SITE/mirror/app:1` of the layout `layout`
-/// (`oci:DIR` or `oci-archive:FILE`) to a registry with `app`'s digest.
-fn skopeo_reads(layout: &str, app: &Layout) {
+/// Panics unless skopeo (`copy --all --preserve-digests`) copies
+/// `SITE/mirror/NAME` of the layout `layout` (`oci:DIR` or `oci-archive:FILE`)
+/// to a registry as `top`: its digest and its media type.
+fn skopeo_reads(layout: &str, name: &str, top: &Blob) {
     let check = Registry::start();
     let copied = fixtures::skopeo_copy(
         &check,
-        &format!("{layout}:{SITE}/mirror/app:1"),
-        &format!("docker://{}/verify/app:1", check.host),
+        &format!("{layout}:{SITE}/mirror/{name}"),
+        &format!("docker://{}/verify/{name}", check.host),
     );
     assert!(copied.status.success(), "skopeo reads {layout}: {copied:?}");
+    let (repo, tag) = name.rsplit_once(':').unwrap();
+    let (media_type, digest, _) = manifest_raw(&check, &format!("verify/{repo}"), tag).unwrap();
     assert_eq!(
-        digest_at(&check, "verify/app", "1"),
-        Some(app.top.digest.clone())
+        (media_type, digest),
+        (top.media_type.clone(), top.digest.clone())
     );
 }
 
@@ -206,7 +210,7 @@ fn an_export_loads_under_another_name_with_the_sources_digests() {
     assert_eq!(names, planned, "index.json names the planned targets");
 
     // skopeo accepts the layout as it is.
-    skopeo_reads(&format!("oci:{}", medium.display()), &app);
+    skopeo_reads(&format!("oci:{}", medium.display()), "app:1", &app.top);
 
     // The disconnected side has no way to the sources.
     src.stop();
@@ -567,7 +571,11 @@ fn an_archive_cut_short_loads_the_images_it_holds_whole() {
         .output()
         .unwrap();
     assert!(listing.status.success(), "tar reads it: {listing:?}");
-    skopeo_reads(&format!("oci-archive:{}", archive.display()), &s.app);
+    skopeo_reads(
+        &format!("oci-archive:{}", archive.display()),
+        "app:1",
+        &s.app.top,
+    );
     let whole = fs::read(&archive).unwrap();
     let layer = &s.helm.images[0].layers[0];
     let (_, start, size) = tar_members(&whole)
@@ -764,5 +772,219 @@ fn a_full_disk_leaves_the_previous_export_whole() {
             digest_at(&dst, "edge/chart", "1"),
             Some(helm.top.digest.clone())
         );
+    }
+}
+
+/// Manifest `repo:reference` at `remote`, with the media type it is served as.
+fn manifest_at(remote: &impl Remote, repo: &str, reference: &str) -> Blob {
+    let (media_type, _, bytes) = manifest_raw(remote, repo, reference).unwrap();
+    Blob::new(&media_type, bytes)
+}
+
+/// A Docker manifest list pushed to `src` as `repo:tag`, of two docker-built
+/// images listed as linux/amd64 and linux/arm64: the list, its amd64 image
+/// and that image's config digest (its image ID).
+fn docker_list(src: &Registry, repo: &str, tag: &str) -> (Blob, Blob, String) {
+    let built: Vec<(Blob, String)> = ["amd64", "arm64"]
+        .into_iter()
+        .map(|arch| {
+            let id = src.push_image(repo, arch, 1);
+            (manifest_at(src, repo, arch), id)
+        })
+        .collect();
+    let children: Vec<Value> = built
+        .iter()
+        .zip(["amd64", "arm64"])
+        .map(|((m, _), arch)| {
+            let mut d = m.descriptor();
+            d["platform"] = serde_json::json!({"architecture": arch, "os": "linux"});
+            d
+        })
+        .collect();
+    let list =
+        serde_json::json!({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": children});
+    let list = Blob::json(DOCKER_LIST, &list);
+    let (status, body) = fixtures::put_manifest(src, repo, tag, &list);
+    assert_eq!(status, 201, "PUT the manifest list: {body}");
+    let (amd64, id) = built.into_iter().next().unwrap();
+    (list, amd64, id)
+}
+
+/// A docker-built image (`built:1`) and a Docker manifest list (`multi:1`),
+/// exported into a directory and into an archive.
+struct DockerExport {
+    src: Registry,
+    built: Blob,
+    list: Blob,
+    amd64: Blob,
+    amd64_id: String,
+    dir: PathBuf,
+    archive: PathBuf,
+}
+
+fn docker_export() -> DockerExport {
+    let src = Registry::start();
+    src.push_image("built", "1", 2);
+    let built = manifest_at(&src, "built", "1");
+    assert_eq!(
+        built.media_type, DOCKER_MANIFEST,
+        "docker push writes Docker manifests"
+    );
+    let (list, amd64, amd64_id) = docker_list(&src, "multi", "1");
+    let ws = connected(
+        &[
+            format!("{}/built:1", src.host),
+            format!("{}/multi:1", src.host),
+        ],
+        "",
+    );
+    let media = fresh_dir("docker-medium");
+    let (dir, archive) = (media.join("site"), media.join("site.tar"));
+    for target in [
+        vec![dir.to_str().unwrap()],
+        vec!["--archive", archive.to_str().unwrap()],
+    ] {
+        let args = [vec!["export", "--registry", SITE], target].concat();
+        let (code, _, all) = json_run(&ws, &args);
+        assert_eq!(code, 0, "{all}");
+    }
+    DockerExport {
+        src,
+        built,
+        list,
+        amd64,
+        amd64_id,
+        dir,
+        archive,
+    }
+}
+
+/// Panics unless skopeo, asked for one platform (linux/amd64) of
+/// `SITE/mirror/NAME` in `layout`, copies `image` to a registry as it is.
+fn skopeo_reads_one_platform(layout: &str, name: &str, image: &Blob) {
+    let check = Registry::start();
+    let out = Command::new("skopeo")
+        .args(["--insecure-policy", "--override-os", "linux"])
+        .args([
+            "--override-arch",
+            "amd64",
+            "copy",
+            "-q",
+            "--preserve-digests",
+        ])
+        .args(["--dest-tls-verify=false", "--dest-no-creds"])
+        .arg(format!("{layout}:{SITE}/mirror/{name}"))
+        .arg(format!("docker://{}/verify/one:1", check.host))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo reads {layout}: {out:?}");
+    let arrived = manifest_at(&check, "verify/one", "1");
+    assert_eq!(
+        (arrived.media_type, arrived.digest),
+        (image.media_type.clone(), image.digest.clone())
+    );
+}
+
+/// Loads the layout at `path` into `dst` under `prefix`, and panics unless
+/// `built:1` and `multi:1` arrive with the source's digests and media types.
+fn loads_with_the_sources_digests(e: &DockerExport, dst: &Registry, path: &Path, prefix: &str) {
+    let site = disconnected(dst, prefix, "");
+    let (code, report, all) = json_run(&site, &["load", "--all", "--from", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{all}");
+    assert_eq!(images(&report).len(), 2, "{report:#}");
+    for (repo, top) in [("built", &e.built), ("multi", &e.list)] {
+        let arrived = manifest_at(dst, &format!("{prefix}/{repo}"), "1");
+        assert_eq!(
+            (arrived.media_type, arrived.digest),
+            (top.media_type.clone(), top.digest.clone()),
+            "{prefix}/{repo}:1"
+        );
+    }
+    assert_holds(dst, &format!("{prefix}/multi"), &e.amd64);
+}
+
+/// Panics unless `repo` at `remote` holds `image` by its digest, as it is.
+fn assert_holds(remote: &Registry, repo: &str, image: &Blob) {
+    let arrived = manifest_at(remote, repo, &image.digest);
+    assert_eq!(arrived, *image, "{repo}@{}", image.digest);
+}
+
+#[test]
+fn docker_built_images_are_read_by_skopeo_and_load_with_the_sources_digests() {
+    let mut e = docker_export();
+    let listed: Vec<(String, String)> = index_entries(&e.dir)
+        .iter()
+        .map(|x| (x["mediaType"].to_string(), x["digest"].to_string()))
+        .collect();
+    let row = |t: &str, b: &Blob| (format!("\"{t}\""), format!("\"{}\"", b.digest));
+    assert_eq!(
+        listed,
+        [
+            row(DOCKER_MANIFEST, &e.built),
+            row(OCI_MANIFEST, &e.built),
+            row(DOCKER_LIST, &e.list),
+            row(OCI_INDEX, &e.list),
+        ],
+        "each Docker entry, then the same manifest under the OCI type"
+    );
+    for layout in [
+        format!("oci:{}", e.dir.display()),
+        format!("oci-archive:{}", e.archive.display()),
+    ] {
+        skopeo_reads(&layout, "built:1", &e.built);
+        skopeo_reads_one_platform(&layout, "multi:1", &e.amd64);
+    }
+    let root = fresh_dir("podman-oci");
+    let pulled = Command::new("podman")
+        .arg("--root")
+        .arg(root.join("root"))
+        .arg("--runroot")
+        .arg(root.join("run"))
+        .args(["--storage-driver", "vfs", "pull", "-q", "--arch", "amd64"])
+        .arg(format!("oci:{}:{SITE}/mirror/multi:1", e.dir.display()))
+        .output()
+        .unwrap();
+    assert!(pulled.status.success(), "podman pull: {pulled:?}");
+    let id = String::from_utf8_lossy(&pulled.stdout).trim().to_string();
+    assert_eq!(
+        format!("sha256:{id}"),
+        e.amd64_id,
+        "podman has the amd64 image"
+    );
+
+    e.src.stop();
+    let dst = Registry::start();
+    loads_with_the_sources_digests(&e, &dst, &e.dir, "edge");
+    loads_with_the_sources_digests(&e, &dst, &e.archive, "tar");
+}
+
+#[test]
+fn layouts_without_the_oci_alias_or_with_it_alone_still_load() {
+    let mut e = docker_export();
+    e.src.stop();
+    let dst = Registry::start();
+    let alias = "io.picture-book.oci-alias";
+    let entries = index_entries(&e.dir);
+    // As the previous version wrote them: the Docker entries alone.
+    let previous: Vec<Value> = entries
+        .iter()
+        .filter(|x| x["annotations"][alias].is_null())
+        .cloned()
+        .collect();
+    // As mended by hand for skopeo: the OCI media type alone, no mark of ours.
+    let mended: Vec<Value> = entries
+        .iter()
+        .filter(|x| x["annotations"][alias].is_string())
+        .map(|x| {
+            let mut x = x.clone();
+            x["annotations"].as_object_mut().unwrap().remove(alias);
+            x
+        })
+        .collect();
+    for (prefix, kept) in [("previous", previous), ("mended", mended)] {
+        assert_eq!(kept.len(), 2, "{kept:#?}");
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": kept});
+        fs::write(e.dir.join("index.json"), index.to_string()).unwrap();
+        loads_with_the_sources_digests(&e, &dst, &e.dir, prefix);
     }
 }

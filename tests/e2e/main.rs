@@ -19,5 +19,6 @@ mod podman;
 mod referrers;
 mod referrers_front;
 mod several;
+mod storage;
 mod sync;
 mod token;
