@@ -11,7 +11,7 @@
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
-use serde_json::json;
+use serde_json::{Value, json};
 use tiny_http::Method;
 
 use crate::fixtures::layout::{OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, random_bytes, random_hex};
@@ -19,7 +19,7 @@ use crate::fixtures::{
     Blob, Layout, Remote, assert_complete, manifest_raw, push_blob, put_manifest,
 };
 use crate::front::{Front, Reply, Seen, forward};
-use crate::harness::{Registry, Workspace, fresh_dir};
+use crate::harness::{Outcome, Registry, Workspace, fresh_dir};
 use crate::native::three_platforms;
 
 /// A configuration of one registry at `host` (a front), repository
@@ -48,6 +48,28 @@ fn challenge_only_at_root(seen: &Seen, reply: &mut Reply) {
     if reply.status == 401 && seen.path() != "/v2/" {
         reply.remove_header("WWW-Authenticate");
     }
+}
+
+/// A workspace whose script lists `images` for one registry at `host`,
+/// with `extra` keys.
+fn listing(images: &[String], host: &str, extra: &str) -> Workspace {
+    let ws = Workspace::new();
+    ws.list_script("sync.sh", images);
+    ws.config(&config(host, extra));
+    ws
+}
+
+/// A front for `upstream` that answers what `answer` answers itself.
+fn answering(
+    upstream: &Registry,
+    answer: impl Fn(&Seen) -> Option<Reply> + Send + Sync + 'static,
+) -> Front {
+    Front::start(upstream, answer, |_, _| {})
+}
+
+/// The one image of a `load --json` report.
+fn first_image(out: &Outcome) -> Value {
+    out.json()["registries"][0]["images"][0].clone()
 }
 
 /// The digest of `repo:tag` at `remote`.
@@ -115,13 +137,12 @@ fn a_challenge_given_only_at_v2_is_learnt_there_by_the_native_engine() {
     let layout = three_platforms(&src, "app", "1");
     let dst = Registry::with_auth("pusher", "push-pass-q1");
     let front = Front::start(&dst, |_| None, challenge_only_at_root);
-    let ws = Workspace::new();
-    ws.list_script("sync.sh", &[format!("{}/app:1", src.host)]);
-    ws.secret_file("push.json", &auths(&front.host, "pusher", "push-pass-q1"));
-    ws.config(&config(
+    let ws = listing(
+        &[format!("{}/app:1", src.host)],
         &front.host,
         "    engine: native\n    pushAuthConfigFile: push.json\n",
-    ));
+    );
+    ws.secret_file("push.json", &auths(&front.host, "pusher", "push-pass-q1"));
     let out = ws.run_without_daemon(&["load", "--all", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(
@@ -134,7 +155,7 @@ fn a_challenge_given_only_at_v2_is_learnt_there_by_the_native_engine() {
     let before = front.requests().len();
     let again = ws.run_without_daemon(&["load", "--all", "--json"]);
     assert_eq!(again.code, 0, "{again:?}");
-    let noop = &again.json()["registries"][0]["images"][0];
+    let noop = &first_image(&again);
     assert_eq!(noop["outcome"], "upToDate", "{noop}");
     let refused = count(&since(&front, before), "HEAD", "/", Some(401));
     assert_eq!(refused, 0, "the remembered challenge is answered at once");
@@ -146,10 +167,12 @@ fn a_challenge_given_only_at_v2_does_not_stop_the_docker_engine() {
     let id = src.push_image("app", "1", 2);
     let dst = Registry::with_auth("pusher", "push-pass-q2");
     let front = Front::start(&dst, |_| None, challenge_only_at_root);
-    let ws = Workspace::new();
-    ws.list_script("sync.sh", &[format!("{}/app:1", src.host)]);
+    let ws = listing(
+        &[format!("{}/app:1", src.host)],
+        &front.host,
+        "    pushAuthConfigFile: push.json\n",
+    );
     ws.secret_file("push.json", &auths(&front.host, "pusher", "push-pass-q2"));
-    ws.config(&config(&front.host, "    pushAuthConfigFile: push.json\n"));
     let out = ws.run().args(["load", "--all", "--json"]).run();
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(dst.config_digest("mirror/app", "1"), Some(id));
@@ -162,13 +185,12 @@ fn a_source_that_challenges_only_at_v2_is_copied_and_exported() {
     let front = Front::start(&upstream, |_| None, challenge_only_at_root);
     let layout = three_platforms(&upstream, "app", "1");
     let dst = Registry::start();
-    let ws = Workspace::new();
-    ws.list_script("sync.sh", &[format!("{}/app:1", front.host)]);
-    ws.secret_file("pull.json", &auths(&front.host, "puller", "pull-pass-q3"));
-    ws.config(&config(
+    let ws = listing(
+        &[format!("{}/app:1", front.host)],
         &dst.host,
         "    engine: native\n    pullAuthConfigFile: pull.json\n",
-    ));
+    );
+    ws.secret_file("pull.json", &auths(&front.host, "puller", "pull-pass-q3"));
     let out = ws.run_without_daemon(&["load", "--all"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(
@@ -189,22 +211,20 @@ fn a_registry_without_manifest_head_is_asked_with_get_once_it_said_405() {
     let src = Registry::start();
     let layout = three_platforms(&src, "app", "1");
     let dst = Registry::start();
-    let front = Front::start(
-        &dst,
-        |seen| {
-            (seen.method == Method::Head && seen.url.contains("/manifests/"))
-                .then(|| Reply::error(405, "UNSUPPORTED", "no HEAD here"))
-        },
-        |_, _| {},
+    let front = answering(&dst, |seen| {
+        (seen.method == Method::Head && seen.url.contains("/manifests/"))
+            .then(|| Reply::error(405, "UNSUPPORTED", "no HEAD here"))
+    });
+    let ws = listing(
+        &[format!("{}/app:1", src.host)],
+        &front.host,
+        "    engine: native\n",
     );
-    let ws = Workspace::new();
-    ws.list_script("sync.sh", &[format!("{}/app:1", src.host)]);
-    ws.config(&config(&front.host, "    engine: native\n"));
     for (run, outcome) in [(1, "mirrored"), (2, "upToDate")] {
         let before = front.requests().len();
         let out = ws.run_without_daemon(&["load", "--all", "--json"]);
         assert_eq!(out.code, 0, "run {run}: {out:?}");
-        let image = &out.json()["registries"][0]["images"][0];
+        let image = &first_image(&out);
         assert_eq!(image["outcome"], outcome, "run {run}: {image}");
         let seen = since(&front, before);
         assert_eq!(
@@ -222,17 +242,15 @@ fn a_head_404_where_get_finds_the_manifest_is_asked_with_get() {
     let src = Registry::start();
     let layout = three_platforms(&src, "app", "1");
     let dst = Registry::start();
-    let front = Front::start(
-        &dst,
-        |seen| {
-            (seen.method == Method::Head && seen.url.contains("/manifests/"))
-                .then(|| Reply::error(404, "MANIFEST_UNKNOWN", "HEAD finds nothing here"))
-        },
-        |_, _| {},
+    let front = answering(&dst, |seen| {
+        (seen.method == Method::Head && seen.url.contains("/manifests/"))
+            .then(|| Reply::error(404, "MANIFEST_UNKNOWN", "HEAD finds nothing here"))
+    });
+    let ws = listing(
+        &[format!("{}/app:1", src.host)],
+        &front.host,
+        "    engine: native\n",
     );
-    let ws = Workspace::new();
-    ws.list_script("sync.sh", &[format!("{}/app:1", src.host)]);
-    ws.config(&config(&front.host, "    engine: native\n"));
     let out = ws.run_without_daemon(&["load", "--all"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(digest_at(&dst, "mirror/app", "1"), Some(layout.top.digest));
@@ -240,7 +258,7 @@ fn a_head_404_where_get_finds_the_manifest_is_asked_with_get() {
     let before = front.requests().len();
     let again = ws.run_without_daemon(&["load", "--all", "--json"]);
     assert_eq!(again.code, 0, "{again:?}");
-    let image = &again.json()["registries"][0]["images"][0];
+    let image = &first_image(&again);
     assert_eq!(image["outcome"], "upToDate", "{image}");
     let seen = since(&front, before);
     assert_eq!(count(&seen, "HEAD", "/manifests/", None), 1, "{seen:#?}");
@@ -256,20 +274,18 @@ fn a_refused_index_is_named_and_one_platform_is_pushed_alone() {
     let src = Registry::start();
     let layout: Layout = three_platforms(&src, "app", "1");
     let dst = Registry::start();
-    let front = Front::start(
-        &dst,
-        |seen| {
-            let index = seen
-                .header("Content-Type")
-                .is_some_and(|t| t.contains("index") || t.contains("manifest.list"));
-            (seen.method == Method::Put && seen.url.contains("/manifests/") && index)
-                .then(|| Reply::error(400, "MANIFEST_INVALID", "manifest invalid"))
-        },
-        |_, _| {},
+    let front = answering(&dst, |seen| {
+        let index = seen
+            .header("Content-Type")
+            .is_some_and(|t| t.contains("index") || t.contains("manifest.list"));
+        (seen.method == Method::Put && seen.url.contains("/manifests/") && index)
+            .then(|| Reply::error(400, "MANIFEST_INVALID", "manifest invalid"))
+    });
+    let ws = listing(
+        &[format!("{}/app:1", src.host)],
+        &front.host,
+        "    engine: native\n",
     );
-    let ws = Workspace::new();
-    ws.list_script("sync.sh", &[format!("{}/app:1", src.host)]);
-    ws.config(&config(&front.host, "    engine: native\n"));
     let out = ws.run_without_daemon(&["load", "--all"]);
     assert_eq!(out.code, 1, "{out:?}");
     let told = out.all();
@@ -292,7 +308,7 @@ fn a_refused_index_is_named_and_one_platform_is_pushed_alone() {
         Some(arm64.digest.clone())
     );
     let again = ws.run_without_daemon(&["load", "--all", "--json"]);
-    let image = &again.json()["registries"][0]["images"][0];
+    let image = &first_image(&again);
     assert_eq!(image["outcome"], "upToDate", "{image}");
 }
 
@@ -306,26 +322,22 @@ fn upload_locations_relative_absolute_and_on_a_storage_front_all_work() {
     let dst = Registry::with_auth("pusher", "push-pass-q4");
     let authorized: Arc<Mutex<Vec<bool>>> = Arc::default();
     let (seen_auth, upstream) = (Arc::clone(&authorized), dst.host.clone());
-    let storage = Front::start(
-        &dst,
-        move |seen| {
-            seen_auth
-                .lock()
-                .unwrap()
-                .push(seen.header("Authorization").is_some());
-            // A signed URL: the storage front needs no credentials of ours.
-            let mut headers = seen.headers.clone();
-            headers.push(("Authorization".into(), basic("pusher", "push-pass-q4")));
-            let signed = Seen {
-                method: seen.method.clone(),
-                url: seen.url.clone(),
-                headers,
-                body: seen.body.clone(),
-            };
-            Some(forward(&upstream, &signed))
-        },
-        |_, _| {},
-    );
+    let storage = answering(&dst, move |seen| {
+        seen_auth
+            .lock()
+            .unwrap()
+            .push(seen.header("Authorization").is_some());
+        // A signed URL: the storage front needs no credentials of ours.
+        let mut headers = seen.headers.clone();
+        headers.push(("Authorization".into(), basic("pusher", "push-pass-q4")));
+        let signed = Seen {
+            method: seen.method.clone(),
+            url: seen.url.clone(),
+            headers,
+            body: seen.body.clone(),
+        };
+        Some(forward(&upstream, &signed))
+    });
     let storage_host = storage.host.clone();
     let front_host: Arc<Mutex<String>> = Arc::default();
     let own = Arc::clone(&front_host);
@@ -350,17 +362,16 @@ fn upload_locations_relative_absolute_and_on_a_storage_front_all_work() {
         },
     );
     *front_host.lock().unwrap() = front.host.clone();
-    let ws = Workspace::new();
     let refs: Vec<String> = images
         .iter()
         .map(|(repo, _)| format!("{}/{repo}:1", src.host))
         .collect();
-    ws.list_script("sync.sh", &refs);
-    ws.secret_file("push.json", &auths(&front.host, "pusher", "push-pass-q4"));
-    ws.config(&config(
+    let ws = listing(
+        &refs,
         &front.host,
         "    engine: native\n    pushAuthConfigFile: push.json\n",
-    ));
+    );
+    ws.secret_file("push.json", &auths(&front.host, "pusher", "push-pass-q4"));
     let out = ws.run_without_daemon(&["load", "--all"]);
     assert_eq!(out.code, 0, "{out:?}");
     for (repo, manifest) in &images {
@@ -406,35 +417,26 @@ fn a_mount_refused_with_401_is_uploaded_and_one_answered_202_is_uploaded_there()
     }
     let dst = Registry::start();
     let upstream = dst.host.clone();
-    let front = Front::start(
-        &dst,
-        move |seen| {
-            if !seen.url.contains("?mount=") {
-                return None;
-            }
-            if seen.url.starts_with("/v2/mirror/two/") {
-                return Some(Reply::error(401, "UNAUTHORIZED", "authentication required"));
-            }
-            let plain = Seen {
-                method: seen.method.clone(),
-                url: seen.url.split('?').next().unwrap().to_string(),
-                headers: seen.headers.clone(),
-                body: Vec::new(),
-            };
-            Some(forward(&upstream, &plain))
-        },
-        |_, _| {},
-    );
-    let ws = Workspace::new();
+    let front = answering(&dst, move |seen| {
+        if !seen.url.contains("?mount=") {
+            return None;
+        }
+        if seen.url.starts_with("/v2/mirror/two/") {
+            return Some(Reply::error(401, "UNAUTHORIZED", "authentication required"));
+        }
+        let plain = Seen {
+            method: seen.method.clone(),
+            url: seen.url.split('?').next().unwrap().to_string(),
+            headers: seen.headers.clone(),
+            body: Vec::new(),
+        };
+        Some(forward(&upstream, &plain))
+    });
     let refs: Vec<String> = ["one", "two", "three"]
         .iter()
         .map(|r| format!("{}/{r}:1", src.host))
         .collect();
-    ws.list_script("sync.sh", &refs);
-    ws.config(&config(
-        &front.host,
-        "    engine: native\n    parallel: 1\n",
-    ));
+    let ws = listing(&refs, &front.host, "    engine: native\n    parallel: 1\n");
     let out = ws.run_without_daemon(&["load", "--all"]);
     assert_eq!(out.code, 0, "{out:?}");
     for repo in ["one", "two", "three"] {
@@ -479,22 +481,17 @@ fn a_registry_that_refuses_single_request_uploads_gets_chunks() {
     let src = Registry::start();
     let manifest = image(&src, "app", "1", 300_000);
     let dst = Registry::start();
-    let front = Front::start(
-        &dst,
-        |seen| {
-            (seen.method == Method::Put
-                && seen.url.contains("/blobs/uploads/")
-                && !seen.body.is_empty())
-            .then(|| Reply::error(405, "UNSUPPORTED", "one request is not enough"))
-        },
-        |_, _| {},
-    );
-    let ws = Workspace::new();
-    ws.list_script("sync.sh", &[format!("{}/app:1", src.host)]);
-    ws.config(&config(
+    let front = answering(&dst, |seen| {
+        (seen.method == Method::Put
+            && seen.url.contains("/blobs/uploads/")
+            && !seen.body.is_empty())
+        .then(|| Reply::error(405, "UNSUPPORTED", "one request is not enough"))
+    });
+    let ws = listing(
+        &[format!("{}/app:1", src.host)],
         &front.host,
         "    engine: native\n    parallel: 1\n",
-    ));
+    );
     let out = ws.run_without_daemon(&["load", "--all"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(digest_at(&dst, "mirror/app", "1"), Some(manifest.digest));
@@ -521,20 +518,15 @@ fn a_registry_that_refuses_chunks_gets_single_requests() {
     let src = Registry::start();
     let manifest = image(&src, "app", "1", 300_000);
     let dst = Registry::start();
-    let front = Front::start(
-        &dst,
-        |seen| {
-            (seen.method == Method::Patch)
-                .then(|| Reply::error(405, "UNSUPPORTED", "single requests only"))
-        },
-        |_, _| {},
-    );
-    let ws = Workspace::new();
-    ws.list_script("sync.sh", &[format!("{}/app:1", src.host)]);
-    ws.config(&config(
+    let front = answering(&dst, |seen| {
+        (seen.method == Method::Patch)
+            .then(|| Reply::error(405, "UNSUPPORTED", "single requests only"))
+    });
+    let ws = listing(
+        &[format!("{}/app:1", src.host)],
         &front.host,
         "    engine: native\n    parallel: 1\n    chunkSize: 64KiB\n",
-    ));
+    );
     let out = ws.run_without_daemon(&["load", "--all"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(digest_at(&dst, "mirror/app", "1"), Some(manifest.digest));
@@ -565,12 +557,11 @@ fn a_chunk_range_that_lags_does_not_stop_the_upload() {
             }
         },
     );
-    let ws = Workspace::new();
-    ws.list_script("sync.sh", &[format!("{}/app:1", src.host)]);
-    ws.config(&config(
+    let ws = listing(
+        &[format!("{}/app:1", src.host)],
         &front.host,
         "    engine: native\n    chunkSize: 64KiB\n",
-    ));
+    );
     let out = ws.run_without_daemon(&["load", "--all"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(digest_at(&dst, "mirror/app", "1"), Some(manifest.digest));

@@ -136,10 +136,11 @@ impl<'a> Copy<'a> {
                 };
                 if client.note_quirk(host, quirk) {
                     log::info!(
-                        "{}: {host} refused {} {} ({e}); sending {} from now on",
+                        "{}: {host} refused {} {} ({}); sending it {}, and later blobs too",
                         self.job.item.name(),
                         blob.digest,
                         first.name(),
+                        e.http_status().unwrap_or_default(),
                         then.name()
                     );
                 }
