@@ -1,7 +1,7 @@
 //! Registries that do not behave like distribution 2.8, emulated by the
 //! suite's front (`front.rs`) in front of a real one, and what an operator
-//! sees picture-book do there: a challenge given only at `/v2/` (native and
-//! docker engines, `export`), no manifest `HEAD`, a refused index, upload
+//! sees picture-book do there: a challenge given only at `/v2/` (native,
+//! docker and podman engines, `export`), no manifest `HEAD`, a refused index, upload
 //! `Location`s that are relative, absolute or on a storage front, refused
 //! and half-done mounts, refused single-request and chunked uploads, and a
 //! `Range` that lags. Each test proves from the front's log that the
@@ -174,6 +174,24 @@ fn a_challenge_given_only_at_v2_does_not_stop_the_docker_engine() {
     );
     ws.secret_file("push.json", &auths(&front.host, "pusher", "push-pass-q2"));
     let out = ws.run().args(["load", "--all", "--json"]).run();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(dst.config_digest("mirror/app", "1"), Some(id));
+    assert_learnt_at_root(&front.requests());
+}
+
+#[test]
+fn a_challenge_given_only_at_v2_does_not_stop_the_podman_engine() {
+    let src = Registry::start();
+    let id = src.push_image("app", "1", 1);
+    let dst = Registry::with_auth("pusher", "push-pass-q5");
+    let front = Front::start(&dst, |_| None, challenge_only_at_root);
+    let ws = listing(
+        &[format!("{}/app:1", src.host)],
+        &front.host,
+        "    engine: podman\n    pushAuthConfigFile: push.json\n",
+    );
+    ws.secret_file("push.json", &auths(&front.host, "pusher", "push-pass-q5"));
+    let out = crate::podman::run(&ws).args(["load", "--all"]).run();
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(dst.config_digest("mirror/app", "1"), Some(id));
     assert_learnt_at_root(&front.requests());
