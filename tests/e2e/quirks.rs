@@ -162,6 +162,39 @@ fn a_challenge_given_only_at_v2_is_learnt_there_by_the_native_engine() {
 }
 
 #[test]
+fn a_registry_that_gives_no_challenge_at_all_fails_without_asking_in_a_loop() {
+    let src = Registry::start();
+    image(&src, "app", "1", 2048);
+    let dst = Registry::with_auth("pusher", "push-pass-q6");
+    let front = Front::start(
+        &dst,
+        |_| None,
+        |_, reply| {
+            reply.remove_header("WWW-Authenticate");
+        },
+    );
+    let ws = listing(
+        &[format!("{}/app:1", src.host)],
+        &front.host,
+        "    engine: native\n    pushAuthConfigFile: push.json\n",
+    );
+    ws.secret_file("push.json", &auths(&front.host, "pusher", "push-pass-q6"));
+    let out = ws.run_without_daemon(&["load", "--all"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("(401)"), "{out:?}");
+    let seen: Vec<(String, String, u16)> = front.requests();
+    let once = |m: &str, u: &str| (m.to_string(), u.to_string(), 401);
+    assert_eq!(
+        seen,
+        [
+            once("HEAD", "/v2/mirror/app/manifests/1"),
+            once("GET", "/v2/")
+        ],
+        "the refusal, one question at /v2/, and no more"
+    );
+}
+
+#[test]
 fn a_challenge_given_only_at_v2_does_not_stop_the_docker_engine() {
     let src = Registry::start();
     let id = src.push_image("app", "1", 2);
