@@ -178,9 +178,7 @@ impl Checker<'_> {
         }
         match self.state.get(target) {
             Some(r) if r.source_digest == source && r.target_digest == at_target => {
-                Verdict::UpToDate(
-                    "unchanged since it was mirrored (a platform-filtered index)".into(),
-                )
+                Verdict::UpToDate("unchanged since it was mirrored (filtered by platforms)".into())
             }
             _ => Verdict::Mirror(format!(
                 "the target holds another manifest ({} at the source, {} at the target)",

@@ -1,8 +1,10 @@
 //! Blobs (image configs and layers) by digest: `HEAD` for presence, a
 //! cross-repository mount, a streamed `GET`, and the two upload paths the
 //! OCI distribution spec has: one `PUT` of the whole blob, or `PATCH`es of
-//! chunks with `Content-Range` and a final `PUT`. Streams are never held in
-//! memory; checking what they hash to is the caller's business.
+//! chunks with `Content-Range` and a final `PUT`. An upload `Location` may
+//! be relative, absolute, or on another host (a storage front, which gets
+//! no credentials). Streams are never held in memory; checking what they
+//! hash to is the caller's business.
 
 use std::io::Read;
 
@@ -80,7 +82,9 @@ impl Client {
         )?;
         match resp.status().as_u16() {
             201 => Ok(Mounted::Done),
-            202 => self.upload_of(repo, &resp, &path).map(Mounted::Upload),
+            202 => self
+                .upload_of(repo, &resp, &path, "a mount")
+                .map(Mounted::Upload),
             _ => Err(refused(repo, resp, &format!("POST {path}"))),
         }
     }
@@ -94,7 +98,7 @@ impl Client {
         let path = format!("/v2/{}/blobs/uploads/", repo.path);
         let resp = self.send(repo, Request::new(Method::Post, &path), creds, &[])?;
         match resp.status().as_u16() {
-            202 => self.upload_of(repo, &resp, &path),
+            202 => self.upload_of(repo, &resp, &path, "POST"),
             _ => Err(refused(repo, resp, &format!("POST {path}"))),
         }
     }
@@ -165,7 +169,8 @@ impl Client {
         let resp = self.send(repo, req, creds, &[])?;
         match resp.status().as_u16() {
             202 => {
-                let next = self.upload_of(repo, &resp, "PATCH")?;
+                lagging(repo, &resp, end);
+                let next = self.upload_of(repo, &resp, &upload.location, "PATCH")?;
                 Ok(Upload {
                     min_chunk: upload.min_chunk,
                     ..next
@@ -206,28 +211,71 @@ impl Client {
         }
     }
 
-    /// The upload a 202 answer opened: its `Location` made a whole URL.
+    /// The upload a 202 answer to `what` (sent to `base`, a path on the
+    /// registry or a whole URL) opened: its `Location` made a whole URL.
     fn upload_of(
         &self,
         repo: &Repository,
         resp: &ureq::http::Response<ureq::Body>,
+        base: &str,
         what: &str,
     ) -> Result<Upload, Error> {
         let location = header(resp, "Location")
             .filter(|l| !l.is_empty())
             .ok_or_else(|| fail(repo, format!("{what} answered 202 without a Location")))?;
-        let location = if location.contains("://") {
-            location
+        let base = if base.contains("://") {
+            base.to_string()
         } else {
             let scheme = self.transport.scheme(&repo.host).unwrap_or("https");
-            let slash = if location.starts_with('/') { "" } else { "/" };
-            format!("{scheme}://{}{slash}{location}", repo.host)
+            format!("{scheme}://{}{base}", repo.host)
         };
         let min_chunk = header(resp, "OCI-Chunk-Min-Length").and_then(|l| l.parse().ok());
         Ok(Upload {
-            location,
+            location: resolve(&base, &location),
             min_chunk,
         })
+    }
+}
+
+/// `location` (whole, absolute-path or relative) as a whole URL, resolved
+/// against the URL `base` of the request it answered.
+fn resolve(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    let (scheme, rest) = base.split_once("://").unwrap_or(("https", base));
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    if location.starts_with('/') {
+        return format!("{scheme}://{authority}{location}");
+    }
+    let path = rest[authority.len()..]
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+    if location.starts_with('?') {
+        return format!("{scheme}://{authority}{path}{location}");
+    }
+    format!("{scheme}://{authority}{dir}/{location}")
+}
+
+/// Logs a chunk answer whose `Range` does not reach `end`, the last byte
+/// sent. It is not believed: the registry took the chunk (202), so the
+/// upload goes on from picture-book's own offset (ECR's `Range` has been
+/// seen stuck at the first chunk), and the final `PUT` names the digest,
+/// which the registry checks against all it holds.
+fn lagging(repo: &Repository, resp: &ureq::http::Response<ureq::Body>, end: u64) {
+    let range = header(resp, "Range");
+    let said = range
+        .as_deref()
+        .and_then(|r| r.rsplit_once('-'))
+        .and_then(|(_, e)| e.trim().parse::<u64>().ok());
+    if said.is_some_and(|said| said != end) {
+        log::debug!(
+            "{}: a chunk answer says Range {}, not up to byte {end}; going on from our own offset",
+            repo.host,
+            range.unwrap_or_default()
+        );
     }
 }
 
@@ -240,6 +288,40 @@ fn with_digest(location: &str, digest: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_location_is_resolved_against_its_request() {
+        let post = "http://reg:5000/v2/a/blobs/uploads/";
+        for (location, whole) in [
+            (
+                "/v2/a/blobs/uploads/u?_state=x",
+                "http://reg:5000/v2/a/blobs/uploads/u?_state=x",
+            ),
+            (
+                "u?_state=x",
+                "http://reg:5000/v2/a/blobs/uploads/u?_state=x",
+            ),
+            (
+                "https://store.example/up/1?sig=s",
+                "https://store.example/up/1?sig=s",
+            ),
+        ] {
+            assert_eq!(resolve(post, location), whole, "{location}");
+        }
+        let at_store = "https://store.example/up/1?sig=s";
+        assert_eq!(
+            resolve(at_store, "/up/1?sig=t"),
+            "https://store.example/up/1?sig=t"
+        );
+        assert_eq!(
+            resolve(at_store, "2?sig=t"),
+            "https://store.example/up/2?sig=t"
+        );
+        assert_eq!(
+            resolve(at_store, "?sig=t"),
+            "https://store.example/up/1?sig=t"
+        );
+    }
 
     #[test]
     fn the_digest_joins_the_query() {

@@ -8,6 +8,7 @@ use std::io::Read;
 
 use serde_json::Value;
 
+use super::quirks::{HeadAnswer, Quirk};
 use super::transport::{Body, Method, Request, header};
 use super::{Client, Repository, fail, refused};
 use crate::credentials::Credentials;
@@ -83,28 +84,76 @@ pub struct Stored {
 }
 
 impl Client {
-    /// The digest of `repo:reference` by `HEAD`, or None when it does not exist.
+    /// The digest of `repo:reference` by `HEAD`, or None when it does not
+    /// exist. A registry without manifest `HEAD` (405, or 404 where a `GET`
+    /// finds the manifest) is asked with `GET` instead, from then on.
     pub fn head_digest(
         &self,
         repo: &Repository,
         reference: &str,
         creds: Option<&Credentials>,
     ) -> Result<Option<String>, Error> {
+        if self.quirks.has(&repo.host, Quirk::NoManifestHead) {
+            return self.digest_by_get(repo, reference, creds);
+        }
         let path = format!("/v2/{}/manifests/{reference}", repo.path);
         let req = Request::new(Method::Head, &path).header("Accept", ACCEPT);
         let resp = self.send(repo, req, creds, &[])?;
-        match resp.status().as_u16() {
-            200 => header(&resp, "Docker-Content-Digest")
-                .map(Some)
-                .ok_or_else(|| {
-                    fail(
-                        repo,
-                        format!("{path} answered without a Docker-Content-Digest header"),
-                    )
-                }),
+        let status = resp.status().as_u16();
+        match self.quirks.head_answer(&repo.host, status) {
+            HeadAnswer::Get => {
+                self.no_head(repo, status);
+                return self.digest_by_get(repo, reference, creds);
+            }
+            HeadAnswer::Confirm => {
+                let found = self.digest_by_get(repo, reference, creds)?;
+                match found {
+                    Some(_) => self.no_head(repo, status),
+                    None => {
+                        self.quirks.note(&repo.host, Quirk::ManifestHead);
+                    }
+                }
+                return Ok(found);
+            }
+            HeadAnswer::Trust => {}
+        }
+        match status {
+            200 => {
+                self.quirks.note(&repo.host, Quirk::ManifestHead);
+                header(&resp, "Docker-Content-Digest")
+                    .map(Some)
+                    .ok_or_else(|| {
+                        fail(
+                            repo,
+                            format!("{path} answered without a Docker-Content-Digest header"),
+                        )
+                    })
+            }
             404 => Ok(None),
             _ => Err(refused(repo, resp, &path)),
         }
+    }
+
+    /// Notes that `repo`'s registry has no manifest `HEAD` (it answered
+    /// `status`), saying so once.
+    fn no_head(&self, repo: &Repository, status: u16) {
+        if self.quirks.note(&repo.host, Quirk::NoManifestHead) {
+            log::info!(
+                "{}: answers a manifest HEAD with {status}; asking with GET from now on",
+                repo.host
+            );
+        }
+    }
+
+    /// The digest of `repo:reference` by `GET`, for a registry without
+    /// manifest `HEAD`.
+    fn digest_by_get(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<Option<String>, Error> {
+        Ok(self.get_manifest(repo, reference, creds)?.map(|m| m.digest))
     }
 
     /// The manifest `repo:reference` by `GET`, or None when it does not
@@ -174,7 +223,8 @@ impl Client {
             .body(Body::Bytes(&manifest.bytes));
         let resp = self.send(repo, req, creds, &[])?;
         if !matches!(resp.status().as_u16(), 200..=202) {
-            return Err(refused(repo, resp, &format!("PUT {path}")));
+            let error = refused(repo, resp, &format!("PUT {path}"));
+            return Err(refused_type(error, manifest));
         }
         Ok(Stored {
             digest: header(&resp, "Docker-Content-Digest"),
@@ -218,6 +268,49 @@ impl Client {
             Some(m) => m.json().map(Some).map_err(|e| fail(repo, e)),
             None => Ok(None),
         }
+    }
+}
+
+/// A manifest `PUT` refused with 415, or 400 `MANIFEST_INVALID`, which is
+/// how registries say they do not take a media type: the error names the
+/// type and what the operator can do; any other refusal is left as it is.
+fn refused_type(error: Error, manifest: &Manifest) -> Error {
+    let Error::Registry {
+        host,
+        status,
+        code,
+        detail,
+        retry_after,
+    } = error
+    else {
+        return error;
+    };
+    let of_type =
+        status == Some(415) || (status == Some(400) && code.as_deref() == Some("MANIFEST_INVALID"));
+    if !of_type {
+        return Error::Registry {
+            host,
+            status,
+            code,
+            detail,
+            retry_after,
+        };
+    }
+    let way = if manifest.is_index() {
+        "if it takes no indexes, set the registry's `platforms` to one platform: \
+         that platform's image manifest is then pushed alone under the tag"
+    } else {
+        "picture-book pushes manifests as the source has them and does not convert them"
+    };
+    Error::Registry {
+        detail: format!(
+            "{detail}; {host} refused the media type {}: {way}",
+            manifest.media_type
+        ),
+        host,
+        status,
+        code,
+        retry_after,
     }
 }
 
@@ -324,6 +417,41 @@ fn next_page(link: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_media_type_is_named_with_the_way_out() {
+        let refusal = |status: u16, code: Option<&str>| Error::Registry {
+            host: "reg:5000".into(),
+            status: Some(status),
+            code: code.map(String::from),
+            detail: format!("{status} for PUT /v2/a/manifests/1: refused"),
+            retry_after: None,
+        };
+        let index = Manifest::new(b"{}".to_vec(), OCI_INDEX);
+        let told = refused_type(refusal(400, Some("MANIFEST_INVALID")), &index).to_string();
+        assert!(
+            told.contains(&format!("refused the media type {OCI_INDEX}")),
+            "{told}"
+        );
+        assert!(
+            told.contains("set the registry's `platforms` to one platform"),
+            "{told}"
+        );
+        let image = Manifest::new(b"{}".to_vec(), OCI_MANIFEST);
+        let told = refused_type(refusal(415, None), &image).to_string();
+        assert!(
+            told.contains(&format!("refused the media type {OCI_MANIFEST}")),
+            "{told}"
+        );
+        assert!(!told.contains("platforms"), "{told}");
+        for other in [
+            refusal(400, Some("MANIFEST_BLOB_UNKNOWN")),
+            refusal(403, None),
+        ] {
+            let told = refused_type(other, &index).to_string();
+            assert!(!told.contains("media type"), "{told}");
+        }
+    }
 
     #[test]
     fn the_next_page_is_read_from_the_link_header() {

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod blobs;
 pub mod manifests;
+pub mod quirks;
 pub mod transport;
 
 use std::io::Read;
@@ -127,6 +128,7 @@ pub fn is_loopback(host: &str) -> bool {
 pub struct Client {
     transport: Transport,
     auth: auth::Auth,
+    quirks: quirks::Quirks,
 }
 
 impl Default for Client {
@@ -142,6 +144,7 @@ impl Client {
         Client {
             transport: Transport::new(certs_dirs),
             auth: auth::Auth::default(),
+            quirks: quirks::Quirks::default(),
         }
     }
 
@@ -159,9 +162,12 @@ impl Client {
     /// Sends `req` to `repo` with the scopes it needs (its own, and `extra`
     /// ones). Known challenges are answered before the first try (a token
     /// fetched for the scopes, or Basic credentials), so a repository costs
-    /// one request; a new challenge is learnt from a 401 and answered once,
-    /// when the body can be sent again. A stream is sent only once the
-    /// host's challenge is known.
+    /// one request; a new challenge is learnt from a 401 (or, when that
+    /// carries none, from `GET /v2/`, where some registries alone give it)
+    /// and answered once, when the body can be sent again. A stream is sent
+    /// only once the host's challenge is known. A URL on another host (an
+    /// upload `Location` at a storage front) gets no `Authorization`: the
+    /// registry's credentials are for the registry alone.
     fn send(
         &self,
         repo: &Repository,
@@ -174,6 +180,14 @@ impl Client {
         if repo.copying {
             req.headers
                 .push(("User-Agent", transport::COPY_AGENT.clone()));
+        }
+        if elsewhere(repo, req.target) {
+            log::debug!(
+                "{}: a {} to another host, without the registry's credentials",
+                repo.host,
+                req.method.name()
+            );
+            return self.transport.send(&repo.host, repo.insecure, req, None);
         }
         if !req.body.replayable() && !self.auth.knows(&repo.host) {
             self.send(
@@ -213,12 +227,57 @@ impl Client {
                 return Ok(resp);
             }
             answered = true;
-            if !self.auth.learn(&repo.host, &resp) {
+            if !self.auth.learn(&repo.host, &resp) && !self.learn_at_root(repo) {
                 return Ok(resp);
             }
             req = again;
         }
     }
+
+    /// Learns `repo`'s challenge from `GET /v2/` after a 401 that carried
+    /// none: some registries give it there alone (docker, containerd and
+    /// skopeo always ask there first). Asked once per refused request and
+    /// without credentials, so an open host, or one that answers there
+    /// without a challenge either, ends in the refusal, never in a loop.
+    fn learn_at_root(&self, repo: &Repository) -> bool {
+        let root = Request::new(transport::Method::Get, "/v2/");
+        match self.transport.send(&repo.host, repo.insecure, root, None) {
+            Ok(resp) if resp.status().as_u16() == 401 => {
+                let learnt = self.auth.learn(&repo.host, &resp);
+                if learnt {
+                    log::debug!("{}: learnt its challenge at /v2/", repo.host);
+                }
+                learnt
+            }
+            Ok(_) => false,
+            Err(e) => {
+                log::debug!("{}: asking /v2/ for a challenge: {e}", repo.host);
+                false
+            }
+        }
+    }
+}
+
+/// Whether `target` is a whole URL on another host than `repo`'s (an
+/// upload `Location` at a storage front); default ports do not count.
+fn elsewhere(repo: &Repository, target: &str) -> bool {
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let default = match scheme {
+        "https" => ":443",
+        "http" => ":80",
+        _ => "",
+    };
+    let bare = |a: &str| {
+        a.strip_suffix(default)
+            .filter(|_| !default.is_empty())
+            .unwrap_or(a)
+            .to_ascii_lowercase()
+    };
+    bare(authority) != bare(&repo.host)
 }
 
 /// An error for `repo`'s registry that is not an HTTP answer.
@@ -303,6 +362,30 @@ mod tests {
         );
         assert_eq!(t.scope(), "repository:mirror/x/y:pull,push");
         assert_eq!(repo("quay.io/a/b").scope(), "repository:a/b:pull");
+    }
+
+    #[test]
+    fn credentials_stay_on_the_registry_host() {
+        let r = Repository::target("reg.example.com/mirror/x", false);
+        for same in [
+            "/v2/mirror/x/blobs/uploads/1",
+            "https://reg.example.com/v2/mirror/x/blobs/uploads/1?_state=a",
+            "https://REG.example.com:443/v2/u",
+            "http://reg.example.com:80/v2/u",
+        ] {
+            assert!(!elsewhere(&r, same), "{same}");
+        }
+        for other in [
+            "https://storage.example.com/upload/1?sig=x",
+            "https://reg.example.com:8443/v2/u",
+            "https://reg.example.com.evil.io/v2/u",
+            "https://user@storage.example.com/u",
+        ] {
+            assert!(elsewhere(&r, other), "{other}");
+        }
+        let p = Repository::target("127.0.0.1:5000/mirror/x", false);
+        assert!(!elsewhere(&p, "http://127.0.0.1:5000/v2/u"));
+        assert!(elsewhere(&p, "http://127.0.0.1:5001/v2/u"));
     }
 
     #[test]

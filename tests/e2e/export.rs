@@ -488,15 +488,12 @@ fn signatures_and_the_platforms_filter_cross_the_gap() {
         referrers::fallback(&dst, "edge/app", &app.digest),
         std::slice::from_ref(&sig.digest)
     );
-    let (_, digest, body) = manifest_raw(&dst, "edge/multi", "1").unwrap();
-    assert_ne!(
-        digest, multi.top.digest,
-        "a filtered index has a digest of its own"
+    let (_, digest, _) = manifest_raw(&dst, "edge/multi", "1").unwrap();
+    assert_eq!(
+        digest,
+        multi.image("arm64").manifest.digest,
+        "one platform kept: its manifest alone is under the tag"
     );
-    let index: Value = serde_json::from_slice(&body).unwrap();
-    let children = index["manifests"].as_array().unwrap();
-    assert_eq!(children.len(), 1, "{index:#}");
-    assert_eq!(children[0]["digest"], multi.image("arm64").manifest.digest);
     assert_eq!(image(&report, "multi")["outcome"], "mirrored");
 }
 

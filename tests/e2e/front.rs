@@ -171,13 +171,16 @@ fn response(reply: Reply, method: &Method) -> Response<Cursor<Vec<u8>>> {
     } else {
         reply.body
     };
+    // Never chunked: a `HEAD` must keep its `Content-Length` (docker
+    // refuses a blob `HEAD` without one).
     let mut response = Response::new(
         reply.status.into(),
         Vec::new(),
         Cursor::new(body),
         Some(length),
         None,
-    );
+    )
+    .with_chunked_threshold(usize::MAX);
     for (name, value) in reply.headers {
         if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
             response.add_header(h);

@@ -16,6 +16,7 @@ mod fresh;
 mod load;
 mod native;
 mod podman;
+mod quirks;
 mod referrers;
 mod referrers_front;
 mod several;

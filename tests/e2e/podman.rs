@@ -30,7 +30,7 @@ fn storage(ws: &Workspace) -> PathBuf {
 }
 
 /// A run of picture-book with podman's storage set up and no docker daemon.
-fn run(ws: &Workspace) -> Run {
+pub fn run(ws: &Workspace) -> Run {
     ws.run()
         .without_daemon()
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")

@@ -1,8 +1,10 @@
 //! The native engine's blobs: each one copied from scratch on each attempt,
 //! as many at once as the run's slots allow. A blob the target has is
-//! skipped; one another repository of the target has is mounted; any other
-//! is streamed from the source into one `PUT`, or into `PATCH`es of
-//! `chunkSize` (or after a 413), its sha256 checked as it passes.
+//! skipped; one another repository of the target has is mounted (a refused
+//! mount becomes an upload); any other is streamed from the source into one
+//! `PUT`, or into `PATCH`es of `chunkSize`, its sha256 checked as it passes.
+//! A registry that refuses one way (a single request, or chunks) gets the
+//! other, from then on.
 
 use std::io::{self, Read};
 use std::sync::Mutex;
@@ -15,6 +17,7 @@ use crate::engine::{Failed, Step, attempt};
 use crate::error::Error;
 use crate::mutex::lock;
 use crate::registry::blobs::{Mounted, Upload};
+use crate::registry::quirks::Quirk;
 
 /// The chunk size of a chunked upload when neither `chunkSize` nor the
 /// registry says otherwise.
@@ -115,34 +118,72 @@ impl<'a> Copy<'a> {
         if client.head_blob(&self.dst, &blob.digest, creds)?.is_some() {
             return Ok(Arrived::Present);
         }
-        let from = self.job.memory.blob_elsewhere(&blob.digest, &self.dst.path);
-        let upload = match from {
-            Some(from) => match client.mount_blob(&self.dst, &blob.digest, &from, creds)? {
-                Mounted::Done => return Ok(Arrived::Mounted),
-                Mounted::Upload(u) => u,
-            },
-            None => client.start_upload(&self.dst, creds)?,
+        let upload = match self.open_upload(blob)? {
+            Mounted::Done => return Ok(Arrived::Mounted),
+            Mounted::Upload(u) => u,
         };
-        let chunk = self.job.registry.chunk_size.or(upload.min_chunk);
-        let sent = match chunk {
-            Some(size) => self.send_chunked(blob, upload, size, total),
-            None => match self.send_whole(blob, &upload, total) {
-                Err(e) if e.http_status() == Some(413) => {
+        let host = &self.dst.host;
+        let first = way(
+            self.job.registry.chunk_size.or(upload.min_chunk),
+            client.has_quirk(host, Quirk::NoSingleUpload),
+            client.has_quirk(host, Quirk::NoChunkedUpload),
+        );
+        let sent = match self.send_way(blob, upload, first, total) {
+            Err(e) if refuses(first, &e) => {
+                let (quirk, then) = match first {
+                    Way::Whole => (Quirk::NoSingleUpload, Way::Chunks(DEFAULT_CHUNK)),
+                    Way::Chunks(_) => (Quirk::NoChunkedUpload, Way::Whole),
+                };
+                if client.note_quirk(host, quirk) {
                     log::info!(
-                        "{}: {} refused {} in one request (413); sending it in chunks",
+                        "{}: {host} refused {} {} ({}); sending it {}, and later blobs too",
                         self.job.item.name(),
-                        self.dst.host,
-                        blob.digest
+                        blob.digest,
+                        first.name(),
+                        e.http_status().unwrap_or_default(),
+                        then.name()
                     );
-                    client.cancel_upload(&self.dst, &upload, creds);
-                    let again = client.start_upload(&self.dst, creds)?;
-                    let size = again.min_chunk.unwrap_or(0).max(DEFAULT_CHUNK);
-                    self.send_chunked(blob, again, size, total)
                 }
-                other => other,
-            },
+                let again = client.start_upload(&self.dst, creds)?;
+                let then = match then {
+                    Way::Chunks(size) => Way::Chunks(again.min_chunk.unwrap_or(0).max(size)),
+                    whole => whole,
+                };
+                self.send_way(blob, again, then, total)
+            }
+            other => other,
         };
         sent.map(|_| Arrived::Copied)
+    }
+
+    /// An upload for `blob`: a mount from another repository of the target
+    /// that has it (which may open an upload instead), else a new upload. A
+    /// mount refused with 401 or 403 (Harbor has answered 401) is given up
+    /// for a plain upload.
+    fn open_upload(&self, blob: &Blob) -> Result<Mounted, Error> {
+        let client = self.job.client;
+        let creds = self.job.push_creds;
+        let from = self.job.memory.blob_elsewhere(&blob.digest, &self.dst.path);
+        if let Some(from) = from {
+            match client.mount_blob(&self.dst, &blob.digest, &from, creds) {
+                Err(e) if matches!(e.http_status(), Some(401 | 403)) => log::info!(
+                    "{}: {} refused to mount {} from {from} ({e}); uploading it",
+                    self.job.item.name(),
+                    self.dst.host,
+                    blob.digest
+                ),
+                mounted => return mounted,
+            }
+        }
+        client.start_upload(&self.dst, creds).map(Mounted::Upload)
+    }
+
+    /// Sends `blob` to `upload` the `way` chosen.
+    fn send_way(&self, blob: &Blob, upload: Upload, way: Way, total: u64) -> Result<(), Error> {
+        match way {
+            Way::Whole => self.send_whole(blob, &upload, total),
+            Way::Chunks(size) => self.send_chunked(blob, upload, size, total),
+        }
     }
 
     /// Streams the blob from the source into one `PUT`.
@@ -240,6 +281,59 @@ impl<'a> Copy<'a> {
     }
 }
 
+/// How a blob is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// In one `PUT`.
+    Whole,
+    /// In `PATCH`es of this many bytes.
+    Chunks(u64),
+}
+
+impl Way {
+    fn name(self) -> &'static str {
+        match self {
+            Way::Whole => "in one request",
+            Way::Chunks(_) => "in chunks",
+        }
+    }
+}
+
+/// The way to send a blob first: whole, unless chunks are asked for
+/// (`chunkSize`, or the registry's `OCI-Chunk-Min-Length`) or the registry
+/// refused a blob in one request before; never in chunks to a registry that
+/// refused them.
+fn way(chunk: Option<u64>, no_single: bool, no_chunked: bool) -> Way {
+    match chunk {
+        _ if no_chunked => Way::Whole,
+        Some(size) => Way::Chunks(size),
+        None if no_single => Way::Chunks(DEFAULT_CHUNK),
+        None => Way::Whole,
+    }
+}
+
+/// Whether `error` is the registry refusing to take a blob `way` (so that
+/// the other way is worth a try): 405, 413 for one request, 415 for chunks,
+/// or a 400 that does not say the data is wrong.
+fn refuses(way: Way, error: &Error) -> bool {
+    let Error::Registry {
+        status: Some(status),
+        code,
+        ..
+    } = error
+    else {
+        return false;
+    };
+    let data_wrong = matches!(code.as_deref(), Some("DIGEST_INVALID" | "SIZE_INVALID"));
+    match (way, status) {
+        (_, 405) => true,
+        (_, 400) => !data_wrong,
+        (Way::Whole, 413) => true,
+        (Way::Chunks(_), 415) => true,
+        _ => false,
+    }
+}
+
 /// How a blob came to be at the target.
 enum Arrived {
     Present,
@@ -306,5 +400,60 @@ impl Read for Checked<'_> {
             }
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(status: u16, code: Option<&str>) -> Error {
+        Error::Registry {
+            host: "r".into(),
+            status: Some(status),
+            code: code.map(String::from),
+            detail: String::new(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn the_first_way_follows_what_the_registry_refused_before() {
+        assert_eq!(way(None, false, false), Way::Whole);
+        assert_eq!(way(Some(65536), false, false), Way::Chunks(65536));
+        assert_eq!(way(None, true, false), Way::Chunks(DEFAULT_CHUNK));
+        assert_eq!(
+            way(Some(65536), false, true),
+            Way::Whole,
+            "chunkSize or not"
+        );
+        assert_eq!(way(None, true, true), Way::Whole);
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_way_itself_falls_back() {
+        let chunks = Way::Chunks(1);
+        for (way, status, code) in [
+            (Way::Whole, 413, None),
+            (Way::Whole, 405, None),
+            (Way::Whole, 400, Some("BLOB_UPLOAD_INVALID")),
+            (chunks, 405, Some("UNSUPPORTED")),
+            (chunks, 415, None),
+            (chunks, 400, None),
+        ] {
+            assert!(refuses(way, &refusal(status, code)), "{way:?} {status}");
+        }
+        for (way, status, code) in [
+            (Way::Whole, 400, Some("DIGEST_INVALID")),
+            (chunks, 400, Some("SIZE_INVALID")),
+            (Way::Whole, 415, None),
+            (chunks, 413, None),
+            (Way::Whole, 401, None),
+            (Way::Whole, 500, None),
+        ] {
+            assert!(!refuses(way, &refusal(status, code)), "{way:?} {status}");
+        }
+        let corrupt = Error::Corrupt { detail: "x".into() };
+        assert!(!refuses(Way::Whole, &corrupt));
     }
 }

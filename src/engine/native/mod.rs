@@ -6,7 +6,8 @@
 //! checked against its digest as it passes), then puts the manifests by
 //! digest, children before their index, and the tag last: an interruption
 //! never leaves a tag that points at missing blobs. Indexes stay whole and
-//! digests unchanged unless a `platforms` filter makes a new index.
+//! digests unchanged unless a `platforms` filter makes a new index (or, when
+//! it keeps one platform, puts that platform's manifest alone).
 
 mod blob;
 mod referrers;
@@ -270,10 +271,23 @@ impl<'a> Copy<'a> {
         let mut seen = HashSet::new();
         if top.is_index() {
             let (index, platforms, filtered) = self.filter(&top)?;
-            tree.top = index;
             tree.platforms = platforms;
             tree.filtered = filtered;
-            self.walk_index(&tree.top.clone(), &mut tree, &mut seen, 0)?;
+            match self.alone(&index)? {
+                Some(child) => {
+                    tree.filtered = true;
+                    tree.top = child;
+                    if tree.top.is_index() {
+                        self.walk_index(&tree.top.clone(), &mut tree, &mut seen, 1)?;
+                    } else {
+                        self.add_blobs(&tree.top.clone(), &mut tree, &mut seen)?;
+                    }
+                }
+                None => {
+                    tree.top = index;
+                    self.walk_index(&tree.top.clone(), &mut tree, &mut seen, 0)?;
+                }
+            }
         } else {
             self.add_blobs(&top, &mut tree, &mut seen)?;
         }
@@ -351,6 +365,27 @@ impl<'a> Copy<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The one platform's manifest, to put alone under the tag, when the
+    /// registry's `platforms` keep one platform of `index` (a registry that
+    /// takes no indexes can be mirrored so); None otherwise.
+    fn alone(&self, index: &Manifest) -> Result<Option<Manifest>, Failed> {
+        if self.job.registry.platforms.is_empty() {
+            return Ok(None);
+        }
+        let json = self.json(index)?;
+        let entries = json["manifests"].as_array().cloned().unwrap_or_default();
+        let mut platforms = entries
+            .iter()
+            .filter(|e| Platform::of_entry(e).is_some_and(|p| p.os != "unknown"));
+        match (platforms.next(), platforms.next()) {
+            (Some(one), None) => {
+                let digest = one["digest"].as_str().unwrap_or_default();
+                self.fetch(digest).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The index to put for `index`: itself when the registry's `platforms`
