@@ -167,6 +167,9 @@ struct LastRun {
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     moved: Option<Stats>,
     failed_images: Vec<FailedImage>,
+    /// What rate-limited sources said of their pull limits.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rate_limits: Vec<crate::registry::limits::Shown>,
 }
 
 #[derive(Serialize)]
@@ -274,6 +277,7 @@ fn last_run(r: &RegistryReport) -> LastRun {
                 error: i.error.clone().unwrap_or_default(),
             })
             .collect(),
+        rate_limits: r.rate_limits.clone(),
     }
 }
 
@@ -562,6 +566,27 @@ impl Daemon {
             &mut statuses
                 .iter()
                 .filter_map(|(s, _)| s.next_run.as_deref().map(|t| (reg(s), timestamp(t)))),
+        );
+        let limits = || {
+            statuses.iter().flat_map(|(s, _)| {
+                let shown = s.last_run.as_ref().map(|l| l.rate_limits.as_slice());
+                shown
+                    .unwrap_or_default()
+                    .iter()
+                    .map(move |l| (format!("{},source=\"{}\"", reg(s), l.source), l))
+            })
+        };
+        family(
+            "rate_limit_remaining",
+            "gauge",
+            "Pulls a rate-limited source had left at the end of the last run.",
+            &mut limits().map(|(labels, l)| (labels, l.remaining as f64)),
+        );
+        family(
+            "rate_limit_limit",
+            "gauge",
+            "Pulls a rate-limited source allows per window.",
+            &mut limits().map(|(labels, l)| (labels, l.limit as f64)),
         );
         family(
             "paused",

@@ -52,6 +52,10 @@ pub struct Checker<'a> {
     pub insecure: &'a (dyn Fn(&str) -> bool + Sync),
     /// Whether the target is an insecure registry.
     pub target_insecure: bool,
+    /// Pulls of a rate-limited source kept unspent (`rateLimitMin`).
+    pub rate_limit_min: u64,
+    /// Whether the run is asked to stop (ends a wait for a rate limit).
+    pub stop: &'a (dyn Fn() -> bool + Sync),
 }
 
 impl Checker<'_> {
@@ -136,6 +140,16 @@ impl Checker<'_> {
         let pull_ref = source
             .digest()
             .map_or_else(|| source.target_tag(), String::from);
+        let pace = crate::registry::limits::Pace {
+            floor: self.rate_limit_min,
+            stop: self.stop,
+        };
+        if let Err(e) = self
+            .client
+            .before_pull(&src_repo, &pull_ref, src_creds.as_ref(), &pace)
+        {
+            return (Verdict::Mirror(format!("cannot compare images: {e}")), seen);
+        }
         let source_config =
             self.client
                 .config_digest(&src_repo, &pull_ref, src_creds.as_ref(), platform);

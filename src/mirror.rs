@@ -187,6 +187,7 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
     ctx.client.remember_challenges(state.challenges());
     let pull_creds = |host: &str| pull_credentials(registry, ctx.mode, host);
     let insecure = |host: &str| registry.is_insecure(host);
+    let stop = || ctx.stop_requested();
     let checker = Checker {
         client: ctx.client,
         freshness: &freshness,
@@ -195,6 +196,8 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         push_creds: credentials(registry.push_auth.as_ref(), &registry.hostname),
         insecure: &insecure,
         target_insecure: registry.insecure,
+        rate_limit_min: registry.rate_limit_min,
+        stop: &stop,
     };
     let memory = RunMemory::new(state.blobs());
     let run = Run::new(
@@ -207,6 +210,7 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         planned.len(),
     );
     let panics = run.work_all(&planned);
+    report.rate_limits = rate_limits(ctx.client, &planned, &pull_creds, &insecure);
     state.set_challenges(ctx.client.challenges());
     state.set_blobs(memory.blobs());
     if ctx.dry_run || matches!(ctx.mode, Mode::Export(_)) {
@@ -330,6 +334,23 @@ fn down_message(down: &HashMap<String, String>, images: &[ImageReport]) -> Optio
             if skipped == 1 { "image" } else { "images" }
         )
     })
+}
+
+/// What the sources of `planned` last said of their pull limits.
+fn rate_limits(
+    client: &Client,
+    planned: &[Planned],
+    pull_creds: &dyn Fn(&str) -> Option<Credentials>,
+    insecure: &dyn Fn(&str) -> bool,
+) -> Vec<crate::registry::limits::Shown> {
+    let hosts: std::collections::BTreeSet<String> = planned
+        .iter()
+        .map(|p| crate::registry::Repository::of(&p.reference, insecure).host)
+        .collect();
+    hosts
+        .iter()
+        .filter_map(|host| client.rate_limit(host, pull_creds(host).as_ref()))
+        .collect()
 }
 
 /// Credentials for the source host `host`: none when the images come from

@@ -85,6 +85,7 @@ impl Client {
         let path = format!("/v2/{}/manifests/{reference}", repo.path);
         let req = Request::new(Method::Head, &path).header("Accept", ACCEPT);
         let resp = self.send(repo, req, creds, &[])?;
+        self.note_limit(repo, creds, &resp);
         match resp.status().as_u16() {
             200 => header(&resp, "Docker-Content-Digest")
                 .map(Some)
@@ -111,6 +112,7 @@ impl Client {
         let path = format!("/v2/{}/manifests/{reference}", repo.path);
         let req = Request::new(Method::Get, &path).header("Accept", ACCEPT);
         let mut resp = self.send(repo, req, creds, &[])?;
+        self.note_limit(repo, creds, &resp);
         match resp.status().as_u16() {
             200 => {}
             404 => return Ok(None),

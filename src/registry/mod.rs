@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod blobs;
+pub mod limits;
 pub mod manifests;
 pub mod transport;
 
@@ -127,6 +128,7 @@ pub fn is_loopback(host: &str) -> bool {
 pub struct Client {
     transport: Transport,
     auth: auth::Auth,
+    limits: limits::Known,
 }
 
 impl Default for Client {
@@ -142,6 +144,7 @@ impl Client {
         Client {
             transport: Transport::new(certs_dirs),
             auth: auth::Auth::default(),
+            limits: limits::Known::default(),
         }
     }
 

@@ -13,6 +13,7 @@ mod docs;
 mod export;
 mod faults;
 mod fresh;
+mod limits;
 mod load;
 mod native;
 mod podman;

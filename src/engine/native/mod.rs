@@ -406,6 +406,7 @@ impl<'a> Copy<'a> {
             host: &self.src.host,
         };
         let got = attempt(self.steps, &step, || {
+            self.paced(&self.src, reference, self.src_creds.as_ref())?;
             self.job
                 .client
                 .get_manifest(&self.src, reference, self.src_creds.as_ref())
@@ -463,6 +464,22 @@ impl<'a> Copy<'a> {
                 .client
                 .put_manifest(&self.dst, reference, manifest, self.job.push_creds)
         })
+    }
+
+    /// Waits, before a manifest `GET` of `repo`, while its registry's pull
+    /// limit is at the registry's `rateLimitMin` (see `registry::limits`);
+    /// the wait ends with the run, or with `transferTimeout`.
+    fn paced(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<(), Error> {
+        let pace = crate::registry::limits::Pace {
+            floor: self.job.registry.rate_limit_min,
+            stop: &|| self.steps.stopping(),
+        };
+        self.job.client.before_pull(repo, reference, creds, &pace)
     }
 
     fn json(&self, m: &Manifest) -> Result<Value, Failed> {
