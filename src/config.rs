@@ -1338,6 +1338,37 @@ api:
     }
 
     #[test]
+    fn the_repository_hook_is_checked_like_the_syncer_script() {
+        let dir = Dir::new("hook");
+        dir.file("noexec.sh", "#!/bin/sh\n", 0o644);
+        let yaml = "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\n    createRepositoryScript: missing.sh\n  - hostname: b.example.com\n    syncerScript: sync.sh\n    createRepositoryScript: noexec.sh\n    rateLimitMin: 100001\n";
+        assert_eq!(
+            dir.problems(yaml),
+            [
+                format!(
+                    "registries[0].createRepositoryScript: {} does not exist",
+                    dir.0.join("missing.sh").display()
+                ),
+                "registries[1].rateLimitMin: 100001 is out of range 0-100000".to_string(),
+                format!(
+                    "registries[1].createRepositoryScript: {} is not executable (chmod +x it)",
+                    dir.0.join("noexec.sh").display()
+                ),
+            ]
+        );
+        let good = "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\n    createRepositoryScript: sync.sh\n    rateLimitMin: 5\n";
+        let r = &dir.parse(good).unwrap().registries[0];
+        assert_eq!(r.create_repository_script, Some(dir.0.join("sync.sh")));
+        assert_eq!(r.rate_limit_min, 5);
+        let plain = "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\n";
+        let r = &dir.parse(plain).unwrap().registries[0];
+        assert_eq!(
+            (r.create_repository_script.as_ref(), r.rate_limit_min),
+            (None, 0)
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_named_with_their_line() {
         let dir = Dir::new("unknown");
         let yaml = "registries:\n  - hostname: reg.example.com\n    syncerScript: sync.sh\n    syncPerod: '* * * * *'\n";

@@ -172,6 +172,14 @@ pub enum Error {
         /// What happened.
         detail: String,
     },
+    /// A target repository that the registry does not create on push and
+    /// that was not created (no `createRepositoryScript`, or it failed).
+    RepositoryMissing {
+        /// The target registry host.
+        host: String,
+        /// What happened and what to do, naming the repository.
+        message: String,
+    },
     /// The HTTP API could not listen on its address.
     ApiBind {
         /// `address:port`.
@@ -220,7 +228,9 @@ impl Error {
     /// The registry host an error of the registry API concerns.
     pub fn host(&self) -> Option<&str> {
         match self {
-            Error::Registry { host, .. } | Error::Network { host, .. } => Some(host),
+            Error::Registry { host, .. }
+            | Error::Network { host, .. }
+            | Error::RepositoryMissing { host, .. } => Some(host),
             _ => None,
         }
     }
@@ -421,6 +431,7 @@ impl fmt::Display for Error {
                 "cannot write the state file {}: {problem} (set stateDir or --state-dir to a writable directory)",
                 path.display()
             ),
+            Error::RepositoryMissing { message, .. } => f.write_str(message),
             Error::ApiBind { address, detail } => write!(
                 f,
                 "the API cannot listen on {address}: {detail} (check api.address and api.port)"

@@ -396,6 +396,8 @@ struct Run<'a> {
     /// For each image that failed to move: the registry it failed with, and
     /// whether the failure was a passing one.
     failed_hosts: Mutex<Vec<(String, bool)>>,
+    /// Which target repositories take uploads, or must be created first.
+    targets: crate::create_repository::Targets,
 }
 
 impl<'a> Run<'a> {
@@ -424,6 +426,7 @@ impl<'a> Run<'a> {
             repositories: Mutex::new(HashMap::new()),
             down: Mutex::new(HashMap::new()),
             failed_hosts: Mutex::new(Vec::new()),
+            targets: Default::default(),
         }
     }
 
@@ -634,6 +637,7 @@ impl<'a> Run<'a> {
     /// repository; returns what it did and how many attempts it took.
     fn transfer(&self, item: &Item, image: &Planned) -> (Result<Moved, Failed>, u32) {
         self.move_with(item, image, &|job, policy| {
+            self.targets.ensure(job, self.ctx.cancel)?;
             self.engine.transfer(job, policy)
         })
     }

@@ -177,7 +177,10 @@ fn response(reply: Reply, method: &Method) -> Response<Cursor<Vec<u8>>> {
         Cursor::new(body),
         Some(length),
         None,
-    );
+    )
+    // Always a Content-Length (docker wants one on a blob's HEAD), never
+    // chunks: the whole body is at hand.
+    .with_chunked_threshold(usize::MAX);
     for (name, value) in reply.headers {
         if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
             response.add_header(h);
