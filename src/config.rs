@@ -718,12 +718,7 @@ impl Checker<'_> {
             }
         }
         let rate_limit_min = self.count("rateLimitMin", r.rate_limit_min, 0, MAX_RATE_LIMIT_MIN, 0);
-        let create_repository_script = match r.create_repository_script {
-            Some(p) if !p.as_os_str().is_empty() => self
-                .check("createRepositoryScript", executable(&base.join(p)))
-                .map(Some),
-            _ => Some(None),
-        };
+        let create_repository_script = self.hook(r.create_repository_script, base);
         let engine = self.engine(r.engine.as_deref());
         let platforms = self.platforms(r.platforms.unwrap_or_default());
         let chunk_size = self.chunk_size(r.chunk_size.as_deref());
@@ -925,6 +920,16 @@ impl Checker<'_> {
             }
         };
         self.check(&field, DockerAuth::parse(&text)).map(Some)
+    }
+
+    /// The `createRepositoryScript` key: an executable, when set.
+    fn hook(&mut self, raw: Option<PathBuf>, base: &Path) -> Option<Option<PathBuf>> {
+        match raw {
+            Some(p) if !p.as_os_str().is_empty() => self
+                .check("createRepositoryScript", executable(&base.join(p)))
+                .map(Some),
+            _ => Some(None),
+        }
     }
 
     fn script(&mut self, script: Option<PathBuf>, base: &Path) -> Option<PathBuf> {

@@ -567,26 +567,22 @@ impl Daemon {
                 .iter()
                 .filter_map(|(s, _)| s.next_run.as_deref().map(|t| (reg(s), timestamp(t)))),
         );
-        let limits = || {
-            statuses.iter().flat_map(|(s, _)| {
-                let shown = s.last_run.as_ref().map(|l| l.rate_limits.as_slice());
-                shown
-                    .unwrap_or_default()
-                    .iter()
-                    .map(move |l| (format!("{},source=\"{}\"", reg(s), l.source), l))
-            })
-        };
+        let limits = rate_limits(statuses.iter().map(|(s, _)| s));
         family(
             "rate_limit_remaining",
             "gauge",
             "Pulls a rate-limited source had left at the end of the last run.",
-            &mut limits().map(|(labels, l)| (labels, l.remaining as f64)),
+            &mut limits
+                .iter()
+                .map(|(labels, l)| (labels.clone(), l.remaining as f64)),
         );
         family(
             "rate_limit_limit",
             "gauge",
             "Pulls a rate-limited source allows per window.",
-            &mut limits().map(|(labels, l)| (labels, l.limit as f64)),
+            &mut limits
+                .iter()
+                .map(|(labels, l)| (labels.clone(), l.limit as f64)),
         );
         family(
             "paused",
@@ -870,6 +866,22 @@ impl Daemon {
             ))
         })
     }
+}
+
+/// The pull limits the last runs saw, with their metric labels
+/// (`registry="...",source="..."`).
+fn rate_limits<'a>(
+    statuses: impl Iterator<Item = &'a Status>,
+) -> Vec<(String, &'a crate::registry::limits::Shown)> {
+    statuses
+        .flat_map(|s| {
+            let shown = s.last_run.as_ref().map(|l| l.rate_limits.as_slice());
+            shown.unwrap_or_default().iter().map(move |l| {
+                let labels = format!("registry=\"{}\",source=\"{}\"", s.hostname, l.source);
+                (labels, l)
+            })
+        })
+        .collect()
 }
 
 /// How many fire times of `schedule` after `due` passed by `now`.

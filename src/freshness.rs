@@ -140,14 +140,7 @@ impl Checker<'_> {
         let pull_ref = source
             .digest()
             .map_or_else(|| source.target_tag(), String::from);
-        let pace = crate::registry::limits::Pace {
-            floor: self.rate_limit_min,
-            stop: self.stop,
-        };
-        if let Err(e) = self
-            .client
-            .before_pull(&src_repo, &pull_ref, src_creds.as_ref(), &pace)
-        {
+        if let Err(e) = self.paced(&src_repo, &pull_ref, src_creds.as_ref()) {
             return (Verdict::Mirror(format!("cannot compare images: {e}")), seen);
         }
         let source_config =
@@ -181,6 +174,21 @@ impl Checker<'_> {
                 (Verdict::Mirror(format!("cannot compare images: {e}")), seen)
             }
         }
+    }
+
+    /// Waits before a manifest `GET` of the source while its pull limit is
+    /// at `rateLimitMin` (see `registry::limits`).
+    fn paced(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<(), crate::error::Error> {
+        let pace = crate::registry::limits::Pace {
+            floor: self.rate_limit_min,
+            wait: &|d| crate::retry::sleep(d, self.stop),
+        };
+        self.client.before_pull(repo, reference, creds, &pace)
     }
 
     /// The native engine's verdict: the target holds the source's manifest

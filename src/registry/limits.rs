@@ -3,9 +3,9 @@
 //! 76;w=21600`): the client keeps the last announcement per host and
 //! account, and before a manifest `GET` (a pull; a `HEAD` costs nothing)
 //! waits while what remains is at the floor (`rateLimitMin`) instead of
-//! spending into 429s. No header means no limit. The wait ends as the
-//! caller's `stop` says (pause, shutdown, `transferTimeout`); deciding what
-//! to pull is not this file's business.
+//! spending into 429s. No header means no limit. The caller waits, so that
+//! pause, shutdown and `transferTimeout` end the wait; deciding what to
+//! pull is not this file's business.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -135,12 +135,13 @@ fn key(host: &str, creds: Option<&Credentials>) -> String {
     }
 }
 
-/// How a pull is paced: the floor kept, and whether the wait must end.
+/// How a pull is paced: the floor kept, and how to wait.
 pub struct Pace<'a> {
     /// Pulls kept (`rateLimitMin`).
     pub floor: u64,
-    /// Whether the run is asked to stop, or the transfer ran out of time.
-    pub stop: &'a dyn Fn() -> bool,
+    /// Waits this long, or less when the run is asked to stop or the
+    /// transfer runs out of time; false then (the caller's `retry::sleep`).
+    pub wait: &'a dyn Fn(Duration) -> bool,
 }
 
 impl Client {
@@ -180,7 +181,7 @@ impl Client {
     /// Before a manifest `GET` of `repo:reference`: waits while its
     /// registry's last answer left `pace.floor` pulls or fewer, saying so,
     /// and asks again with a `HEAD` (which Docker Hub does not count) after
-    /// each wait. Fails with `Interrupted` when `pace.stop` ends the wait.
+    /// each wait. Fails with `Interrupted` when the wait is cut short.
     pub fn before_pull(
         &self,
         repo: &Repository,
@@ -205,7 +206,7 @@ impl Client {
                         human_duration(wait),
                         pace.floor
                     );
-                    if !crate::retry::sleep(wait, pace.stop) {
+                    if !(pace.wait)(wait) {
                         return Err(Error::Interrupted {
                             command: format!(
                                 "the wait for {}'s rate limit",

@@ -477,7 +477,7 @@ impl<'a> Copy<'a> {
     ) -> Result<(), Error> {
         let pace = crate::registry::limits::Pace {
             floor: self.job.registry.rate_limit_min,
-            stop: &|| self.steps.stopping(),
+            wait: &|d| self.steps.wait(d),
         };
         self.job.client.before_pull(repo, reference, creds, &pace)
     }
@@ -564,6 +564,11 @@ impl Steps for Bounded<'_> {
     fn stopping(&self) -> bool {
         self.late() || self.inner.stopping()
     }
+
+    fn wait(&self, wait: std::time::Duration) -> bool {
+        let left = self.until.saturating_duration_since(Instant::now());
+        self.inner.wait(wait.min(left)) && !self.late()
+    }
 }
 
 /// The retry policy of a dry run: one try, no waiting.
@@ -579,6 +584,10 @@ impl Steps for NoRetries {
     }
 
     fn stopping(&self) -> bool {
+        false
+    }
+
+    fn wait(&self, _: std::time::Duration) -> bool {
         false
     }
 }
