@@ -207,7 +207,13 @@ for target in "$MIRROR mirror" "$EDGE edge"; do
             continue
         fi
         ARRIVED=$((ARRIVED + 1))
-        if [ "$got" = "$want" ]; then how="identical digest"; else how="new index ${got:0:19}… (platforms filter)"; fi
+        if [ "$got" = "$want" ]; then
+            how="identical digest"
+        elif [ -n "$(digest_of "$SRC" "$3" "$got")" ]; then
+            how="the source's manifest for that platform (platforms filter)"
+        else
+            how="new index ${got:0:19}… (platforms filter)"
+        fi
         printf '%-58s %s; %s\n' "$1/$2/$3:${4:0:24}" "$how" "$(what_of "$1" "$2/$3" "$4")"
     done
 done

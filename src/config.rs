@@ -42,6 +42,9 @@ pub const DEFAULT_TRANSFER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_RETRIES: u32 = 3;
 /// The most `retries` accepted.
 pub const MAX_RETRIES: u32 = 10;
+/// The most `rateLimitMin` accepted (Docker Hub's largest limits are in
+/// the thousands).
+pub const MAX_RATE_LIMIT_MIN: u64 = 100_000;
 /// The API port when `api.port` is not set.
 pub const DEFAULT_API_PORT: u16 = 8001;
 /// The longest API token accepted: it must fit in a request header.
@@ -110,6 +113,12 @@ pub struct Registry {
     pub referrers: bool,
     /// Only referrers of these artifact types (all when empty).
     pub referrer_types: Vec<String>,
+    /// Pulls of a rate-limited source kept unspent (`rateLimitMin`): at or
+    /// below it, a pull waits for the window.
+    pub rate_limit_min: u64,
+    /// The executable that creates a target repository the registry does
+    /// not create on push (`createRepositoryScript`), as an absolute path.
+    pub create_repository_script: Option<PathBuf>,
 }
 
 /// How progress is shown on stderr.
@@ -192,6 +201,10 @@ struct RawRegistry {
     referrers: Option<bool>,
     #[serde(default)]
     referrer_types: Option<Vec<String>>,
+    #[serde(default)]
+    rate_limit_min: Option<u64>,
+    #[serde(default)]
+    create_repository_script: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -405,6 +418,8 @@ pub const REGISTRY_KEYS: &[&str] = &[
     "chunkSize",
     "referrers",
     "referrerTypes",
+    "rateLimitMin",
+    "createRepositoryScript",
 ];
 /// The keys of `api`.
 pub const API_KEYS: &[&str] = &[
@@ -599,6 +614,25 @@ fn quoted(keys: &[&str]) -> String {
         .join(", ")
 }
 
+/// `path`, when it is a file picture-book can run (a script's interpreter
+/// must exist too).
+fn executable(path: &Path) -> Result<PathBuf, String> {
+    match fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("{} does not exist", path.display()))
+        }
+        Err(e) => Err(format!("cannot use {}: {e}", path.display())),
+        Ok(m) if !m.is_file() => Err(format!("{} is not a file", path.display())),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(format!(
+            "{} is not executable (chmod +x it)",
+            path.display()
+        )),
+        Ok(_) => script::check_runnable(path)
+            .map(|_| path.to_path_buf())
+            .map_err(|problem| format!("{} cannot run: {problem}", path.display())),
+    }
+}
+
 /// Collects problems under a key path.
 struct Checker<'a> {
     key: String,
@@ -683,6 +717,8 @@ impl Checker<'_> {
                 insecure_registries.push(host);
             }
         }
+        let rate_limit_min = self.count("rateLimitMin", r.rate_limit_min, 0, MAX_RATE_LIMIT_MIN, 0);
+        let create_repository_script = self.hook(r.create_repository_script, base);
         let engine = self.engine(r.engine.as_deref());
         let platforms = self.platforms(r.platforms.unwrap_or_default());
         let chunk_size = self.chunk_size(r.chunk_size.as_deref());
@@ -733,6 +769,8 @@ impl Checker<'_> {
             chunk_size: chunk_size?,
             referrers,
             referrer_types: referrer_types?,
+            rate_limit_min: rate_limit_min?,
+            create_repository_script: create_repository_script?,
         })
     }
 
@@ -884,6 +922,16 @@ impl Checker<'_> {
         self.check(&field, DockerAuth::parse(&text)).map(Some)
     }
 
+    /// The `createRepositoryScript` key: an executable, when set.
+    fn hook(&mut self, raw: Option<PathBuf>, base: &Path) -> Option<Option<PathBuf>> {
+        match raw {
+            Some(p) if !p.as_os_str().is_empty() => self
+                .check("createRepositoryScript", executable(&base.join(p)))
+                .map(Some),
+            _ => Some(None),
+        }
+    }
+
     fn script(&mut self, script: Option<PathBuf>, base: &Path) -> Option<PathBuf> {
         let Some(script) = script.filter(|s| !s.as_os_str().is_empty()) else {
             self.problem(
@@ -892,22 +940,7 @@ impl Checker<'_> {
             );
             return None;
         };
-        let path = base.join(script);
-        let result = match fs::metadata(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(format!("{} does not exist", path.display()))
-            }
-            Err(e) => Err(format!("cannot use {}: {e}", path.display())),
-            Ok(m) if !m.is_file() => Err(format!("{} is not a file", path.display())),
-            Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(format!(
-                "{} is not executable (chmod +x it)",
-                path.display()
-            )),
-            Ok(_) => script::check_runnable(&path)
-                .map(|_| path.clone())
-                .map_err(|problem| format!("{} cannot run: {problem}", path.display())),
-        };
-        self.check("syncerScript", result)
+        self.check("syncerScript", executable(&base.join(script)))
     }
 
     fn api(&mut self, raw: Option<RawApi>, base: &Path) -> Api {
@@ -1109,6 +1142,8 @@ impl Registry {
             "chunkSize": self.chunk_size,
             "referrers": self.referrers,
             "referrerTypes": self.referrer_types,
+            "rateLimitMin": self.rate_limit_min,
+            "createRepositoryScript": self.create_repository_script,
         })
     }
 }
@@ -1305,6 +1340,37 @@ api:
             );
         }
         assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    }
+
+    #[test]
+    fn the_repository_hook_is_checked_like_the_syncer_script() {
+        let dir = Dir::new("hook");
+        dir.file("noexec.sh", "#!/bin/sh\n", 0o644);
+        let yaml = "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\n    createRepositoryScript: missing.sh\n  - hostname: b.example.com\n    syncerScript: sync.sh\n    createRepositoryScript: noexec.sh\n    rateLimitMin: 100001\n";
+        assert_eq!(
+            dir.problems(yaml),
+            [
+                format!(
+                    "registries[0].createRepositoryScript: {} does not exist",
+                    dir.0.join("missing.sh").display()
+                ),
+                "registries[1].rateLimitMin: 100001 is out of range 0-100000".to_string(),
+                format!(
+                    "registries[1].createRepositoryScript: {} is not executable (chmod +x it)",
+                    dir.0.join("noexec.sh").display()
+                ),
+            ]
+        );
+        let good = "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\n    createRepositoryScript: sync.sh\n    rateLimitMin: 5\n";
+        let r = &dir.parse(good).unwrap().registries[0];
+        assert_eq!(r.create_repository_script, Some(dir.0.join("sync.sh")));
+        assert_eq!(r.rate_limit_min, 5);
+        let plain = "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\n";
+        let r = &dir.parse(plain).unwrap().registries[0];
+        assert_eq!(
+            (r.create_repository_script.as_ref(), r.rate_limit_min),
+            (None, 0)
+        );
     }
 
     #[test]

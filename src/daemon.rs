@@ -167,6 +167,9 @@ struct LastRun {
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     moved: Option<Stats>,
     failed_images: Vec<FailedImage>,
+    /// What rate-limited sources said of their pull limits.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rate_limits: Vec<crate::registry::limits::Shown>,
 }
 
 #[derive(Serialize)]
@@ -274,6 +277,7 @@ fn last_run(r: &RegistryReport) -> LastRun {
                 error: i.error.clone().unwrap_or_default(),
             })
             .collect(),
+        rate_limits: r.rate_limits.clone(),
     }
 }
 
@@ -563,6 +567,23 @@ impl Daemon {
                 .iter()
                 .filter_map(|(s, _)| s.next_run.as_deref().map(|t| (reg(s), timestamp(t)))),
         );
+        let limits = rate_limits(statuses.iter().map(|(s, _)| s));
+        family(
+            "rate_limit_remaining",
+            "gauge",
+            "Pulls a rate-limited source had left at the end of the last run.",
+            &mut limits
+                .iter()
+                .map(|(labels, l)| (labels.clone(), l.remaining as f64)),
+        );
+        family(
+            "rate_limit_limit",
+            "gauge",
+            "Pulls a rate-limited source allows per window.",
+            &mut limits
+                .iter()
+                .map(|(labels, l)| (labels.clone(), l.limit as f64)),
+        );
         family(
             "paused",
             "gauge",
@@ -845,6 +866,22 @@ impl Daemon {
             ))
         })
     }
+}
+
+/// The pull limits the last runs saw, with their metric labels
+/// (`registry="...",source="..."`).
+fn rate_limits<'a>(
+    statuses: impl Iterator<Item = &'a Status>,
+) -> Vec<(String, &'a crate::registry::limits::Shown)> {
+    statuses
+        .flat_map(|s| {
+            let shown = s.last_run.as_ref().map(|l| l.rate_limits.as_slice());
+            shown.unwrap_or_default().iter().map(move |l| {
+                let labels = format!("registry=\"{}\",source=\"{}\"", s.hostname, l.source);
+                (labels, l)
+            })
+        })
+        .collect()
 }
 
 /// How many fire times of `schedule` after `due` passed by `now`.

@@ -179,6 +179,14 @@ pub enum Error {
         /// What happened.
         detail: String,
     },
+    /// A target repository that the registry does not create on push and
+    /// that was not created (no `createRepositoryScript`, or it failed).
+    RepositoryMissing {
+        /// The target registry host.
+        host: String,
+        /// What happened and what to do, naming the repository.
+        message: String,
+    },
     /// The HTTP API could not listen on its address.
     ApiBind {
         /// `address:port`.
@@ -228,7 +236,9 @@ impl Error {
     /// The registry host an error of the registry API concerns.
     pub fn host(&self) -> Option<&str> {
         match self {
-            Error::Registry { host, .. } | Error::Network { host, .. } => Some(host),
+            Error::Registry { host, .. }
+            | Error::Network { host, .. }
+            | Error::RepositoryMissing { host, .. } => Some(host),
             _ => None,
         }
     }
@@ -433,6 +443,7 @@ impl fmt::Display for Error {
                 f,
                 "the state directory {problem}: nothing runs without the lock kept there (fix it, or set stateDir or --state-dir to a usable directory)"
             ),
+            Error::RepositoryMissing { message, .. } => f.write_str(message),
             Error::ApiBind { address, detail } => write!(
                 f,
                 "the API cannot listen on {address}: {detail} (check api.address and api.port)"

@@ -52,6 +52,10 @@ pub struct Checker<'a> {
     pub insecure: &'a (dyn Fn(&str) -> bool + Sync),
     /// Whether the target is an insecure registry.
     pub target_insecure: bool,
+    /// Pulls of a rate-limited source kept unspent (`rateLimitMin`).
+    pub rate_limit_min: u64,
+    /// Whether the run is asked to stop (ends a wait for a rate limit).
+    pub stop: &'a (dyn Fn() -> bool + Sync),
 }
 
 impl Checker<'_> {
@@ -136,6 +140,9 @@ impl Checker<'_> {
         let pull_ref = source
             .digest()
             .map_or_else(|| source.target_tag(), String::from);
+        if let Err(e) = self.paced(&src_repo, &pull_ref, src_creds.as_ref()) {
+            return (Verdict::Mirror(format!("cannot compare images: {e}")), seen);
+        }
         let source_config =
             self.client
                 .config_digest(&src_repo, &pull_ref, src_creds.as_ref(), platform);
@@ -167,6 +174,21 @@ impl Checker<'_> {
                 (Verdict::Mirror(format!("cannot compare images: {e}")), seen)
             }
         }
+    }
+
+    /// Waits before a manifest `GET` of the source while its pull limit is
+    /// at `rateLimitMin` (see `registry::limits`).
+    fn paced(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<(), crate::error::Error> {
+        let pace = crate::registry::limits::Pace {
+            floor: self.rate_limit_min,
+            wait: &|d| crate::retry::sleep(d, self.stop),
+        };
+        self.client.before_pull(repo, reference, creds, &pace)
     }
 
     /// The native engine's verdict: the target holds the source's manifest

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod create_repository;
 pub mod credentials;
 pub mod daemon;
 pub mod descendants;

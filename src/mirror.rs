@@ -185,6 +185,7 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
     ctx.client.remember_challenges(state.challenges());
     let pull_creds = |host: &str| pull_credentials(registry, ctx.mode, host);
     let insecure = |host: &str| registry.is_insecure(host);
+    let stop = || ctx.stop_requested();
     let checker = Checker {
         client: ctx.client,
         freshness: &freshness,
@@ -193,6 +194,8 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         push_creds: credentials(registry.push_auth.as_ref(), &registry.hostname),
         insecure: &insecure,
         target_insecure: registry.insecure,
+        rate_limit_min: registry.rate_limit_min,
+        stop: &stop,
     };
     let memory = RunMemory::new(state.blobs());
     let run = Run::new(
@@ -205,6 +208,7 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         planned.len(),
     );
     let panics = run.work_all(&planned);
+    report.rate_limits = rate_limits(ctx.client, &planned, &pull_creds, &insecure);
     state.set_challenges(ctx.client.challenges());
     state.set_blobs(memory.blobs());
     if ctx.dry_run || matches!(ctx.mode, Mode::Export(_)) {
@@ -359,6 +363,23 @@ fn down_message(down: &HashMap<String, String>, images: &[ImageReport]) -> Optio
     })
 }
 
+/// What the sources of `planned` last said of their pull limits.
+fn rate_limits(
+    client: &Client,
+    planned: &[Planned],
+    pull_creds: &dyn Fn(&str) -> Option<Credentials>,
+    insecure: &dyn Fn(&str) -> bool,
+) -> Vec<crate::registry::limits::Shown> {
+    let hosts: std::collections::BTreeSet<String> = planned
+        .iter()
+        .map(|p| crate::registry::Repository::of(&p.reference, insecure).host)
+        .collect();
+    hosts
+        .iter()
+        .filter_map(|host| client.rate_limit(host, pull_creds(host).as_ref()))
+        .collect()
+}
+
 /// Credentials for the source host `host`: none when the images come from
 /// a layout (no helper is asked for a host that is not contacted).
 fn pull_credentials(registry: &Registry, mode: Mode<'_>, host: &str) -> Option<Credentials> {
@@ -402,6 +423,8 @@ struct Run<'a> {
     /// For each image that failed to move: the registry it failed with, and
     /// whether the failure was a passing one.
     failed_hosts: Mutex<Vec<(String, bool)>>,
+    /// Which target repositories take uploads, or must be created first.
+    targets: crate::create_repository::Targets,
 }
 
 impl<'a> Run<'a> {
@@ -430,6 +453,7 @@ impl<'a> Run<'a> {
             repositories: Mutex::new(HashMap::new()),
             down: Mutex::new(HashMap::new()),
             failed_hosts: Mutex::new(Vec::new()),
+            targets: Default::default(),
         }
     }
 
@@ -640,6 +664,7 @@ impl<'a> Run<'a> {
     /// repository; returns what it did and how many attempts it took.
     fn transfer(&self, item: &Item, image: &Planned) -> (Result<Moved, Failed>, u32) {
         self.move_with(item, image, &|job, policy| {
+            self.targets.ensure(job, self.ctx.cancel)?;
             self.engine.transfer(job, policy)
         })
     }

@@ -216,6 +216,10 @@ pub struct RegistryReport {
     /// What the native engine moved, over all images.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub moved: Option<Stats>,
+    /// What rate-limited sources said of their pull limits at the end of
+    /// the run (see `registry::limits`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<crate::registry::limits::Shown>,
     /// Every listed line, in order.
     pub images: Vec<ImageReport>,
 }
@@ -237,6 +241,7 @@ impl RegistryReport {
             failed: 0,
             not_attempted: 0,
             moved: None,
+            rate_limits: Vec::new(),
             images: Vec::new(),
         }
     }

@@ -216,6 +216,10 @@ impl Steps for Policy<'_> {
     fn stopping(&self) -> bool {
         (self.stop)()
     }
+
+    fn wait(&self, wait: Duration) -> bool {
+        sleep(wait, &|| (self.stop)())
+    }
 }
 
 /// Sleeps for `wait`, or until `stop` says so; false when stopped.

@@ -331,6 +331,44 @@ impl CliEngine {
     }
 }
 
+/// Waits before the pull while the source's pull limit, as the checks last
+/// saw it, is at the registry's `rateLimitMin` (see `registry::limits`):
+/// docker's and podman's own pulls cannot be paced from inside. The wait
+/// ends with the run, or with `transferTimeout`.
+fn paced(job: &Job<'_>, steps: &dyn Steps) -> Result<(), Failed> {
+    let registry = job.registry;
+    let insecure = |h: &str| registry.is_insecure(h);
+    let repo = crate::registry::Repository::of(job.source, &insecure);
+    let creds = (job.pull_creds)(&repo.host);
+    let reference = job
+        .source
+        .digest()
+        .map_or_else(|| job.source.target_tag(), String::from);
+    let started = std::time::Instant::now();
+    let late = || started.elapsed() >= registry.transfer_timeout;
+    let pace = crate::registry::limits::Pace {
+        floor: registry.rate_limit_min,
+        wait: &|d| {
+            let left = registry.transfer_timeout.saturating_sub(started.elapsed());
+            steps.wait(d.min(left)) && !late()
+        },
+    };
+    job.client
+        .before_pull(&repo, &reference, creds.as_ref(), &pace)
+        .map_err(|e| {
+            let e = if late() {
+                Error::TransferTimedOut {
+                    command: format!("the wait to pull {}", job.source),
+                    after: registry.transfer_timeout,
+                    killed: false,
+                }
+            } else {
+                e
+            };
+            Failed::new(e, &repo.host)
+        })
+}
+
 impl Engine for CliEngine {
     fn ready(&self) -> Result<Ready, Error> {
         let (version, platform) = self.cli.version()?;
@@ -353,6 +391,7 @@ impl Engine for CliEngine {
             local::Pin::new(job.target, present),
         ];
         job.progress.step(job.item, crate::display::Step::Pulling);
+        paced(job, steps)?;
         self.pull_and_tag(job, steps, &source)?;
         job.progress.step(job.item, crate::display::Step::Pushing);
         let host = &registry.hostname;

@@ -128,6 +128,10 @@ pub trait Steps: Sync {
 
     /// Whether the run is asked to stop (pause, shutdown).
     fn stopping(&self) -> bool;
+
+    /// Waits `wait` (for a pull limit, say), or less when the run is asked
+    /// to stop; false then, or when this policy does not wait (a dry run).
+    fn wait(&self, wait: std::time::Duration) -> bool;
 }
 
 /// Runs `work` as [`Steps::run`] does, keeping what it returns.

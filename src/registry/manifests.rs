@@ -99,6 +99,7 @@ impl Client {
         let path = format!("/v2/{}/manifests/{reference}", repo.path);
         let req = Request::new(Method::Head, &path).header("Accept", ACCEPT);
         let resp = self.send(repo, req, creds, &[])?;
+        self.note_limit(repo, creds, &resp);
         let status = resp.status().as_u16();
         match self.quirks.head_answer(&repo.host, status) {
             HeadAnswer::Get => {
@@ -168,6 +169,7 @@ impl Client {
         let path = format!("/v2/{}/manifests/{reference}", repo.path);
         let req = Request::new(Method::Get, &path).header("Accept", ACCEPT);
         let mut resp = self.send(repo, req, creds, &[])?;
+        self.note_limit(repo, creds, &resp);
         match resp.status().as_u16() {
             200 => {}
             404 => return Ok(None),

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod blobs;
+pub mod limits;
 pub mod manifests;
 pub mod quirks;
 pub mod transport;
@@ -129,6 +130,7 @@ pub struct Client {
     transport: Transport,
     auth: auth::Auth,
     quirks: quirks::Quirks,
+    limits: limits::Known,
 }
 
 impl Default for Client {
@@ -145,6 +147,7 @@ impl Client {
             transport: Transport::new(certs_dirs),
             auth: auth::Auth::default(),
             quirks: quirks::Quirks::default(),
+            limits: limits::Known::default(),
         }
     }
 

@@ -46,7 +46,7 @@ fn the_demo_mirrors_for_real_and_cleans_up_even_when_interrupted() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("(platforms filter); an index of arm64"),
+        stdout.contains("the source's manifest for that platform (platforms filter); one image"),
         "{stdout}"
     );
     assert!(

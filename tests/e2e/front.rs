@@ -189,6 +189,61 @@ fn response(reply: Reply, method: &Method) -> Response<Cursor<Vec<u8>>> {
     response
 }
 
+/// Docker Hub's pull limit, for a front's `after` hook: a sliding window
+/// of `window` in which `limit` manifest `GET`s are allowed. Every manifest
+/// answer (`HEAD` and `GET`) says what is left (`ratelimit-limit:
+/// 100;w=21600`, `ratelimit-remaining: N;w=...`); a `HEAD` costs nothing,
+/// a `GET` once the limit is spent is answered 429 `TOOMANYREQUESTS`.
+pub struct PullLimit {
+    limit: usize,
+    window: Duration,
+    pulls: Mutex<Vec<std::time::Instant>>,
+    refused: std::sync::atomic::AtomicUsize,
+}
+
+impl PullLimit {
+    /// `limit` pulls per `window`.
+    pub fn new(limit: usize, window: Duration) -> Arc<PullLimit> {
+        Arc::new(PullLimit {
+            limit,
+            window,
+            pulls: Mutex::new(Vec::new()),
+            refused: Default::default(),
+        })
+    }
+
+    /// Counts a manifest `GET` and says what is left on a manifest answer.
+    pub fn after(&self, seen: &Seen, reply: &mut Reply) {
+        if !seen.path().contains("/manifests/") {
+            return;
+        }
+        let mut pulls = self.pulls.lock().unwrap();
+        pulls.retain(|t| t.elapsed() < self.window);
+        if seen.method == Method::Get {
+            if pulls.len() >= self.limit {
+                self.refused
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                *reply = Reply::error(
+                    429,
+                    "TOOMANYREQUESTS",
+                    "You have reached your pull rate limit.",
+                );
+            } else if reply.status == 200 {
+                pulls.push(std::time::Instant::now());
+            }
+        }
+        let w = self.window.as_secs();
+        let left = self.limit.saturating_sub(pulls.len());
+        reply.set_header("ratelimit-limit", &format!("{};w={w}", self.limit));
+        reply.set_header("ratelimit-remaining", &format!("{left};w={w}"));
+    }
+
+    /// How many `GET`s it refused with 429.
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Passes `seen` to the registry and returns its answer, upload
 /// `Location`s pointed back at the front (made relative).
 pub fn forward(upstream: &str, seen: &Seen) -> Reply {

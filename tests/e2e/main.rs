@@ -8,11 +8,13 @@ mod harness;
 
 mod bad_input;
 mod cli;
+mod create_repository;
 mod demo;
 mod docs;
 mod export;
 mod faults;
 mod fresh;
+mod limits;
 mod load;
 mod native;
 mod podman;

@@ -441,6 +441,7 @@ impl<'a> Copy<'a> {
             host: &self.src.host,
         };
         let got = attempt(self.steps, &step, || {
+            self.paced(&self.src, reference, self.src_creds.as_ref())?;
             self.job
                 .client
                 .get_manifest(&self.src, reference, self.src_creds.as_ref())
@@ -498,6 +499,22 @@ impl<'a> Copy<'a> {
                 .client
                 .put_manifest(&self.dst, reference, manifest, self.job.push_creds)
         })
+    }
+
+    /// Waits, before a manifest `GET` of `repo`, while its registry's pull
+    /// limit is at the registry's `rateLimitMin` (see `registry::limits`);
+    /// the wait ends with the run, or with `transferTimeout`.
+    fn paced(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<(), Error> {
+        let pace = crate::registry::limits::Pace {
+            floor: self.job.registry.rate_limit_min,
+            wait: &|d| self.steps.wait(d),
+        };
+        self.job.client.before_pull(repo, reference, creds, &pace)
     }
 
     fn json(&self, m: &Manifest) -> Result<Value, Failed> {
@@ -582,6 +599,11 @@ impl Steps for Bounded<'_> {
     fn stopping(&self) -> bool {
         self.late() || self.inner.stopping()
     }
+
+    fn wait(&self, wait: std::time::Duration) -> bool {
+        let left = self.until.saturating_duration_since(Instant::now());
+        self.inner.wait(wait.min(left)) && !self.late()
+    }
 }
 
 /// The retry policy of a dry run: one try, no waiting.
@@ -597,6 +619,10 @@ impl Steps for NoRetries {
     }
 
     fn stopping(&self) -> bool {
+        false
+    }
+
+    fn wait(&self, _: std::time::Duration) -> bool {
         false
     }
 }

@@ -184,6 +184,9 @@ impl<'c> Referring<'c> {
             copy.src_creds.clone()
         };
         let got = self.step(&format!("manifest {tag}"), &repo.host, || {
+            if !repo.push {
+                copy.paced(repo, tag, creds.as_ref())?;
+            }
             copy.job.client.get_manifest(repo, tag, creds.as_ref())
         })?;
         let Some(index) = got else {
