@@ -287,3 +287,65 @@ fn the_readme_api_examples_work_against_a_real_daemon() {
     }
     assert_eq!(d.stop().code, 0);
 }
+
+/// The `module::name` test references of the README's table of registry
+/// behaviours (its last column); a `*` stands for any run of characters.
+fn tested_behaviours() -> Vec<String> {
+    let readme = read("README.md");
+    let table = readme
+        .split("## Registries\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has a section Registries");
+    table
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| behaviour"))
+        .filter_map(|l| l.trim_end_matches('|').rsplit('|').next())
+        .flat_map(|cell| {
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Whether `name` matches `pattern`, where `*` stands for any run.
+fn matches(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let [first, middle @ .., last] = parts.as_slice() else {
+        return pattern == name;
+    };
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
+}
+
+#[test]
+fn every_test_the_registries_table_names_exists() {
+    let references = tested_behaviours();
+    assert!(references.len() >= 14, "{references:?}");
+    for reference in references {
+        let (module, pattern) = reference
+            .rsplit_once("::")
+            .unwrap_or_else(|| panic!("{reference} is not module::test"));
+        let file = format!("tests/e2e/{}.rs", module.replace("::", "/"));
+        let tests: Vec<String> = read(&file)
+            .split("#[test]\nfn ")
+            .skip(1)
+            .filter_map(|t| t.split('(').next().map(String::from))
+            .collect();
+        assert!(
+            tests.iter().any(|t| matches(pattern, t)),
+            "README names {reference}, but {file} has no such test"
+        );
+    }
+}

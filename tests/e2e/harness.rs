@@ -34,6 +34,18 @@ pub fn root() -> &'static Path {
     })
 }
 
+/// `Basic <user:pass>`, an `Authorization` value.
+pub fn basic(user: &str, pass: &str) -> String {
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    format!("Basic {token}")
+}
+
+/// A DockerConfigJSON giving `user`/`pass` for `host`.
+pub fn auths(host: &str, user: &str, pass: &str) -> String {
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    format!(r#"{{"auths":{{"{host}":{{"auth":"{token}"}}}}}}"#)
+}
+
 /// A fresh directory under the root.
 pub fn fresh_dir(name: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -469,8 +481,7 @@ impl Registry {
 
     /// A DockerConfigJSON for this registry with the given credentials.
     pub fn auth_json(&self, user: &str, pass: &str) -> String {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-        format!(r#"{{"auths":{{"{}":{{"auth":"{token}"}}}}}}"#, self.host)
+        auths(&self.host, user, pass)
     }
 
     /// Builds an image of `layers` random layers, pushes it here as

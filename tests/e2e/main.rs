@@ -2,7 +2,6 @@
 //! daemon and real registries on 127.0.0.1, all started by `harness`.
 
 mod fixtures;
-#[allow(dead_code)] // the quirk tests use the rest
 mod front;
 mod harness;
 

@@ -10,7 +10,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use base64::Engine;
 use serde_json::{Value, json};
 use tiny_http::Method;
 
@@ -19,7 +18,7 @@ use crate::fixtures::{
     Blob, Layout, Remote, assert_complete, manifest_raw, push_blob, put_manifest,
 };
 use crate::front::{Front, Reply, Seen, forward};
-use crate::harness::{Outcome, Registry, Workspace, fresh_dir};
+use crate::harness::{Outcome, Registry, Workspace, auths, basic, fresh_dir};
 use crate::native::three_platforms;
 
 /// A configuration of one registry at `host` (a front), repository
@@ -28,18 +27,6 @@ fn config(host: &str, extra: &str) -> String {
     format!(
         "registries:\n  - hostname: '{host}'\n    repository: mirror\n    syncerScript: sync.sh\n{extra}"
     )
-}
-
-/// `Basic <user:pass>`.
-fn basic(user: &str, pass: &str) -> String {
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-    format!("Basic {token}")
-}
-
-/// A DockerConfigJSON giving `user`/`pass` for `host`.
-fn auths(host: &str, user: &str, pass: &str) -> String {
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-    format!(r#"{{"auths":{{"{host}":{{"auth":"{token}"}}}}}}"#)
 }
 
 /// The `after` hook of a registry that challenges only at `GET /v2/`: every
@@ -495,6 +482,9 @@ fn a_mount_refused_with_401_is_uploaded_and_one_answered_202_is_uploaded_there()
     }
     let blobs = layout.blobs().len();
     let seen = front.requests();
+    // One upload more per repository: the probe that it takes uploads
+    // (opened and cancelled; see create_repository.rs).
+    let probe = 1;
     assert_eq!(
         count(
             &seen,
@@ -506,7 +496,7 @@ fn a_mount_refused_with_401_is_uploaded_and_one_answered_202_is_uploaded_there()
     );
     assert_eq!(
         count(&seen, "POST", "/v2/mirror/two/blobs/uploads/", Some(202)),
-        blobs
+        blobs + probe
     );
     assert_eq!(
         count(
@@ -519,7 +509,8 @@ fn a_mount_refused_with_401_is_uploaded_and_one_answered_202_is_uploaded_there()
     );
     assert_eq!(
         count(&seen, "POST", "/v2/mirror/three/blobs/uploads/", None),
-        blobs
+        blobs + probe,
+        "no upload opened after a mount answered 202"
     );
     assert_eq!(
         count(&seen, "PUT", "/v2/mirror/three/blobs/uploads/", Some(201)),

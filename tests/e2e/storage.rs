@@ -9,7 +9,7 @@ use tiny_http::Method;
 
 use crate::fixtures::assert_complete;
 use crate::front::{Front, Reply, Seen, forward};
-use crate::harness::{Registry, Workspace};
+use crate::harness::{Registry, Workspace, auths, basic};
 use crate::native::{native, three_platforms};
 
 /// Whether `seen` is a blob `GET`.
@@ -44,8 +44,9 @@ fn blobs_served_from_storage_on_another_host_arrive_and_no_credential_follows() 
                 headers: vec![],
                 body: vec![],
             };
-            let basic = base64_basic("puller", "pull-pass-s1");
-            signed.headers.push(("Authorization".into(), basic));
+            signed
+                .headers
+                .push(("Authorization".into(), basic("puller", "pull-pass-s1")));
             Some(forward(&upstream, &signed))
         },
         |_, _| {},
@@ -70,10 +71,7 @@ fn blobs_served_from_storage_on_another_host_arrive_and_no_credential_follows() 
     let ws = Workspace::new();
     ws.secret_file(
         "pull.json",
-        &format!(
-            r#"{{"auths":{{"{}":{{"username":"puller","password":"pull-pass-s1"}}}}}}"#,
-            registry.host
-        ),
+        &auths(&registry.host, "puller", "pull-pass-s1"),
     );
     ws.list_script("sync.sh", &[format!("{}/app:1", registry.host)]);
     ws.config(&native(&dst, "    pullAuthConfigFile: pull.json\n"));
@@ -98,10 +96,4 @@ fn blobs_served_from_storage_on_another_host_arrive_and_no_credential_follows() 
         seen.iter().all(|with| !with),
         "credentials went to the storage host: {seen:?}"
     );
-}
-
-fn base64_basic(user: &str, pass: &str) -> String {
-    use base64::Engine;
-    let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-    format!("Basic {pair}")
 }
