@@ -186,7 +186,7 @@ impl Checker<'_> {
     ) -> Result<(), crate::error::Error> {
         let pace = crate::registry::limits::Pace {
             floor: self.rate_limit_min,
-            wait: &|d| crate::retry::sleep(d, self.stop),
+            wait: Some(&|d| crate::retry::sleep(d, self.stop)),
         };
         self.client.before_pull(repo, reference, creds, &pace)
     }

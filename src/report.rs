@@ -398,10 +398,13 @@ impl Report {
                     .as_deref()
                     .map_or(String::new(), |r| format!(" ({r})"));
                 match (i.outcome, &i.target, &i.error) {
-                    (Outcome::Planned, Some(t), _) => {
+                    (Outcome::Planned, Some(t), error) => {
                         let _ = writeln!(out, "  {} -> {t}{why}", i.source);
                         if let Some(p) = &i.plan {
                             let _ = writeln!(out, "    {}", p.describe(at));
+                        }
+                        if let Some(e) = error {
+                            let _ = writeln!(out, "    {e}");
                         }
                     }
                     (Outcome::UpToDate, Some(t), _) if self.dry_run => {

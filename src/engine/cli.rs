@@ -348,10 +348,10 @@ fn paced(job: &Job<'_>, steps: &dyn Steps) -> Result<(), Failed> {
     let late = || started.elapsed() >= registry.transfer_timeout;
     let pace = crate::registry::limits::Pace {
         floor: registry.rate_limit_min,
-        wait: &|d| {
+        wait: Some(&|d| {
             let left = registry.transfer_timeout.saturating_sub(started.elapsed());
             steps.wait(d.min(left)) && !late()
-        },
+        }),
     };
     job.client
         .before_pull(&repo, &reference, creds.as_ref(), &pace)

@@ -132,6 +132,11 @@ pub trait Steps: Sync {
     /// Waits `wait` (for a pull limit, say), or less when the run is asked
     /// to stop; false then, or when this policy does not wait (a dry run).
     fn wait(&self, wait: std::time::Duration) -> bool;
+
+    /// Whether this policy waits at all (a dry run does not).
+    fn waits(&self) -> bool {
+        true
+    }
 }
 
 /// Runs `work` as [`Steps::run`] does, keeping what it returns.

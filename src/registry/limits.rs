@@ -141,7 +141,8 @@ pub struct Pace<'a> {
     pub floor: u64,
     /// Waits this long, or less when the run is asked to stop or the
     /// transfer runs out of time; false then (the caller's `retry::sleep`).
-    pub wait: &'a dyn Fn(Duration) -> bool,
+    /// None where nothing waits (a dry run): the pull is refused instead.
+    pub wait: Option<&'a dyn Fn(Duration) -> bool>,
 }
 
 impl Client {
@@ -196,6 +197,18 @@ impl Client {
             };
             match decide(&seen, pace.floor, seen.at.elapsed()) {
                 Decision::Go => return Ok(()),
+                Decision::Wait(_) if pace.wait.is_none() => {
+                    return Err(Error::registry(
+                        &repo.host,
+                        format!(
+                            "{} pulls left of {} per {} (rateLimitMin {}); a dry run does not wait for them",
+                            seen.remaining,
+                            seen.limit,
+                            human_duration(seen.window),
+                            pace.floor
+                        ),
+                    ));
+                }
                 Decision::Wait(wait) => {
                     log::warn!(
                         "{}: {} pulls left of {} per {}; waiting {} before the next pull (rateLimitMin {})",
@@ -206,7 +219,7 @@ impl Client {
                         human_duration(wait),
                         pace.floor
                     );
-                    if !(pace.wait)(wait) {
+                    if !pace.wait.is_some_and(|w| w(wait)) {
                         return Err(Error::Interrupted {
                             command: format!(
                                 "the wait for {}'s rate limit",

@@ -112,6 +112,23 @@ fn a_run_at_the_floor_waits_for_the_window_says_so_and_completes() {
 }
 
 #[test]
+fn a_dry_run_at_the_floor_says_it_does_not_wait_and_spends_no_more() {
+    let (src, dst) = (Registry::start(), Registry::start());
+    let (front, pulls) = limited(&src, 2, Duration::from_secs(600));
+    let ws = Workspace::new();
+    images_behind(&src, &front, &ws, 3);
+    ws.config(&native(&dst, "    rateLimitMin: 1\n"));
+    let started = Instant::now();
+    let out = ws.run_without_daemon(&["load", "--all", "--dry-run"]);
+    assert!(started.elapsed() < Duration::from_secs(30), "it waited");
+    assert_eq!(out.code, 0, "a dry run plans: {out:?}");
+    let said = "0 pulls left of 2 per 10m (rateLimitMin 1); a dry run does not wait for them";
+    assert!(out.stdout.contains(said), "{}", out.all());
+    assert!(!out.all().contains("shutting down"), "{}", out.all());
+    assert_eq!(pulls.refused(), 0, "a pull was spent into a 429");
+}
+
+#[test]
 fn a_registry_without_the_headers_is_not_waited_for() {
     let (src, dst) = (Registry::start(), Registry::start());
     let front = Front::plain(&src);

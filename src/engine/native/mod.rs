@@ -510,9 +510,10 @@ impl<'a> Copy<'a> {
         reference: &str,
         creds: Option<&Credentials>,
     ) -> Result<(), Error> {
+        let wait = |d| self.steps.wait(d);
         let pace = crate::registry::limits::Pace {
             floor: self.job.registry.rate_limit_min,
-            wait: &|d| self.steps.wait(d),
+            wait: self.steps.waits().then_some(&wait),
         };
         self.job.client.before_pull(repo, reference, creds, &pace)
     }
@@ -604,6 +605,10 @@ impl Steps for Bounded<'_> {
         let left = self.until.saturating_duration_since(Instant::now());
         self.inner.wait(wait.min(left)) && !self.late()
     }
+
+    fn waits(&self) -> bool {
+        self.inner.waits()
+    }
 }
 
 /// The retry policy of a dry run: one try, no waiting.
@@ -623,6 +628,10 @@ impl Steps for NoRetries {
     }
 
     fn wait(&self, _: std::time::Duration) -> bool {
+        false
+    }
+
+    fn waits(&self) -> bool {
         false
     }
 }
