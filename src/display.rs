@@ -5,6 +5,7 @@
 //! and log lines never tear a spinner. Results (summaries, JSON) go to
 //! stdout and are not this module's business.
 
+use chrono::{DateTime, Local, SecondsFormat};
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -13,8 +14,16 @@ use std::time::{Duration, Instant};
 
 use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
 
-use crate::config::DisplayMode;
 use crate::mutex::lock;
+
+/// How progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisplayMode {
+    /// One spinner line per image on a terminal; plain log lines otherwise.
+    Spinner,
+    /// Docker's own progress output, each line prefixed with its image.
+    Verbose,
+}
 
 const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 const TICK: Duration = Duration::from_millis(100);
@@ -418,6 +427,12 @@ fn redraw(state: &mut ConsoleState) {
     clear(&mut err, state);
     draw(&mut err, state);
     let _ = err.flush();
+}
+
+/// Formats a time as every report and answer does: RFC 3339, local time,
+/// whole seconds.
+pub fn rfc3339(t: &DateTime<Local>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, false)
 }
 
 #[cfg(test)]

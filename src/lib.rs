@@ -7,10 +7,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod api;
 pub mod cli;
 pub mod config;
-pub mod create_repository;
 pub mod credentials;
 pub mod daemon;
 pub mod descendants;
@@ -19,24 +17,17 @@ pub mod display;
 pub mod engine;
 pub mod error;
 pub mod exit;
-pub mod freshness;
+pub mod flock;
 pub mod layout;
-pub mod listener;
-pub mod mirror;
+pub mod listing;
 pub mod mutex;
-pub mod plan;
 pub mod platform;
 pub mod process;
 pub mod reference;
 pub mod registry;
-pub mod report;
-pub mod retry;
-pub mod runlock;
-pub mod schedule;
-pub mod script;
+pub mod run;
 pub mod secret;
 pub mod signals;
-pub mod state;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -46,14 +37,15 @@ use std::thread;
 use chrono::{Local, SecondsFormat};
 
 use crate::cli::{Cli, Command, ExportOptions, ExportTo, LoadOptions, Selection};
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, api};
 use crate::display::{Progress, Verbosity};
 use crate::engine::{EngineSet, Engines};
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::process::Cancel;
 use crate::registry::Client;
-use crate::report::{RegistryReport, Report, RunOutcome};
+use crate::run::report::{self, RegistryReport, Report, RunOutcome};
+use crate::run::{mirror, state};
 use crate::signals::{Request, Signals};
 
 /// Runs the command `cli` asks for and returns the exit status it calls for.
@@ -104,7 +96,7 @@ fn check(cli: &Cli) -> Result<ExitCode, Error> {
     }
     print_out(&text)?;
     let dir = state_dir(cli, &config);
-    if let Some(problem) = state::dir_problem(&dir) {
+    if let Some(problem) = flock::dir_problem(&dir) {
         log::warn!(
             "the state directory {problem}: runs refuse to start until it can be used, since they would not be kept apart from other picture-books (set stateDir or --state-dir)"
         );
@@ -120,7 +112,7 @@ fn check(cli: &Cli) -> Result<ExitCode, Error> {
 fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
     let config = config::load(&config::locate(cli.config.as_deref())?)?;
     if !options.dry_run {
-        state::usable_dir(&state_dir(cli, &config))
+        flock::usable_dir(&state_dir(cli, &config))
             .map_err(|problem| Error::StateDirUnusable { problem })?;
     }
     let layout = options
@@ -372,7 +364,7 @@ fn sync(cli: &Cli) -> Result<ExitCode, Error> {
         }
     }
     let state_dir = state_dir(cli, &config);
-    if let Some(problem) = state::dir_problem(&state_dir) {
+    if let Some(problem) = flock::dir_problem(&state_dir) {
         log::error!(
             "{}; each run fails until it can be used",
             Error::StateDirUnusable { problem }

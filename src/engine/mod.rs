@@ -16,6 +16,7 @@ pub mod private;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
 
+pub use crate::config::Choice;
 use crate::config::Registry;
 use crate::credentials::Credentials;
 use crate::display::{Item, Progress};
@@ -25,36 +26,6 @@ use crate::platform::Platform;
 use crate::process::Cancel;
 use crate::reference::Reference;
 use crate::registry::Client;
-
-/// The engine a registry's images move with (its `engine` key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Choice {
-    /// The docker CLI and daemon: pull, tag, push (the default).
-    Docker,
-    /// picture-book's own registry-to-registry copy.
-    Native,
-    /// The podman CLI, daemonless: pull, tag, push.
-    Podman,
-}
-
-impl Choice {
-    /// Every choice, as the configuration spells them.
-    pub const ALL: [Choice; 3] = [Choice::Docker, Choice::Native, Choice::Podman];
-
-    /// The name the configuration and reports use.
-    pub fn name(self) -> &'static str {
-        match self {
-            Choice::Docker => "docker",
-            Choice::Native => "native",
-            Choice::Podman => "podman",
-        }
-    }
-
-    /// The choice `text` names.
-    pub fn parse(text: &str) -> Option<Choice> {
-        Choice::ALL.into_iter().find(|c| c.name() == text)
-    }
-}
 
 /// How an engine decides that the target already holds the source's image.
 #[derive(Debug, Clone, PartialEq, Eq)]

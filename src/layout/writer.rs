@@ -21,9 +21,9 @@ use super::{
 };
 use crate::digest;
 use crate::error::Error;
+use crate::flock::{self as runlock, Refused, RunLock};
 use crate::mutex::lock;
 use crate::registry::Manifest;
-use crate::runlock::{self, Refused, RunLock};
 
 /// Where a writer puts what it writes.
 enum Out {

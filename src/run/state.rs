@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::flock::{dir_problem, file_stem, usable_dir};
 use crate::mutex::lock;
 use crate::registry::Challenge;
 
@@ -47,113 +48,6 @@ pub fn default_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(|| PathBuf::from(".local/state"));
     base.join("picture-book")
-}
-
-/// The name a registry's files in the state directory are given (before
-/// `.json`, `.lock`): its hostname, with what is not a letter, a digit, a dot
-/// or a dash as `_`.
-pub fn file_stem(hostname: &str) -> String {
-    hostname
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// What stands in the way of using `dir` as the state directory, in the
-/// operator's terms, without creating anything: not a directory, inside
-/// something that is not a directory, a symlink (or inside one) to what does
-/// not exist (a disk not mounted yet), or not writable by this user.
-pub fn dir_problem(dir: &Path) -> Option<String> {
-    let mut at = dir;
-    loop {
-        if let Some(target) = dangling_link(at) {
-            let link = format!(
-                "{} is a symlink to {}, which does not exist",
-                at.display(),
-                target.display()
-            );
-            return Some(if at == dir {
-                link
-            } else {
-                format!("{} cannot be created: {link}", dir.display())
-            });
-        }
-        match fs::metadata(at) {
-            Ok(m) if !m.is_dir() && at == dir => {
-                return Some(format!("{} is not a directory", dir.display()));
-            }
-            Ok(m) if !m.is_dir() => {
-                return Some(format!(
-                    "{} cannot be created: {} is not a directory",
-                    dir.display(),
-                    at.display()
-                ));
-            }
-            Ok(_) => {
-                return writable(at).err().map(|e| {
-                    if at == dir {
-                        format!("{} is not writable: {e}", dir.display())
-                    } else {
-                        format!(
-                            "{} cannot be created in {}: {e}",
-                            dir.display(),
-                            at.display()
-                        )
-                    }
-                });
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-                ) =>
-            {
-                at = match at.parent() {
-                    Some(p) if !p.as_os_str().is_empty() => p,
-                    _ => Path::new("."),
-                };
-            }
-            Err(e) => return Some(format!("{} cannot be used: {e}", dir.display())),
-        }
-    }
-}
-
-/// Where `path` points when it is a symlink to nothing.
-fn dangling_link(path: &Path) -> Option<PathBuf> {
-    let target = fs::read_link(path).ok()?;
-    fs::metadata(path)
-        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
-        .then_some(target)
-}
-
-/// Makes sure `dir` exists and can be written, or says why not.
-pub fn usable_dir(dir: &Path) -> Result<(), String> {
-    if let Some(problem) = dir_problem(dir) {
-        return Err(problem);
-    }
-    fs::create_dir_all(dir).map_err(|e| format!("{} cannot be created: {e}", dir.display()))
-}
-
-/// Whether this user may create files in the directory `dir`.
-#[allow(unsafe_code)]
-fn writable(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    // SAFETY: access(2) reads the NUL-terminated path that `path` owns for
-    // the duration of the call and writes no memory.
-    let rc = unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 /// Removes temporary files that a writer of `name` left when it died.

@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use chrono::Local;
 
 use crate::credentials::Credentials;
+use crate::display::rfc3339;
 use crate::engine::Freshness;
 use crate::reference::Reference;
 use crate::registry::{Client, Repository};
-use crate::report::rfc3339;
-use crate::state::{Record, StateFile};
+use crate::run::state::{Record, StateFile};
 
 /// The decision for one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,7 +186,7 @@ impl Checker<'_> {
     ) -> Result<(), crate::error::Error> {
         let pace = crate::registry::limits::Pace {
             floor: self.rate_limit_min,
-            wait: Some(&|d| crate::retry::sleep(d, self.stop)),
+            wait: Some(&|d| crate::run::retry::sleep(d, self.stop)),
         };
         self.client.before_pull(repo, reference, creds, &pace)
     }

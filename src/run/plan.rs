@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use crate::config::Registry;
 use crate::engine::Choice;
 use crate::layout::{Entry, REF_NAME};
+use crate::listing::script;
 use crate::reference::Reference;
-use crate::report::{ImageReport, Outcome, RegistryReport};
-use crate::script;
+use crate::run::report::{ImageReport, Outcome, RegistryReport};
 
 /// An image to mirror: its line, its reference, its target.
 pub struct Planned {

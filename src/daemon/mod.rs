@@ -5,6 +5,9 @@
 //! status and offers the operations the HTTP API exposes; the API itself
 //! (routing, JSON over HTTP) lives in `api`.
 
+pub mod api;
+pub mod listener;
+
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -17,16 +20,17 @@ use chrono::{DateTime, Local};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::config::schedule::Schedule;
 use crate::config::{Config, Registry};
 use crate::display::Progress;
+use crate::display::rfc3339;
 use crate::engine::{Engines, Stats};
-use crate::mirror;
+use crate::flock::{self as runlock, Holder};
 use crate::mutex::lock;
 use crate::process::Cancel;
 use crate::registry::Client;
-use crate::report::{Outcome, RegistryReport, RunOutcome, rfc3339};
-use crate::runlock::{self, Holder};
-use crate::schedule::Schedule;
+use crate::run::mirror;
+use crate::run::report::{Outcome, RegistryReport, RunOutcome};
 use crate::secret::Secret;
 
 /// The longest a synchronizer sleeps before it looks at the clock again, so

@@ -4,10 +4,10 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Local, SecondsFormat};
+use chrono::{DateTime, Local};
 use serde::Serialize;
 
-use crate::display::human_bytes;
+use crate::display::{human_bytes, rfc3339};
 use crate::engine::{Choice, Plan, Stats};
 use crate::exit::ExitCode;
 
@@ -173,12 +173,6 @@ impl ImageReport {
         self.error = Some(error.into());
         self
     }
-}
-
-/// Formats a time as every report and answer does: RFC 3339, local time,
-/// whole seconds.
-pub fn rfc3339(t: &DateTime<Local>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, false)
 }
 
 /// One registry's run.

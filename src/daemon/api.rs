@@ -17,9 +17,9 @@ use serde_json::{Value, json};
 use tiny_http::{HTTPVersion, Header, Method, Request, Response};
 
 use crate::config::Api;
+use crate::daemon::listener::{self, Acceptors, Stopper};
 use crate::daemon::{Daemon, Refusal};
 use crate::error::Error;
-use crate::listener::{self, Acceptors, Stopper};
 use crate::mutex::lock;
 use crate::secret::Secret;
 

@@ -4,6 +4,9 @@
 //! as a whole into a [`Config`], the only form the rest of the program sees.
 //! Every problem is reported with its key path; nothing runs on a bad config.
 
+pub mod commands;
+pub mod schedule;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
@@ -15,13 +18,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+use crate::config::schedule::Schedule;
 use crate::credentials::DockerAuth;
-use crate::engine::Choice;
+pub use crate::display::DisplayMode;
 use crate::error::Error;
 use crate::platform::Platform;
 use crate::reference;
-use crate::schedule::Schedule;
-use crate::script;
 use crate::secret::Secret;
 
 /// The environment variable that names the configuration file.
@@ -121,13 +123,34 @@ pub struct Registry {
     pub create_repository_script: Option<PathBuf>,
 }
 
-/// How progress is shown on stderr.
+/// The engine a registry's images move with (its `engine` key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisplayMode {
-    /// One spinner line per image on a terminal; plain log lines otherwise.
-    Spinner,
-    /// Docker's own progress output, each line prefixed with its image.
-    Verbose,
+pub enum Choice {
+    /// The docker CLI and daemon: pull, tag, push (the default).
+    Docker,
+    /// picture-book's own registry-to-registry copy.
+    Native,
+    /// The podman CLI, daemonless: pull, tag, push.
+    Podman,
+}
+
+impl Choice {
+    /// Every choice, as the configuration spells them.
+    pub const ALL: [Choice; 3] = [Choice::Docker, Choice::Native, Choice::Podman];
+
+    /// The name the configuration and reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Choice::Docker => "docker",
+            Choice::Native => "native",
+            Choice::Podman => "podman",
+        }
+    }
+
+    /// The choice `text` names.
+    pub fn parse(text: &str) -> Option<Choice> {
+        Choice::ALL.into_iter().find(|c| c.name() == text)
+    }
 }
 
 /// The HTTP API settings.
@@ -614,25 +637,6 @@ fn quoted(keys: &[&str]) -> String {
         .join(", ")
 }
 
-/// `path`, when it is a file picture-book can run (a script's interpreter
-/// must exist too).
-fn executable(path: &Path) -> Result<PathBuf, String> {
-    match fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(format!("{} does not exist", path.display()))
-        }
-        Err(e) => Err(format!("cannot use {}: {e}", path.display())),
-        Ok(m) if !m.is_file() => Err(format!("{} is not a file", path.display())),
-        Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(format!(
-            "{} is not executable (chmod +x it)",
-            path.display()
-        )),
-        Ok(_) => script::check_runnable(path)
-            .map(|_| path.to_path_buf())
-            .map_err(|problem| format!("{} cannot run: {problem}", path.display())),
-    }
-}
-
 /// Collects problems under a key path.
 struct Checker<'a> {
     key: String,
@@ -678,7 +682,7 @@ impl Checker<'_> {
         let script_args_text = r.syncer_script_args.unwrap_or_default();
         let script_args = self.check(
             "syncerScriptArgs",
-            script::split_words(&script_args_text).and_then(script::check_args),
+            commands::split_words(&script_args_text).and_then(commands::check_args),
         );
         let script_timeout = self.timeout(
             "syncerScriptTimeout",
@@ -926,7 +930,10 @@ impl Checker<'_> {
     fn hook(&mut self, raw: Option<PathBuf>, base: &Path) -> Option<Option<PathBuf>> {
         match raw {
             Some(p) if !p.as_os_str().is_empty() => self
-                .check("createRepositoryScript", executable(&base.join(p)))
+                .check(
+                    "createRepositoryScript",
+                    commands::executable(&base.join(p)),
+                )
                 .map(Some),
             _ => Some(None),
         }
@@ -940,7 +947,7 @@ impl Checker<'_> {
             );
             return None;
         };
-        self.check("syncerScript", executable(&base.join(script)))
+        self.check("syncerScript", commands::executable(&base.join(script)))
     }
 
     fn api(&mut self, raw: Option<RawApi>, base: &Path) -> Api {

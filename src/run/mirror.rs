@@ -24,18 +24,18 @@ use crate::engine::{
     Choice, Engine, EngineSet, Failed, Freshness, Job, Moved, RunMemory, Slots, Stats,
 };
 use crate::error::{Error, human_duration};
-use crate::freshness::{Checker, Seen, Verdict};
+use crate::flock::{self as runlock, Holder, Refused, RunLock};
+use crate::listing::script;
 use crate::mutex::{into_inner, lock};
-use crate::plan::{Planned, plan, plan_layout};
 use crate::platform::Platform;
 use crate::process::Cancel;
 use crate::reference::Reference;
 use crate::registry::Client;
-use crate::report::{ImageReport, Outcome, RegistryReport, RunOutcome};
-use crate::retry::{self, Kind, Policy};
-use crate::runlock::{self, Holder, Refused, RunLock};
-use crate::script;
-use crate::state::StateFile;
+use crate::run::freshness::{Checker, Seen, Verdict};
+use crate::run::plan::{Planned, plan, plan_layout};
+use crate::run::report::{ImageReport, Outcome, RegistryReport, RunOutcome};
+use crate::run::retry::{self, Kind, Policy};
+use crate::run::state::StateFile;
 
 /// What a run needs besides the registry.
 pub struct Context<'a> {
@@ -424,7 +424,7 @@ struct Run<'a> {
     /// whether the failure was a passing one.
     failed_hosts: Mutex<Vec<(String, bool)>>,
     /// Which target repositories take uploads, or must be created first.
-    targets: crate::create_repository::Targets,
+    targets: crate::run::repositories::Targets,
 }
 
 impl<'a> Run<'a> {
