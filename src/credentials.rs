@@ -5,7 +5,7 @@
 //! `auths`, else from the docker credential helper its `credHelpers` or
 //! `credsStore` names (`docker-credential-NAME get`, run as docker runs it,
 //! with a time limit). How the CLI engines are handed the document is
-//! `engine::private`'s business.
+//! `engine::config_dir`'s business.
 
 use std::fs;
 use std::path::PathBuf;

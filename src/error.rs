@@ -40,21 +40,21 @@ pub enum Error {
         /// The hostnames the configuration has.
         known: Vec<String>,
     },
-    /// The docker CLI is not installed (not on `PATH`).
-    DockerNotFound {
+    /// The engine's CLI (docker, podman) is not installed (not on `PATH`).
+    ToolNotFound {
         /// The program looked for.
         program: String,
     },
-    /// The docker CLI runs but cannot reach a docker daemon.
-    DockerUnreachable {
-        /// What docker said.
+    /// The engine's CLI runs but cannot reach its daemon or storage.
+    EngineUnreachable {
+        /// What the CLI said.
         detail: String,
     },
-    /// A docker command for one image failed.
-    DockerFailed {
+    /// An engine's command for one image failed.
+    CommandFailed {
         /// The command, e.g. `docker pull alpine:3.19`.
         command: String,
-        /// Docker's own error text.
+        /// The CLI's own error text.
         detail: String,
     },
     /// A transfer ran past `transferTimeout`: a docker command, which was
@@ -256,7 +256,7 @@ impl Error {
     pub fn is_docker_down(&self) -> bool {
         matches!(
             self,
-            Error::DockerNotFound { .. } | Error::DockerUnreachable { .. }
+            Error::ToolNotFound { .. } | Error::EngineUnreachable { .. }
         )
     }
 }
@@ -342,7 +342,7 @@ impl fmt::Display for Error {
                     known.join(", ")
                 }
             ),
-            Error::DockerNotFound { program } => {
+            Error::ToolNotFound { program } => {
                 let engine = std::path::Path::new(program)
                     .file_name()
                     .map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned());
@@ -351,10 +351,10 @@ impl fmt::Display for Error {
                     "command not found: {program} (engine: {engine} needs it on PATH; engine: native needs no CLI)"
                 )
             }
-            Error::DockerUnreachable { detail } => {
+            Error::EngineUnreachable { detail } => {
                 write!(f, "cannot reach the docker daemon: {detail}")
             }
-            Error::DockerFailed { command, detail } => write!(f, "{command} failed: {detail}"),
+            Error::CommandFailed { command, detail } => write!(f, "{command} failed: {detail}"),
             Error::TransferTimedOut {
                 command,
                 after,

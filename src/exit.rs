@@ -71,7 +71,7 @@ mod tests {
 
     #[test]
     fn docker_trouble_exits_1() {
-        let gone = Error::DockerNotFound {
+        let gone = Error::ToolNotFound {
             program: "docker".into(),
         };
         assert_eq!(ExitCode::of_error(&gone), ExitCode::Incomplete);

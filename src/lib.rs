@@ -250,7 +250,7 @@ fn run_selected(cli: &Cli, config: &config::Config, runs: &Runs<'_>) -> Result<R
         Selection::One(host) => vec![config.registry(host)?],
         Selection::All => config.registries.iter().collect(),
     };
-    engine::private::remove_stale_dirs();
+    engine::config_dir::remove_stale_dirs();
     let cancel = Arc::new(Cancel::default());
     signals::cancel_on_stop(cancel.clone())?;
     let engines = Engines::new(cancel.clone());
@@ -351,7 +351,7 @@ fn sync(cli: &Cli) -> Result<ExitCode, Error> {
     one_malloc_arena();
     let path = config::locate(cli.config.as_deref())?;
     let config = config::load(&path)?;
-    engine::private::remove_stale_dirs();
+    engine::config_dir::remove_stale_dirs();
     let mut signals = Signals::new()?;
     let cancel = Arc::new(Cancel::default());
     let engines = Engines::new(cancel.clone());

@@ -1,15 +1,15 @@
-//! How the docker CLI is spoken to, for the CLI engine (see `cli`): its
+//! How the docker CLI is spoken to, for the CLI engine (see `tool`): its
 //! global `--config` directory for credentials, its version answer (which
 //! also tells a `docker` that is podman, as podman-docker installs it), the
 //! phrases with which it says it cannot reach its daemon, and the digest its
-//! push prints. Running it is `cli`'s business.
+//! push prints. Running it is `tool`'s business.
 
 use std::ffi::OsString;
 
 use serde_json::Value;
 
-use super::cli::Flavor;
-use super::private::PrivateConfigDir;
+use super::config_dir::PrivateConfigDir;
+use super::tool::Flavor;
 use crate::platform::Platform;
 
 /// Phrases with which the docker CLI says it cannot reach the daemon.

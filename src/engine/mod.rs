@@ -1,17 +1,17 @@
 //! The engines that move images, and the one small trait `mirror` drives
 //! them through: is the engine ready (and how does it decide freshness),
 //! then move one image, with progress, under `mirror`'s retry policy.
-//! `docker` and `podman` pull, tag and push with their CLIs (`cli`, which
+//! `docker` and `podman` pull, tag and push with their CLIs (`tool`, which
 //! `docker` and `podman` tell how to spell things);
 //! `native` copies registry to registry over HTTP itself. Which engine a
 //! registry uses is its `engine` key; nothing outside this folder asks.
 
-pub mod cli;
+pub mod config_dir;
 pub mod docker;
 pub mod local;
 pub mod native;
 pub mod podman;
-pub mod private;
+pub mod tool;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -255,21 +255,21 @@ pub trait EngineSet: Sync {
 
 /// Every engine, made once per process.
 pub struct Engines {
-    docker: cli::CliEngine,
+    docker: tool::ToolEngine,
     native: native::Native,
-    podman: cli::CliEngine,
+    podman: tool::ToolEngine,
 }
 
 impl Engines {
     /// The engines, whose children honour `cancel`.
     pub fn new(cancel: Arc<Cancel>) -> Engines {
         let cli = |program, flavor| {
-            cli::CliEngine::new(cli::Cli::new(program, flavor, Arc::clone(&cancel)))
+            tool::ToolEngine::new(tool::Tool::new(program, flavor, Arc::clone(&cancel)))
         };
         Engines {
-            docker: cli("docker", cli::Flavor::Docker),
+            docker: cli("docker", tool::Flavor::Docker),
             native: native::Native,
-            podman: cli("podman", cli::Flavor::Podman),
+            podman: cli("podman", tool::Flavor::Podman),
         }
     }
 }

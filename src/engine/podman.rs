@@ -1,4 +1,4 @@
-//! How podman is spoken to, for the CLI engine (see `cli`): daemonless,
+//! How podman is spoken to, for the CLI engine (see `tool`): daemonless,
 //! with its options after the subcommand. Credentials go as the private
 //! configuration's `config.json`, which podman reads with `--authfile`
 //! (it ignores docker's `--config`); a registry docker would treat as
@@ -11,7 +11,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use super::private::PrivateConfigDir;
+use super::config_dir::PrivateConfigDir;
 use crate::digest;
 
 /// The name of the digest file in the private directory.

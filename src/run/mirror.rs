@@ -831,7 +831,7 @@ mod tests {
         fn ready(&self) -> Result<Ready, Error> {
             self.ready
                 .clone()
-                .map_err(|detail| Error::DockerUnreachable { detail })?;
+                .map_err(|detail| Error::EngineUnreachable { detail })?;
             Ok(Ready {
                 version: "fake".into(),
                 freshness: Freshness::SameDigest,
@@ -1072,7 +1072,7 @@ mod tests {
     fn an_engine_that_is_gone_stops_the_run_and_one_that_is_not_ready_runs_nothing() {
         let (registry, dir) = registry("gone", &["a:1", "b:1"], 3);
         let fake = Fake::new(|_, _| {
-            Err(Error::DockerUnreachable {
+            Err(Error::EngineUnreachable {
                 detail: "Cannot connect to the Docker daemon".into(),
             })
         });

@@ -101,7 +101,7 @@ const PASSING: &[&str] = &[
 pub fn kind(error: &Error) -> Kind {
     match error {
         Error::TransferTimedOut { killed: true, .. } | Error::Network { .. } => Kind::Unreachable,
-        Error::DockerFailed { detail, .. } => kind_of_text(detail),
+        Error::CommandFailed { detail, .. } => kind_of_text(detail),
         Error::Registry {
             status: Some(429), ..
         } => Kind::Throttled,
@@ -280,7 +280,7 @@ mod tests {
             ("something nobody has seen", Kind::Permanent),
         ];
         for (text, want) in cases {
-            let e = Error::DockerFailed {
+            let e = Error::CommandFailed {
                 command: "docker pull x".into(),
                 detail: text.into(),
             };
@@ -292,7 +292,7 @@ mod tests {
             killed: true,
         };
         assert_eq!(kind(&timed_out), Kind::Unreachable);
-        let daemon_gone = Error::DockerUnreachable {
+        let daemon_gone = Error::EngineUnreachable {
             detail: "Cannot connect to the Docker daemon".into(),
         };
         assert!(!kind(&daemon_gone).is_retryable());

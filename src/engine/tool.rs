@@ -4,7 +4,7 @@
 //! local store (see `local`). The pull and the push are each tried again
 //! under `mirror`'s retry policy. This is the only module that runs those
 //! CLIs: through `process`, with a time limit, credentials in a private
-//! configuration (see `private`), never in arguments. How each CLI spells
+//! configuration (see `config_dir`), never in arguments. How each CLI spells
 //! things is in `docker` and `podman`; a `docker` that turns out to be
 //! podman (podman-docker's `/usr/bin/docker`) is driven as podman.
 
@@ -12,7 +12,7 @@ use std::ffi::OsString;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::private::PrivateConfigDir;
+use super::config_dir::PrivateConfigDir;
 use super::{
     Engine, Failed, Freshness, Job, Moved, Ready, Step, Steps, attempt, docker, local, podman,
 };
@@ -61,17 +61,17 @@ impl<'a> Command<'a> {
 
 /// A container CLI on `PATH`. Every command it runs honours its [`Cancel`].
 #[derive(Debug)]
-pub struct Cli {
+pub struct Tool {
     program: OsString,
     flavor: Mutex<Flavor>,
     cancel: Arc<Cancel>,
 }
 
-impl Cli {
+impl Tool {
     /// `program` (looked up on `PATH`), spoken to as `flavor` until its
     /// version check says otherwise.
-    pub fn new(program: &str, flavor: Flavor, cancel: Arc<Cancel>) -> Cli {
-        Cli {
+    pub fn new(program: &str, flavor: Flavor, cancel: Arc<Cancel>) -> Tool {
+        Tool {
             program: OsString::from(program),
             flavor: Mutex::new(flavor),
             cancel,
@@ -90,7 +90,7 @@ impl Cli {
     /// pulls; learns whether a `docker` is podman.
     fn version(&self) -> Result<(String, Platform), Error> {
         let done = self.run(Command::quick(vec!["version", "--format", "{{json .}}"]))?;
-        let found = docker::parse_version(&done.stdout).ok_or_else(|| Error::DockerFailed {
+        let found = docker::parse_version(&done.stdout).ok_or_else(|| Error::CommandFailed {
             command: format!("{} version", self.name()),
             detail: format!(
                 "its answer is not what docker or podman say: {}",
@@ -214,9 +214,9 @@ impl Cli {
         }
         let detail = error_text(&done, &self.name());
         if docker::UNREACHABLE.iter().any(|p| detail.contains(p)) {
-            Err(Error::DockerUnreachable { detail })
+            Err(Error::EngineUnreachable { detail })
         } else {
-            Err(Error::DockerFailed {
+            Err(Error::CommandFailed {
                 command: shown,
                 detail,
             })
@@ -225,10 +225,10 @@ impl Cli {
 
     fn failure(&self, failure: Failure, shown: &str, spec: &Spec) -> Error {
         match failure {
-            Failure::NotFound => Error::DockerNotFound {
+            Failure::NotFound => Error::ToolNotFound {
                 program: self.name(),
             },
-            Failure::Spawn(e) => Error::DockerFailed {
+            Failure::Spawn(e) => Error::CommandFailed {
                 command: shown.to_string(),
                 detail: format!("cannot start {}: {e}", self.name()),
             },
@@ -240,7 +240,7 @@ impl Cli {
             Failure::Cancelled => Error::Interrupted {
                 command: shown.to_string(),
             },
-            Failure::TooMuchOutput(_) => Error::DockerFailed {
+            Failure::TooMuchOutput(_) => Error::CommandFailed {
                 command: shown.to_string(),
                 detail: format!(
                     "it wrote more than {} MiB of output and was stopped",
@@ -292,14 +292,14 @@ fn error_text(done: &Finished, program: &str) -> String {
 }
 
 /// An engine that drives a CLI.
-pub struct CliEngine {
-    cli: Cli,
+pub struct ToolEngine {
+    cli: Tool,
 }
 
-impl CliEngine {
-    /// The engine of `cli`.
-    pub fn new(cli: Cli) -> CliEngine {
-        CliEngine { cli }
+impl ToolEngine {
+    /// The engine of `tool`.
+    pub fn new(cli: Tool) -> ToolEngine {
+        ToolEngine { cli }
     }
 
     /// Pulls the source and tags it as the target, and pulls again when
@@ -369,7 +369,7 @@ fn paced(job: &Job<'_>, steps: &dyn Steps) -> Result<(), Failed> {
         })
 }
 
-impl Engine for CliEngine {
+impl Engine for ToolEngine {
     fn ready(&self) -> Result<Ready, Error> {
         let (version, platform) = self.cli.version()?;
         let kind = match self.cli.flavor() {
@@ -450,7 +450,7 @@ mod tests {
 
     #[test]
     fn a_missing_cli_is_named() {
-        let cli = Cli::new("/nonexistent/docker", Flavor::Docker, Arc::default());
+        let cli = Tool::new("/nonexistent/docker", Flavor::Docker, Arc::default());
         let err = cli.version().unwrap_err();
         assert_eq!(
             err.to_string(),
