@@ -6,6 +6,7 @@
 //! Every request is logged with the status the client got.
 
 use std::io::Cursor;
+use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -108,7 +109,8 @@ impl Front {
         after: impl Fn(&Seen, &mut Reply) + Send + Sync + 'static,
     ) -> Front {
         let server = Server::from_listener(listen(), None).unwrap();
-        let host = format!("127.0.0.1:{}", server.server_addr().to_ip().unwrap().port());
+        let inner = server.server_addr().to_ip().unwrap();
+        let host = plain_http_only(inner);
         let log: Arc<Mutex<Vec<(String, String, u16)>>> = Arc::default();
         let hooks: Arc<(Box<Before>, Box<After>)> = Arc::new((Box::new(before), Box::new(after)));
         let upstream = upstream.host.clone();
@@ -162,6 +164,45 @@ impl Front {
             .filter(|(m, u, _)| m == method && u.starts_with(prefix))
             .count()
     }
+}
+
+/// A port in front of the tiny_http server at `inner` that closes a
+/// connection opening with a TLS handshake at once, as a plain-HTTP
+/// registry answers one (tiny_http would wait for a line that never comes,
+/// and a client trying HTTPS first would wait out its connect timeout), and
+/// passes every other connection through. Returns `127.0.0.1:PORT`.
+fn plain_http_only(inner: std::net::SocketAddr) -> String {
+    let outer = listen();
+    let host = format!("127.0.0.1:{}", outer.local_addr().unwrap().port());
+    thread::spawn(move || {
+        for client in outer.incoming().flatten() {
+            thread::spawn(move || {
+                let mut first = [0u8; 1];
+                let tls = matches!(client.peek(&mut first), Ok(1) if first[0] == 0x16);
+                if tls {
+                    return;
+                }
+                let Ok(server) = TcpStream::connect(inner) else {
+                    return;
+                };
+                pump(client, server);
+            });
+        }
+    });
+    host
+}
+
+/// Copies bytes both ways between `a` and `b` until either side closes.
+fn pump(a: TcpStream, b: TcpStream) {
+    let (mut a2, mut b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+    let back = thread::spawn(move || {
+        let _ = std::io::copy(&mut b2, &mut a2);
+        let _ = a2.shutdown(Shutdown::Write);
+    });
+    let (mut a, mut b) = (a, b);
+    let _ = std::io::copy(&mut a, &mut b);
+    let _ = b.shutdown(Shutdown::Write);
+    let _ = back.join();
 }
 
 fn response(reply: Reply, method: &Method) -> Response<Cursor<Vec<u8>>> {

@@ -81,7 +81,7 @@ fn a_run_at_the_floor_waits_for_the_window_says_so_and_completes() {
     let (front, pulls) = limited(&src, 3, Duration::from_secs(4));
     let ws = Workspace::new();
     images_behind(&src, &front, &ws, 4);
-    ws.config(&native(&dst, "    rateLimitMin: 1\n"));
+    ws.config(&native(&dst, "    rateLimitMin: 1\n    parallel: 1\n"));
     let out = ws.run_without_daemon(&["load", "--all", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
     let said = format!("{}: 1 pulls left of 3 per 4s; waiting ", front.host);
@@ -117,12 +117,12 @@ fn a_dry_run_at_the_floor_says_it_does_not_wait_and_spends_no_more() {
     let (front, pulls) = limited(&src, 2, Duration::from_secs(600));
     let ws = Workspace::new();
     images_behind(&src, &front, &ws, 3);
-    ws.config(&native(&dst, "    rateLimitMin: 1\n"));
+    ws.config(&native(&dst, "    rateLimitMin: 1\n    parallel: 1\n"));
     let started = Instant::now();
     let out = ws.run_without_daemon(&["load", "--all", "--dry-run"]);
     assert!(started.elapsed() < Duration::from_secs(30), "it waited");
     assert_eq!(out.code, 0, "a dry run plans: {out:?}");
-    let said = "0 pulls left of 2 per 10m (rateLimitMin 1); a dry run does not wait for them";
+    let said = "1 pulls left of 2 per 10m (rateLimitMin 1); a dry run does not wait for them";
     assert!(out.stdout.contains(said), "{}", out.all());
     assert!(!out.all().contains("shutting down"), "{}", out.all());
     assert_eq!(pulls.refused(), 0, "a pull was spent into a 429");
