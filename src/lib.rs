@@ -1,8 +1,16 @@
 //! picture-book mirrors container images into container registries: for each
-//! configured target registry, a syncer script lists images, and an engine
-//! (docker's pull, tag and push, or picture-book's own registry-to-registry
-//! copy) moves them. This crate root wires the commands together; each
-//! concern lives in its own module.
+//! configured target registry, a listing (its syncer script) names images,
+//! and an engine moves them. This crate root wires the commands together.
+//! The modules are layers; each imports only from those below it:
+//! - leaves: `reference`, `platform`, `digest`, `secret`, `error`, `exit`,
+//!   `mutex`, `flock` (the run lock), `process` (the one spawner) and
+//!   `descendants`, `signals`, `credentials`, `display`;
+//! - `config`: the file, checked into the types everything else reads;
+//! - `registry` (the registry HTTP client, split by job) and `layout` (OCI
+//!   image layouts);
+//! - `engine`: what moves images (docker, podman, native) behind one trait;
+//! - `listing`: what a registry mirrors; `run`: one run over one registry;
+//! - `daemon`: schedules and the HTTP API; `cli`: the command line.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
