@@ -16,8 +16,14 @@
 //!    field is in the API's view under its own name in camelCase; a
 //!    `#[serde]` attribute on it says when the key is named otherwise, or
 //!    when the view shows it in another form (`view.rs` has the forms).
-//! 3. `validate.rs`: the line that checks it, for a registry key one line
-//!    in [`Registry`]'s literal in `Validator::registry`.
+//! 3. `validate.rs`: the line that checks it. For a registry key, its line
+//!    in the [`Registry`] literal of `Validator::registry`; for an `api` key,
+//!    in `Validator::api`; for a top-level key, in `validate::config`.
+//!
+//! Two kinds of key take one line more: a key of the top level, which
+//! `salvage::salvage` reads on its own after a YAML error (registry and
+//! `api` keys are read there by their section's struct); a key only the
+//! native engine uses, which `Validator::native_only` names.
 //!
 //! Outside the folder, the README documents the key (tests/e2e/docs.rs
 //! checks that it does) and tests/e2e/bad_input.rs gives it a bad value.

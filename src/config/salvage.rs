@@ -4,7 +4,6 @@
 //! deserialize kept so that they are checked too. The schema itself is
 //! `schema`'s; what a value means is `validate`'s.
 
-
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 

@@ -481,7 +481,7 @@ mod tests {
     use std::fs;
 
     use crate::config::fixture::Dir;
-    use crate::config::{DEFAULT_SCRIPT_TIMEOUT, MAX_TIMEOUT};
+    use crate::config::{Choice, DEFAULT_SCRIPT_TIMEOUT, MAX_TIMEOUT};
 
     #[test]
     fn each_problem_names_its_key() {
@@ -598,6 +598,47 @@ api:
         assert!(
             dir.problems(&with("18446744073709551615"))[0]
                 .contains("longer than the longest allowed")
+        );
+    }
+
+    #[test]
+    fn native_only_keys_are_refused_with_another_engine() {
+        let dir = Dir::new("native-only");
+        let entry = |engine: &str, rest: &str| {
+            format!(
+                "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\n    engine: {engine}\n{rest}"
+            )
+        };
+        let set = "    platforms: [linux/amd64]\n    chunkSize: 1MiB\n    referrers: true\n    referrerTypes: [a/b]\n";
+        let tail = ": works only with engine: native (this registry's engine is podman)";
+        assert_eq!(
+            dir.problems(&entry("podman", set)),
+            ["platforms", "chunkSize", "referrers", "referrerTypes"]
+                .map(|k| format!("registries[0].{k}{tail}"))
+        );
+        assert!(dir.parse(&entry("native", set)).is_ok());
+        let r = &dir.parse(&entry("''", "")).unwrap().registries[0];
+        assert_eq!(r.engine, Choice::Docker);
+    }
+
+    #[test]
+    fn a_key_with_a_problem_causes_no_second_one() {
+        let dir = Dir::new("one-problem");
+        let entry = |rest: &str| {
+            format!("registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\n{rest}")
+        };
+        assert_eq!(
+            dir.problems(&entry("    engine: diesel\n    platforms: [linux/amd64]\n")),
+            ["registries[0].engine: unknown engine 'diesel'; use docker or native or podman"]
+        );
+        assert_eq!(
+            dir.problems(&entry(
+                "    platforms: [linux/amd64, plan9]\n    chunkSize: 1KiB\n"
+            )),
+            [
+                "registries[0].platforms[1]: 'plan9' is not a platform; write os/architecture[/variant], like linux/arm64 or linux/arm/v7",
+                "registries[0].chunkSize: '1KiB' is out of range 64KiB-1GiB",
+            ]
         );
     }
 }
