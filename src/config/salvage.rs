@@ -124,10 +124,10 @@ fn salvage(text: &str, first: &serde_yaml::Error) -> Option<Readable> {
         None => report("missing field `registries`".into()),
     }
     if let Some(dir) = root.get("stateDir") {
-        raw.state_dir = value("stateDir", dir, &mut report).flatten();
+        raw.state_dir = top_value("stateDir", dir, &mut report).flatten();
     }
     if let Some(display) = root.get("display") {
-        raw.display = value("display", display, &mut report).flatten();
+        raw.display = top_value("display", display, &mut report).flatten();
     }
     if let Some(api) = root.get("api") {
         raw.api = section("api", api, API_KEYS, &mut report).flatten();
@@ -136,7 +136,7 @@ fn salvage(text: &str, first: &serde_yaml::Error) -> Option<Readable> {
 }
 
 /// A top-level `value` (at `key`) as `T`, or its error reported.
-fn value<T: DeserializeOwned>(
+fn top_value<T: DeserializeOwned>(
     key: &str,
     value: &Value,
     report: &mut dyn FnMut(String),
