@@ -187,3 +187,181 @@ fn flags(out: &mut String, rows: &[Row]) {
         rows.iter().map(|(s, _)| (reg(s), one(s.running))),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::views::LastRun;
+    use crate::engine::Stats;
+
+    fn status(hostname: &str) -> Status {
+        Status {
+            hostname: hostname.into(),
+            repository: "mirror".into(),
+            engine: "native",
+            sync_period: Some("@daily".into()),
+            schedule_overridden: false,
+            paused: false,
+            running: false,
+            current_image: None,
+            progress: None,
+            run_started: None,
+            next_run: None,
+            number_of_syncs: 0,
+            skipped_runs: 0,
+            locked_by: None,
+            last_skipped: None,
+            created: "2026-01-05T10:00:00+00:00".into(),
+            last_run: None,
+        }
+    }
+
+    fn ran(hostname: &str) -> Status {
+        Status {
+            paused: true,
+            skipped_runs: 3,
+            next_run: Some("2026-01-05T11:00:00+00:00".into()),
+            last_run: Some(LastRun {
+                started: "2026-01-05T10:00:00+00:00".into(),
+                finished: "2026-01-05T10:00:30+00:00".into(),
+                seconds: 30.5,
+                outcome: RunOutcome::Failed,
+                mirrored: 4,
+                up_to_date: 3,
+                failed: 2,
+                not_attempted: 1,
+                error: None,
+                warnings: Vec::new(),
+                moved: Some(Stats {
+                    bytes: 1024,
+                    ..Stats::default()
+                }),
+                failed_images: Vec::new(),
+                rate_limits: vec![Shown {
+                    source: "docker.io".into(),
+                    limit: 100,
+                    remaining: 42,
+                    window_seconds: 21600,
+                }],
+            }),
+            ..status(hostname)
+        }
+    }
+
+    fn lines(text: &str, family: &str) -> Vec<String> {
+        let prefix = format!("picture_book_{family}{{");
+        text.lines()
+            .filter(|l| l.starts_with(&prefix))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn each_family_has_help_type_and_a_line_per_registry() {
+        let text = text(&[
+            (status("a.example.com"), [0; 4]),
+            (ran("b:5000"), [5, 1, 0, 0]),
+        ]);
+        assert_eq!(
+            lines(&text, "runs_total"),
+            [
+                "picture_book_runs_total{registry=\"a.example.com\",outcome=\"success\"} 0",
+                "picture_book_runs_total{registry=\"a.example.com\",outcome=\"failed\"} 0",
+                "picture_book_runs_total{registry=\"a.example.com\",outcome=\"stopped\"} 0",
+                "picture_book_runs_total{registry=\"a.example.com\",outcome=\"crashed\"} 0",
+                "picture_book_runs_total{registry=\"b:5000\",outcome=\"success\"} 5",
+                "picture_book_runs_total{registry=\"b:5000\",outcome=\"failed\"} 1",
+                "picture_book_runs_total{registry=\"b:5000\",outcome=\"stopped\"} 0",
+                "picture_book_runs_total{registry=\"b:5000\",outcome=\"crashed\"} 0",
+            ]
+        );
+        assert_eq!(
+            lines(&text, "last_run_images"),
+            [
+                "picture_book_last_run_images{registry=\"a.example.com\",result=\"mirrored\"} 0",
+                "picture_book_last_run_images{registry=\"a.example.com\",result=\"up_to_date\"} 0",
+                "picture_book_last_run_images{registry=\"a.example.com\",result=\"failed\"} 0",
+                "picture_book_last_run_images{registry=\"a.example.com\",result=\"not_attempted\"} 0",
+                "picture_book_last_run_images{registry=\"b:5000\",result=\"mirrored\"} 4",
+                "picture_book_last_run_images{registry=\"b:5000\",result=\"up_to_date\"} 3",
+                "picture_book_last_run_images{registry=\"b:5000\",result=\"failed\"} 2",
+                "picture_book_last_run_images{registry=\"b:5000\",result=\"not_attempted\"} 1",
+            ]
+        );
+        let families: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE picture_book_"))
+            .collect();
+        assert_eq!(
+            families,
+            [
+                "runs_total counter",
+                "runs_skipped_total counter",
+                "last_run_images gauge",
+                "last_run_start_timestamp_seconds gauge",
+                "last_run_bytes gauge",
+                "last_run_duration_seconds gauge",
+                "next_run_timestamp_seconds gauge",
+                "rate_limit_remaining gauge",
+                "rate_limit_limit gauge",
+                "paused gauge",
+                "running gauge",
+            ]
+        );
+        let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
+        assert_eq!(helps, families.len());
+    }
+
+    #[test]
+    fn a_registry_without_a_last_run_has_no_line_for_it() {
+        let text = text(&[(status("a.example.com"), [0; 4]), (ran("b:5000"), [0; 4])]);
+        for (family, line) in [
+            (
+                "last_run_start_timestamp_seconds",
+                "{registry=\"b:5000\"} 1767607200",
+            ),
+            ("last_run_bytes", "{registry=\"b:5000\"} 1024"),
+            ("last_run_duration_seconds", "{registry=\"b:5000\"} 30.5"),
+            (
+                "next_run_timestamp_seconds",
+                "{registry=\"b:5000\"} 1767610800",
+            ),
+            (
+                "rate_limit_remaining",
+                "{registry=\"b:5000\",source=\"docker.io\"} 42",
+            ),
+            (
+                "rate_limit_limit",
+                "{registry=\"b:5000\",source=\"docker.io\"} 100",
+            ),
+        ] {
+            assert_eq!(
+                lines(&text, family),
+                [format!("picture_book_{family}{line}")],
+                "{family}"
+            );
+        }
+        assert_eq!(
+            lines(&text, "paused"),
+            [
+                "picture_book_paused{registry=\"a.example.com\"} 0",
+                "picture_book_paused{registry=\"b:5000\"} 1",
+            ]
+        );
+        assert_eq!(
+            lines(&text, "runs_skipped_total"),
+            [
+                "picture_book_runs_skipped_total{registry=\"a.example.com\"} 0",
+                "picture_book_runs_skipped_total{registry=\"b:5000\"} 3",
+            ]
+        );
+        assert_eq!(lines(&text, "running").len(), 2);
+    }
+
+    #[test]
+    fn no_synchronizer_leaves_the_families_empty() {
+        let text = text(&[]);
+        assert_eq!(text.lines().count(), 22, "{text}");
+        assert!(text.lines().all(|l| l.starts_with('#')));
+    }
+}
