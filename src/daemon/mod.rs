@@ -4,11 +4,10 @@
 //! reloading the configuration and shutting down. The files beside it do
 //! one job each: `scheduler` decides when to run (pure, unit-tested),
 //! `synchronizer` holds a registry's shared state, `worker` is its thread,
-//! `views` and `metrics` are what the API shows, `api` serves HTTP (routing,
-//! connections, query decoding) and `listener` keeps its socket healthy.
+//! `views` and `metrics` are what the API shows, and `api` serves HTTP
+//! (routing, write queues, query decoding, the listening socket).
 
 pub mod api;
-pub mod listener;
 mod metrics;
 mod scheduler;
 mod synchronizer;
