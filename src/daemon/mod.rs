@@ -22,7 +22,7 @@ use chrono::Local;
 use serde_json::{Value, json};
 
 use crate::config::schedule::Schedule;
-use crate::config::{Config, Registry};
+use crate::config::{Api, Config, Registry};
 use crate::display::rfc3339;
 use crate::flock as runlock;
 use crate::mutex::lock;
@@ -143,9 +143,8 @@ impl Daemon {
     pub fn details(&self, host: &str) -> Result<Value, Refusal> {
         let sync = self.find(host)?;
         let configuration = sync.lock().registry.redacted();
-        Ok(
-            json!({ "configuration": configuration, "status": views::status(&sync, &self.tools.state_dir) }),
-        )
+        let status = views::status(&sync, &self.tools.state_dir);
+        Ok(json!({ "configuration": configuration, "status": status }))
     }
 
     /// `pause`: no further scheduled runs; a run in progress stops after its
@@ -185,16 +184,7 @@ impl Daemon {
         let sync = self.find(host)?;
         let held = runlock::holder(&self.tools.state_dir, &sync.hostname);
         sync.update(|st| st.timing.request_run(st.running.is_some(), held))
-            .map_err(|not_now| {
-                let host = &sync.hostname;
-                Refusal::Conflict(match not_now {
-                    NotNow::Running => format!("{host}: a run is already in progress"),
-                    NotNow::Paused => format!("{host}: paused; resume it first"),
-                    NotNow::HeldElsewhere(holder) => format!(
-                        "{host}: another picture-book is running this registry: {holder}; try again when it has ended"
-                    ),
-                })
-            })?;
+            .map_err(|not_now| conflict(&sync.hostname, not_now))?;
         log::info!("{}: run requested over the API", sync.hostname);
         Ok(json!({ "hostname": sync.hostname, "message": "run started" }))
     }
@@ -289,21 +279,7 @@ impl Daemon {
         drop(draining);
         drop(syncs);
         let mut config = lock(&self.config);
-        let (old, mut api) = (&config.api, new.api.clone());
-        if (old.enabled, old.address, old.port) != (api.enabled, api.address, api.port) {
-            log::warn!(
-                "api.enabled, api.address and api.port changes take effect at the next restart"
-            );
-        }
-        if old.enabled && old.token.is_some() && api.token.is_none() {
-            log::warn!(
-                "the API keeps requiring its token until the next restart: turning authentication off takes a restart"
-            );
-            api.token = old.token.clone();
-        }
-        if old.enabled && api.token.is_none() && !old.address.is_loopback() {
-            log::warn!("the API listens on {} without authentication", old.address);
-        }
+        let api = api_after_reload(&config.api, new.api.clone());
         *config = Config { api, ..new };
         drop(config);
         log::info!(
@@ -328,4 +304,34 @@ impl Daemon {
             let _ = t.join();
         }
     }
+}
+
+/// Why a run of `host` cannot start now, as the API says it.
+fn conflict(host: &str, not_now: NotNow) -> Refusal {
+    Refusal::Conflict(match not_now {
+        NotNow::Running => format!("{host}: a run is already in progress"),
+        NotNow::Paused => format!("{host}: paused; resume it first"),
+        NotNow::HeldElsewhere(holder) => format!(
+            "{host}: another picture-book is running this registry: {holder}; try again when it has ended"
+        ),
+    })
+}
+
+/// The API settings in force after a reload from `old` to `new`: where the
+/// API listens changes only at the next restart, and neither does turning
+/// its token off. Says so.
+fn api_after_reload(old: &Api, mut new: Api) -> Api {
+    if (old.enabled, old.address, old.port) != (new.enabled, new.address, new.port) {
+        log::warn!("api.enabled, api.address and api.port changes take effect at the next restart");
+    }
+    if old.enabled && old.token.is_some() && new.token.is_none() {
+        log::warn!(
+            "the API keeps requiring its token until the next restart: turning authentication off takes a restart"
+        );
+        new.token = old.token.clone();
+    }
+    if old.enabled && new.token.is_none() && !old.address.is_loopback() {
+        log::warn!("the API listens on {} without authentication", old.address);
+    }
+    new
 }

@@ -148,10 +148,10 @@ impl Timing {
             return Step::Stop;
         }
         if std::mem::take(&mut self.run_now) {
-            return self.run_from(now);
+            return self.start(now);
         }
         match (self.paused, self.next_run) {
-            (false, Some(due)) if now >= due => self.run_from(due),
+            (false, Some(due)) if now >= due => self.start(due),
             (false, Some(due)) => {
                 Step::Sleep((due - now).to_std().unwrap_or_default().min(MAX_SLEEP))
             }
@@ -159,7 +159,8 @@ impl Timing {
         }
     }
 
-    fn run_from(&self, from: DateTime<Local>) -> Step {
+    /// A run that starts, due at `from`, on the schedule in force.
+    fn start(&self, from: DateTime<Local>) -> Step {
         let schedule = self.schedule.clone();
         Step::Run(Due { from, schedule })
     }
