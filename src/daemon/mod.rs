@@ -335,3 +335,70 @@ fn api_after_reload(old: &Api, mut new: Api) -> Api {
     }
     new
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn api(address: [u8; 4], port: u16, token: Option<&str>) -> Api {
+        Api {
+            enabled: true,
+            address: IpAddr::V4(Ipv4Addr::from(address)),
+            port,
+            token: token.map(Secret::new),
+        }
+    }
+
+    #[test]
+    fn a_reload_keeps_the_token_but_takes_a_new_one() {
+        let old = api([127, 0, 0, 1], 8080, Some("old"));
+        let kept = api_after_reload(&old, api([127, 0, 0, 1], 8080, None));
+        assert_eq!(kept.token.as_ref().map(Secret::expose), Some("old"));
+        let changed = api_after_reload(&old, api([127, 0, 0, 1], 8080, Some("new")));
+        assert_eq!(changed.token.as_ref().map(Secret::expose), Some("new"));
+        let off = Api {
+            enabled: false,
+            ..api([127, 0, 0, 1], 8080, None)
+        };
+        let never = api_after_reload(&off, api([127, 0, 0, 1], 8080, None));
+        assert!(never.token.is_none(), "no token to keep");
+    }
+
+    #[test]
+    fn a_reload_takes_the_new_address_for_the_next_restart() {
+        let old = api([127, 0, 0, 1], 8080, None);
+        let new = api_after_reload(&old, api([0, 0, 0, 0], 9090, None));
+        assert_eq!(
+            (new.address, new.port),
+            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9090)
+        );
+    }
+
+    #[test]
+    fn a_run_refused_says_why_and_what_to_do() {
+        let holder = crate::flock::Holder {
+            pid: 7,
+            command: "picture-book load".into(),
+            since: "2026-01-05T10:00:00+00:00".into(),
+        };
+        for (not_now, message) in [
+            (
+                NotNow::Running,
+                "r.example.com: a run is already in progress",
+            ),
+            (NotNow::Paused, "r.example.com: paused; resume it first"),
+            (
+                NotNow::HeldElsewhere(holder.clone()),
+                &format!(
+                    "r.example.com: another picture-book is running this registry: {holder}; try again when it has ended"
+                ),
+            ),
+        ] {
+            assert_eq!(
+                conflict("r.example.com", not_now),
+                Refusal::Conflict(message.to_string())
+            );
+        }
+    }
+}

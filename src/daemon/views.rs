@@ -141,3 +141,84 @@ fn last_run(r: &RegistryReport) -> LastRun {
         rate_limits: r.rate_limits.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::synchronizer::Running;
+    use chrono::Local;
+    use serde_json::{Value, json};
+
+    fn synchronizer() -> Synchronizer {
+        let yaml = "registries:\n  - hostname: a.example.com\n    syncPeriod: '@daily'\n    syncerScript: /bin/true\n";
+        let config = crate::config::parse(yaml, Path::new("/nonexistent/c.yaml")).unwrap();
+        Synchronizer::new(config.registries[0].clone())
+    }
+
+    fn shown(sync: &Synchronizer) -> Value {
+        serde_json::to_value(status(sync, Path::new("/nonexistent/state"))).unwrap()
+    }
+
+    #[test]
+    fn an_idle_synchronizer_leaves_out_what_only_a_run_has() {
+        let v = shown(&synchronizer());
+        assert_eq!(v["hostname"], "a.example.com");
+        assert_eq!(v["syncPeriod"], "@daily");
+        assert_eq!(
+            (v["paused"].clone(), v["running"].clone()),
+            (json!(false), json!(false))
+        );
+        assert!(v["nextRun"].is_string());
+        assert!(v["lastRun"].is_null());
+        for absent in [
+            "currentImage",
+            "progress",
+            "runStarted",
+            "lockedBy",
+            "lastSkipped",
+        ] {
+            assert!(v.get(absent).is_none(), "{absent} in {v}");
+        }
+    }
+
+    #[test]
+    fn a_run_shows_its_image_and_progress_once_it_has_one() {
+        let sync = synchronizer();
+        let started = Local::now();
+        sync.lock().running = Some(Running {
+            started,
+            image: None,
+            n: 0,
+            of: 0,
+        });
+        let v = shown(&sync);
+        assert_eq!(v["running"], true);
+        assert_eq!(v["runStarted"], rfc3339(&started));
+        assert!(v.get("progress").is_none(), "no image yet");
+        if let Some(r) = sync.lock().running.as_mut() {
+            (r.n, r.of, r.image) = (2, 5, Some("alpine:3".into()));
+        }
+        let v = shown(&sync);
+        assert_eq!(
+            (v["progress"].clone(), v["currentImage"].clone()),
+            (json!("2 of 5"), json!("alpine:3"))
+        );
+    }
+
+    #[test]
+    fn the_last_run_shows_its_outcome_and_error() {
+        let sync = synchronizer();
+        let report = RegistryReport::ended_early(
+            "a.example.com",
+            Local::now(),
+            "internal error: boom".into(),
+            RunOutcome::Crashed,
+        );
+        sync.lock().last_run = Some(report);
+        let last = shown(&sync)["lastRun"].clone();
+        assert_eq!(last["outcome"], "crashed");
+        assert_eq!(last["error"], "internal error: boom");
+        assert_eq!(last["failedImages"], json!([]));
+        assert!(last.get("warnings").is_none());
+    }
+}
