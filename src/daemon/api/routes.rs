@@ -1,26 +1,15 @@
-//! The HTTP control API of `picture-book sync`, served by tiny_http: the
-//! seed's `/list` and `/ops` endpoints with their query parameters, plus
-//! `/healthz` and `/metrics`. Requests are routed by [`route`], a plain
-//! function of method, URL and `Authorization` header, so it can be tested
-//! without a socket; answers are written by one short-lived thread per client
-//! connection, so a client that does not read holds up only itself. What the
-//! operations do is `daemon`'s business.
-
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
-use std::io::Cursor;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+//! The API's routing: the seed's `/list` and `/ops` endpoints with their
+//! query parameters, plus `/healthz` and `/metrics`, the methods each takes
+//! and the bearer token that guards them. [`route`] is a plain function of
+//! method, URL and `Authorization` header, so it is tested without a
+//! socket. What the operations do is `daemon`'s business; how answers reach
+//! the client, `writers`'.
 
 use serde_json::{Value, json};
-use tiny_http::{HTTPVersion, Header, Method, Request, Response};
+use tiny_http::Method;
 
-use crate::config::Api;
-use crate::daemon::listener::{self, Acceptors, Stopper};
+use crate::daemon::api::query::Query;
 use crate::daemon::{Daemon, Refusal};
-use crate::error::Error;
-use crate::mutex::lock;
 use crate::secret::Secret;
 
 const LIST_TYPES: &str = "configured, active";
@@ -29,13 +18,6 @@ const ACTIONS: &str = "details, pause, resume, run, schedule";
 const METHODS: &str = "GET, HEAD, POST, OPTIONS";
 /// The longest URL answered; longer ones get 414.
 const MAX_URL: usize = 8 * 1024;
-/// The most header bytes answered; more get 431.
-const MAX_HEADERS: usize = 32 * 1024;
-/// Answers that may wait for one client connection before its requests go
-/// unanswered.
-const MAX_WAITING_PER_CLIENT: usize = 32;
-/// Client connections that may have answers being written at once.
-const MAX_WRITERS: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
@@ -85,7 +67,8 @@ impl Reply {
         }
     }
 
-    fn error(status: u16, message: impl Into<String>) -> Reply {
+    /// An error answer: `{"error": message}`.
+    pub fn error(status: u16, message: impl Into<String>) -> Reply {
         Reply::json(status, &json!({ "error": message.into() }))
     }
 
@@ -120,245 +103,6 @@ impl Reply {
         )
         .with_header("Allow", allow)
     }
-}
-
-/// The running API server.
-pub struct Server {
-    stopper: Stopper,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Server {
-    /// Stops serving and waits for the server thread.
-    pub fn stop(mut self) {
-        self.stopper.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Binds `settings.address:settings.port` and serves `daemon` on a thread.
-pub fn serve(daemon: Arc<Daemon>, settings: &Api) -> Result<Server, Error> {
-    let address = SocketAddr::new(settings.address, settings.port);
-    let bind_error = |e: std::io::Error| Error::ApiBind {
-        address: address.to_string(),
-        detail: e.to_string(),
-    };
-    let (mut acceptors, stopper) = Acceptors::bind(address).map_err(bind_error)?;
-    if settings.token.is_none() && !settings.address.is_loopback() {
-        log::warn!(
-            "the API listens on {address} without authentication: anyone who can reach it can pause and reconfigure the synchronizers; set api.enableAuth"
-        );
-    }
-    log::info!("API listening on http://{address}");
-    let thread = thread::Builder::new()
-        .name("api".into())
-        .spawn(move || {
-            let writers = Arc::new(Writers {
-                port: acceptors.port(),
-                ..Writers::default()
-            });
-            while let Some(request) = acceptors.next_request() {
-                handle(request, &daemon, &writers);
-            }
-        })
-        .map_err(bind_error)?;
-    Ok(Server {
-        stopper,
-        thread: Some(thread),
-    })
-}
-
-fn handle(request: Request, daemon: &Daemon, writers: &Arc<Writers>) {
-    if request.remote_addr().is_some_and(|c| writers.refuses(*c)) {
-        drop(request.into_writer());
-        return;
-    }
-    let header_bytes: usize = request
-        .headers()
-        .iter()
-        .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
-        .sum();
-    let reply = if header_bytes > MAX_HEADERS {
-        Reply::error(
-            431,
-            format!(
-                "the request's headers take {header_bytes} bytes; at most {MAX_HEADERS} are answered"
-            ),
-        )
-    } else {
-        let authorization = request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv("Authorization"))
-            .map(|h| h.value.as_str().to_string());
-        route(
-            request.method(),
-            request.url(),
-            authorization.as_deref(),
-            daemon,
-        )
-    };
-    let path = request.url().split('?').next().unwrap_or_default();
-    log::debug!("API {} {:.200} -> {}", request.method(), path, reply.status);
-    let mut response = Response::from_string(reply.body).with_status_code(reply.status);
-    let headers =
-        std::iter::once(("Content-Type", reply.content_type.to_string())).chain(reply.headers);
-    for (name, value) in headers {
-        if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            response.add_header(h);
-        }
-    }
-    writers.send(request, response);
-}
-
-type Answer = (Request, Response<Cursor<Vec<u8>>>);
-
-/// Answers waiting to be written, per client connection. One thread per
-/// connection writes them in order and ends when none are left, so the
-/// thread that routes requests never waits for a client.
-#[derive(Default)]
-struct Writers {
-    /// The API's port, which the connections written to are on.
-    port: u16,
-    state: Mutex<WritersState>,
-}
-
-#[derive(Default)]
-struct WritersState {
-    clients: HashMap<SocketAddr, Waiting>,
-    /// Whether the operator was told that too many clients do not read.
-    warned_busy: bool,
-}
-
-#[derive(Default)]
-struct Waiting {
-    answers: VecDeque<Answer>,
-    /// Writing to this client failed: the rest go unanswered.
-    broken: bool,
-    /// Whether the operator was told that this client does not read.
-    warned: bool,
-}
-
-impl Writers {
-    /// True when a request of `client` is to go unanswered, without even
-    /// being looked at: the client does not read its answers, or too many
-    /// clients do not. Says so once.
-    fn refuses(&self, client: SocketAddr) -> bool {
-        let mut state = lock(&self.state);
-        let busy = state.clients.len() >= MAX_WRITERS;
-        match state.clients.get_mut(&client) {
-            Some(waiting) if waiting.answers.len() >= MAX_WAITING_PER_CLIENT => {
-                if !std::mem::replace(&mut waiting.warned, true) {
-                    log::warn!(
-                        "API: {client} does not read its answers; its requests go unanswered"
-                    );
-                }
-                true
-            }
-            Some(_) => false,
-            None if busy => {
-                if !std::mem::replace(&mut state.warned_busy, true) {
-                    log::warn!(
-                        "API: {MAX_WRITERS} clients do not read their answers; requests of others go unanswered"
-                    );
-                }
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn send(self: &Arc<Self>, request: Request, response: Response<Cursor<Vec<u8>>>) {
-        let Some(client) = request.remote_addr().copied() else {
-            answer(self.port, request, response);
-            return;
-        };
-        let mut state = lock(&self.state);
-        match state.clients.entry(client) {
-            Entry::Occupied(mut waiting) => {
-                waiting.get_mut().answers.push_back((request, response))
-            }
-            Entry::Vacant(vacant) => {
-                vacant.insert(Waiting {
-                    answers: VecDeque::from([(request, response)]),
-                    ..Waiting::default()
-                });
-                drop(state);
-                let writers = Arc::clone(self);
-                let spawned = thread::Builder::new()
-                    .name("api answer".into())
-                    .spawn(move || writers.write(client));
-                if let Err(e) = spawned {
-                    log::warn!("API: no thread to answer {client} ({e}); answering in line");
-                    self.write(client);
-                }
-            }
-        }
-    }
-
-    /// Writes the answers waiting for `client` until none are left.
-    fn write(&self, client: SocketAddr) {
-        loop {
-            let (request, response, broken) = {
-                let mut state = lock(&self.state);
-                let Some(waiting) = state.clients.get_mut(&client) else {
-                    return;
-                };
-                let Some((request, response)) = waiting.answers.pop_front() else {
-                    state.clients.remove(&client);
-                    state.warned_busy &= state.clients.len() >= MAX_WRITERS;
-                    return;
-                };
-                (request, response, waiting.broken)
-            };
-            if broken {
-                drop(request.into_writer());
-            } else if !answer(self.port, request, response) {
-                if let Some(waiting) = lock(&self.state).clients.get_mut(&client) {
-                    waiting.broken = true;
-                }
-            }
-        }
-    }
-}
-
-/// Writes `response` to the API on `port`; false when that failed. An
-/// HTTP/1.0 client that asked to keep the connection has it closed after
-/// the answer, which is its sign that the answer is whole.
-fn answer(port: u16, request: Request, response: Response<Cursor<Vec<u8>>>) -> bool {
-    let client = request.remote_addr().copied();
-    let close = (request.http_version() == &HTTPVersion(1, 0) && asks_keep_alive(&request))
-        .then_some(client)
-        .flatten();
-    match request.respond(response) {
-        Ok(()) => {
-            if let Some(client) = close {
-                listener::close_after_answer(port, client);
-            }
-            true
-        }
-        Err(e) => {
-            log::debug!("API: could not answer {client:?}: {e}");
-            false
-        }
-    }
-}
-
-/// Whether `request` has `Connection: keep-alive` (HTTP/1.0's way to ask
-/// for another request on the connection).
-fn asks_keep_alive(request: &Request) -> bool {
-    request
-        .headers()
-        .iter()
-        .filter(|h| h.field.equiv("Connection"))
-        .any(|h| {
-            h.value
-                .as_str()
-                .split(',')
-                .any(|token| token.trim().eq_ignore_ascii_case("keep-alive"))
-        })
 }
 
 /// Answers one request.
@@ -499,78 +243,6 @@ fn constant_time_eq(given: &[u8], secret: &[u8]) -> bool {
     diff == 0 && !secret.is_empty()
 }
 
-/// A query string's parameters, percent-decoded (`+` is a space).
-#[derive(Debug)]
-struct Query(Vec<(String, String)>);
-
-impl Query {
-    /// Parses `query`, refusing what cannot have been meant: a bad or
-    /// non-UTF-8 percent-encoding, a control character, a parameter without
-    /// a name, or one given twice. Each message quotes the culprit.
-    fn parse(query: &str) -> Result<Query, String> {
-        let mut params: Vec<(String, String)> = Vec::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let key = decode(key).map_err(|e| format!("parameter '{pair}': {e}"))?;
-            let value = decode(value).map_err(|e| format!("parameter '{pair}': {e}"))?;
-            if key.is_empty() {
-                return Err(format!("parameter '{pair}' has no name"));
-            }
-            if params.iter().any(|(k, _)| *k == key) {
-                return Err(format!(
-                    "parameter '{key}' is given more than once; give it once"
-                ));
-            }
-            params.push((key, value));
-        }
-        Ok(Query(params))
-    }
-
-    /// The value of `name`; an empty value counts as none.
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, v)| k == name && !v.is_empty())
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Percent-decodes `text` into UTF-8 without control characters.
-fn decode(text: &str) -> Result<String, String> {
-    let bytes = text.as_bytes();
-    let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16));
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let (Some(hi), Some(lo)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) else {
-                    let bad = &bytes[i..bytes.len().min(i + 3)];
-                    return Err(format!(
-                        "bad percent-encoding '{}'",
-                        String::from_utf8_lossy(bad)
-                    ));
-                };
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    let text = String::from_utf8(out).map_err(|_| "not UTF-8 once percent-decoded".to_string())?;
-    if text.chars().any(char::is_control) {
-        return Err("holds a control character".into());
-    }
-    Ok(text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,6 +251,7 @@ mod tests {
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
+    use std::sync::Arc;
 
     /// A daemon with two registries and no threads: routing only.
     fn daemon(name: &str, token: Option<&str>) -> (Arc<Daemon>, PathBuf) {
@@ -861,31 +534,12 @@ mod tests {
     }
 
     #[test]
-    fn comparison_and_decoding() {
+    fn the_token_comparison_takes_no_shortcut() {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abd", b"abc"));
         assert!(!constant_time_eq(b"ab", b"abc"));
         assert!(!constant_time_eq(b"abcabc", b"abc"));
         assert!(!constant_time_eq(b"", b""));
-        assert_eq!(decode("a%20b+c%2a").as_deref(), Ok("a b c*"));
-        assert_eq!(decode("%C3%A9").as_deref(), Ok("é"));
-        assert_eq!(decode("%252F").as_deref(), Ok("%2F"), "decoded once");
-        for (bad, why) in [
-            ("%zz", "bad percent-encoding '%zz'"),
-            ("a%4", "bad percent-encoding '%4'"),
-            ("%", "bad percent-encoding '%'"),
-            ("%ff", "not UTF-8 once percent-decoded"),
-            ("a%00b", "holds a control character"),
-            ("a%0D%0AX-Evil:1", "holds a control character"),
-        ] {
-            assert_eq!(decode(bad), Err(why.to_string()), "{bad}");
-        }
-        let q = Query::parse("x=1&type=active&&flag&empty=").unwrap();
-        assert_eq!(q.get("type"), Some("active"));
-        assert_eq!(q.get("flag"), None, "no value counts as none");
-        assert_eq!(q.get("empty"), None);
-        assert_eq!(q.get("missing"), None);
-        assert!(Query::parse("").unwrap().0.is_empty());
     }
 
     /// Asserts status and error message of `method url` (without a token).
