@@ -747,18 +747,23 @@ mod tests {
 
     #[test]
     fn check_and_sync_take_no_command_options() {
-        assert_eq!(
-            usage_error(&["sync", "--archive", "a.tar", "--all"]),
-            "--archive belongs to 'export', not 'sync'"
-        );
-        assert_eq!(
-            usage_error(&["check", "--json", "--force"]),
-            "--json belongs to 'load', not 'check'"
-        );
-        assert_eq!(
-            usage_error(&["sync", "--registry", "r.io"]),
-            "--registry belongs to 'load', not 'sync'"
-        );
+        let cases: [(&[&str], &str); 3] = [
+            (
+                &["sync", "--archive", "a.tar", "--all"],
+                "--archive belongs to 'export', not 'sync'",
+            ),
+            (
+                &["check", "--json", "--force"],
+                "--json belongs to 'load', not 'check'",
+            ),
+            (
+                &["sync", "--registry", "r.io"],
+                "--registry belongs to 'load', not 'sync'",
+            ),
+        ];
+        for (args, message) in cases {
+            assert_eq!(usage_error(args), message);
+        }
         assert_eq!(
             parse_str(&["sync", "--help", "--all"]).unwrap().command,
             Command::Help(SYNC_HELP)
