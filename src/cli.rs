@@ -1,5 +1,6 @@
-//! The command line: raw flags are read with pico-args into a [`Cli`], the
-//! only form the rest of the program sees. Anything not understood is an
+//! The command line, in two steps: every flag is read with pico-args into
+//! raw `Flags`, which are then checked against the command into a [`Cli`],
+//! the only form the rest of the program sees. Anything not understood is an
 //! error, never ignored. Help texts live here too.
 
 use std::ffi::OsString;
@@ -229,204 +230,281 @@ Exit status: 0 every listed image is in the layout; 1 at least one is not;
 /// Every help text.
 pub const HELP_TEXTS: [&str; 5] = [MAIN_HELP, LOAD_HELP, EXPORT_HELP, CHECK_HELP, SYNC_HELP];
 
-/// Parses the arguments after the program name.
+/// Parses the arguments after the program name: the raw [`Flags`] first,
+/// then the command they make.
 pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
-    let mut args = pico_args::Arguments::from_vec(args);
-    let usage = |e: pico_args::Error| Error::Usage(e.to_string());
-    let config: Option<PathBuf> = args.opt_value_from_str(["-c", "--config"]).map_err(usage)?;
-    let state_dir: Option<PathBuf> = args.opt_value_from_str("--state-dir").map_err(usage)?;
-    let registry: Option<String> = args
-        .opt_value_from_str(["-r", "--registry"])
-        .map_err(usage)?;
-    let wait: Option<String> = args.opt_value_from_str(["-w", "--wait"]).map_err(usage)?;
-    let from: Option<PathBuf> = args.opt_value_from_str("--from").map_err(usage)?;
-    let archive: Option<PathBuf> = args.opt_value_from_str("--archive").map_err(usage)?;
-    let wait = wait.as_deref().map(parse_wait).transpose()?;
-    if let Some(host) = registry
-        .as_deref()
-        .filter(|h| h.starts_with('-') || h.is_empty())
-    {
-        return Err(Error::Usage(format!(
-            "--registry needs a hostname, not '{host}'"
-        )));
-    }
-    let help = args.contains(["-h", "--help"]);
-    let version = args.contains(["-V", "--version"]);
-    let all = args.contains(["-a", "--all"]);
-    let dry_run = args.contains(["-n", "--dry-run"]);
-    let json = args.contains("--json");
-    let force = args.contains(["-f", "--force"]);
-    let quiet = args.contains(["-q", "--quiet"]);
-    let mut verbose = 0;
-    while args.contains(["-v", "--verbose"]) {
-        verbose += 1;
-    }
-    let command = args.subcommand().map_err(usage)?;
-    let free: Option<String> = match command.as_deref() {
-        Some("help") => args.opt_free_from_str().map_err(usage)?,
-        _ => None,
-    };
-    let dir: Option<PathBuf> = match command.as_deref() {
-        Some("export") => args.opt_free_from_str().map_err(usage)?,
-        _ => None,
-    };
-    let rest = args.finish();
-    if let Some(extra) = rest.first() {
-        let extra = extra.to_string_lossy();
-        return Err(Error::Usage(if extra.starts_with('-') {
-            format!("unknown option '{extra}'")
-        } else {
-            format!("unexpected argument '{extra}'")
-        }));
-    }
-    let verbosity = match (quiet, verbose) {
-        (true, 0) => Verbosity::Quiet,
-        (true, _) => {
-            return Err(Error::Usage(
-                "--quiet and --verbose cannot be used together".into(),
-            ));
-        }
-        (false, 0) => Verbosity::Normal,
-        (false, 1) => Verbosity::Debug,
-        (false, _) => Verbosity::Trace,
-    };
-    let selection = || match (&registry, all) {
-        (Some(host), false) => Ok(Selection::One(host.clone())),
-        (None, true) => Ok(Selection::All),
-        (Some(_), true) => Err(Error::Usage(format!(
-            "{} takes --registry HOST or --all, not both",
-            command.as_deref().unwrap_or_default()
-        ))),
-        (None, false) => Err(Error::Usage(format!(
-            "{} needs --registry HOST or --all",
-            command.as_deref().unwrap_or_default()
-        ))),
-    };
-    let not_for = |name: &str, flags: &[(&str, bool)]| match flags.iter().find(|(_, given)| *given)
-    {
-        Some((flag, _)) => Err(Error::Usage(format!(
-            "{flag} belongs to '{}', not '{name}'",
-            if *flag == "--archive" {
-                "export"
-            } else {
-                "load"
-            }
-        ))),
-        None => Ok(()),
-    };
-    let load_only = |name: &str| -> Result<(), Error> {
-        not_for(name, &[("--archive", archive.is_some())])?;
-        let flag = if registry.is_some() {
-            Some("--registry")
-        } else if all {
-            Some("--all")
-        } else if dry_run {
-            Some("--dry-run")
-        } else if json {
-            Some("--json")
-        } else if force {
-            Some("--force")
-        } else if wait.is_some() {
-            Some("--wait")
-        } else if from.is_some() {
-            Some("--from")
-        } else {
-            None
-        };
-        match flag {
-            Some(f) => Err(Error::Usage(format!("{f} belongs to 'load', not '{name}'"))),
-            None => Ok(()),
-        }
-    };
-    let command = match command.as_deref() {
-        None if version => Command::Version,
-        Some(name) if version => {
-            return Err(Error::Usage(format!(
-                "unexpected argument '{name}' after --version"
-            )));
-        }
-        None if help => Command::Help(MAIN_HELP),
-        Some("help") => match free.as_deref() {
-            None => Command::Help(MAIN_HELP),
-            Some("load") => Command::Help(LOAD_HELP),
-            Some("export") => Command::Help(EXPORT_HELP),
-            Some("check") => Command::Help(CHECK_HELP),
-            Some("sync") => Command::Help(SYNC_HELP),
-            Some(other) => {
-                return Err(Error::Usage(format!(
-                    "no help for '{other}'; the commands are load, export, check and sync"
-                )));
-            }
-        },
-        Some("load") if help => Command::Help(LOAD_HELP),
-        Some("export") if help => Command::Help(EXPORT_HELP),
-        Some("check") if help => Command::Help(CHECK_HELP),
-        Some("sync") if help => Command::Help(SYNC_HELP),
-        None => {
-            return Err(Error::Usage(
-                "a command is required: load, export, check or sync".into(),
-            ));
-        }
-        Some("load") => {
-            not_for("load", &[("--archive", archive.is_some())])?;
-            Command::Load(LoadOptions {
-                selection: selection()?,
-                dry_run,
-                json,
-                force,
-                wait: wait.unwrap_or(DEFAULT_WAIT),
-                from,
-            })
-        }
-        Some(name @ "export") => {
-            not_for(
-                name,
-                &[
-                    ("--force", force),
-                    ("--wait", wait.is_some()),
-                    ("--from", from.is_some()),
-                ],
-            )?;
-            Command::Export(ExportOptions {
-                selection: selection()?,
-                into: match (dir, archive) {
-                    (Some(dir), None) => ExportTo::Dir(dir),
-                    (None, Some(file)) => ExportTo::Archive(file),
-                    (Some(_), Some(_)) => {
-                        return Err(Error::Usage(
-                            "export writes into DIR or --archive FILE.tar, not both".into(),
-                        ));
-                    }
-                    (None, None) => {
-                        return Err(Error::Usage(
-                            "export needs a directory (DIR) or --archive FILE.tar".into(),
-                        ));
-                    }
-                },
-                dry_run,
-                json,
-            })
-        }
-        Some(name @ "check") => {
-            load_only(name)?;
-            Command::Check
-        }
-        Some(name @ "sync") => {
-            load_only(name)?;
-            Command::Sync
-        }
-        Some(other) => {
-            return Err(Error::Usage(format!(
-                "unknown command '{other}'; the commands are load, export, check and sync"
-            )));
-        }
-    };
+    let mut flags = Flags::read(args)?;
+    let verbosity = verbosity(flags.quiet, flags.verbose)?;
+    let (config, state_dir) = (flags.config.take(), flags.state_dir.take());
     Ok(Cli {
         config,
         verbosity,
         state_dir,
-        command,
+        command: flags.command()?,
     })
+}
+
+/// Every flag as given, read in one go: values first (a malformed one is an
+/// error at once), then switches, the command and its free argument. Which
+/// flags the command accepts is checked after, in [`Flags::command`].
+struct Flags {
+    config: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    registry: Option<String>,
+    wait: Option<Duration>,
+    from: Option<PathBuf>,
+    archive: Option<PathBuf>,
+    help: bool,
+    version: bool,
+    all: bool,
+    dry_run: bool,
+    json: bool,
+    force: bool,
+    quiet: bool,
+    verbose: u32,
+    /// The first free argument.
+    command: Option<String>,
+    /// `help`'s free argument: the command to help with.
+    topic: Option<String>,
+    /// `export`'s free argument: the layout's directory.
+    dir: Option<PathBuf>,
+}
+
+fn usage(e: pico_args::Error) -> Error {
+    Error::Usage(e.to_string())
+}
+
+impl Flags {
+    /// Reads `args`; anything left over is an error.
+    fn read(args: Vec<OsString>) -> Result<Flags, Error> {
+        let mut args = pico_args::Arguments::from_vec(args);
+        let config = args.opt_value_from_str(["-c", "--config"]).map_err(usage)?;
+        let state_dir = args.opt_value_from_str("--state-dir").map_err(usage)?;
+        let registry: Option<String> = args
+            .opt_value_from_str(["-r", "--registry"])
+            .map_err(usage)?;
+        let wait: Option<String> = args.opt_value_from_str(["-w", "--wait"]).map_err(usage)?;
+        let from = args.opt_value_from_str("--from").map_err(usage)?;
+        let archive = args.opt_value_from_str("--archive").map_err(usage)?;
+        let wait = wait.as_deref().map(parse_wait).transpose()?;
+        if let Some(host) = registry
+            .as_deref()
+            .filter(|h| h.starts_with('-') || h.is_empty())
+        {
+            return Err(Error::Usage(format!(
+                "--registry needs a hostname, not '{host}'"
+            )));
+        }
+        let mut flags = Flags {
+            config,
+            state_dir,
+            registry,
+            wait,
+            from,
+            archive,
+            help: args.contains(["-h", "--help"]),
+            version: args.contains(["-V", "--version"]),
+            all: args.contains(["-a", "--all"]),
+            dry_run: args.contains(["-n", "--dry-run"]),
+            json: args.contains("--json"),
+            force: args.contains(["-f", "--force"]),
+            quiet: args.contains(["-q", "--quiet"]),
+            verbose: 0,
+            command: None,
+            topic: None,
+            dir: None,
+        };
+        while args.contains(["-v", "--verbose"]) {
+            flags.verbose += 1;
+        }
+        flags.command = args.subcommand().map_err(usage)?;
+        match flags.command.as_deref() {
+            Some("help") => flags.topic = args.opt_free_from_str().map_err(usage)?,
+            Some("export") => flags.dir = args.opt_free_from_str().map_err(usage)?,
+            _ => {}
+        }
+        no_rest(args.finish())?;
+        Ok(flags)
+    }
+
+    /// The command the flags make, once each flag is checked against it.
+    fn command(self) -> Result<Command, Error> {
+        let Some(name) = self.command.clone() else {
+            return if self.version {
+                Ok(Command::Version)
+            } else if self.help {
+                Ok(Command::Help(MAIN_HELP))
+            } else {
+                Err(Error::Usage(
+                    "a command is required: load, export, check or sync".into(),
+                ))
+            };
+        };
+        if self.version {
+            return Err(Error::Usage(format!(
+                "unexpected argument '{name}' after --version"
+            )));
+        }
+        if name == "help" {
+            return help(self.topic.as_deref());
+        }
+        if let Some(text) = help_text(&name).filter(|_| self.help) {
+            return Ok(Command::Help(text));
+        }
+        match name.as_str() {
+            "load" => self.load(),
+            "export" => self.export(),
+            "check" => self.no_options("check").map(|()| Command::Check),
+            "sync" => self.no_options("sync").map(|()| Command::Sync),
+            other => Err(Error::Usage(format!(
+                "unknown command '{other}'; the commands are load, export, check and sync"
+            ))),
+        }
+    }
+
+    /// `load`'s options.
+    fn load(self) -> Result<Command, Error> {
+        misplaced("load", "export", &[("--archive", self.archive.is_some())])?;
+        Ok(Command::Load(LoadOptions {
+            selection: self.selection("load")?,
+            dry_run: self.dry_run,
+            json: self.json,
+            force: self.force,
+            wait: self.wait.unwrap_or(DEFAULT_WAIT),
+            from: self.from,
+        }))
+    }
+
+    /// `export`'s options.
+    fn export(self) -> Result<Command, Error> {
+        misplaced(
+            "export",
+            "load",
+            &[
+                ("--force", self.force),
+                ("--wait", self.wait.is_some()),
+                ("--from", self.from.is_some()),
+            ],
+        )?;
+        let selection = self.selection("export")?;
+        let into = match (self.dir, self.archive) {
+            (Some(dir), None) => ExportTo::Dir(dir),
+            (None, Some(file)) => ExportTo::Archive(file),
+            (Some(_), Some(_)) => {
+                return Err(Error::Usage(
+                    "export writes into DIR or --archive FILE.tar, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(Error::Usage(
+                    "export needs a directory (DIR) or --archive FILE.tar".into(),
+                ));
+            }
+        };
+        Ok(Command::Export(ExportOptions {
+            selection,
+            into,
+            dry_run: self.dry_run,
+            json: self.json,
+        }))
+    }
+
+    /// `--registry HOST` or `--all`, exactly one, for `command`.
+    fn selection(&self, command: &str) -> Result<Selection, Error> {
+        match (&self.registry, self.all) {
+            (Some(host), false) => Ok(Selection::One(host.clone())),
+            (None, true) => Ok(Selection::All),
+            (Some(_), true) => Err(Error::Usage(format!(
+                "{command} takes --registry HOST or --all, not both"
+            ))),
+            (None, false) => Err(Error::Usage(format!(
+                "{command} needs --registry HOST or --all"
+            ))),
+        }
+    }
+
+    /// For `check` and `sync`, which take none of `load`'s or `export`'s
+    /// options.
+    fn no_options(&self, command: &str) -> Result<(), Error> {
+        misplaced(command, "export", &[("--archive", self.archive.is_some())])?;
+        misplaced(command, "load", &self.load_flags())
+    }
+
+    /// The options of `load` (`export` takes some of them too), each with
+    /// whether it was given, in the order a misplaced one is reported.
+    fn load_flags(&self) -> [(&'static str, bool); 7] {
+        [
+            ("--registry", self.registry.is_some()),
+            ("--all", self.all),
+            ("--dry-run", self.dry_run),
+            ("--json", self.json),
+            ("--force", self.force),
+            ("--wait", self.wait.is_some()),
+            ("--from", self.from.is_some()),
+        ]
+    }
+}
+
+/// An error for the first argument pico-args did not take.
+fn no_rest(rest: Vec<OsString>) -> Result<(), Error> {
+    match rest.first() {
+        None => Ok(()),
+        Some(extra) => {
+            let extra = extra.to_string_lossy();
+            Err(Error::Usage(if extra.starts_with('-') {
+                format!("unknown option '{extra}'")
+            } else {
+                format!("unexpected argument '{extra}'")
+            }))
+        }
+    }
+}
+
+/// From `-q` and the number of `-v`s.
+fn verbosity(quiet: bool, verbose: u32) -> Result<Verbosity, Error> {
+    match (quiet, verbose) {
+        (true, 0) => Ok(Verbosity::Quiet),
+        (true, _) => Err(Error::Usage(
+            "--quiet and --verbose cannot be used together".into(),
+        )),
+        (false, 0) => Ok(Verbosity::Normal),
+        (false, 1) => Ok(Verbosity::Debug),
+        (false, _) => Ok(Verbosity::Trace),
+    }
+}
+
+/// An error naming the first of `flags` that was given to `command`: it
+/// belongs to `owner`.
+fn misplaced(command: &str, owner: &str, flags: &[(&str, bool)]) -> Result<(), Error> {
+    match flags.iter().find(|(_, given)| *given) {
+        Some((flag, _)) => Err(Error::Usage(format!(
+            "{flag} belongs to '{owner}', not '{command}'"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `help [COMMAND]`.
+fn help(topic: Option<&str>) -> Result<Command, Error> {
+    match topic {
+        None => Ok(Command::Help(MAIN_HELP)),
+        Some(name) => help_text(name).map(Command::Help).ok_or_else(|| {
+            Error::Usage(format!(
+                "no help for '{name}'; the commands are load, export, check and sync"
+            ))
+        }),
+    }
+}
+
+/// A command's help text.
+fn help_text(command: &str) -> Option<&'static str> {
+    match command {
+        "load" => Some(LOAD_HELP),
+        "export" => Some(EXPORT_HELP),
+        "check" => Some(CHECK_HELP),
+        "sync" => Some(SYNC_HELP),
+        _ => None,
+    }
 }
 
 /// `--wait`'s value: a duration as the configuration writes them, or 0.
@@ -664,6 +742,31 @@ mod tests {
         assert_eq!(
             usage_error(&["load", "--all", "-q", "-v"]),
             "--quiet and --verbose cannot be used together"
+        );
+    }
+
+    #[test]
+    fn check_and_sync_take_no_command_options() {
+        let cases: [(&[&str], &str); 3] = [
+            (
+                &["sync", "--archive", "a.tar", "--all"],
+                "--archive belongs to 'export', not 'sync'",
+            ),
+            (
+                &["check", "--json", "--force"],
+                "--json belongs to 'load', not 'check'",
+            ),
+            (
+                &["sync", "--registry", "r.io"],
+                "--registry belongs to 'load', not 'sync'",
+            ),
+        ];
+        for (args, message) in cases {
+            assert_eq!(usage_error(args), message);
+        }
+        assert_eq!(
+            parse_str(&["sync", "--help", "--all"]).unwrap().command,
+            Command::Help(SYNC_HELP)
         );
     }
 

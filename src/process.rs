@@ -19,6 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::descendants::{self, Marks};
+use crate::mutex::lock;
 
 /// How long a child may take to exit after SIGTERM before it gets SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(5);
@@ -66,7 +67,7 @@ impl Cancel {
 
     /// Requests the stop; a second call terminates running children at once.
     pub fn cancel(&self) {
-        let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
+        let mut since = lock(&self.since);
         let now = Instant::now();
         *since = Some(match *since {
             None => now,
@@ -76,17 +77,14 @@ impl Cancel {
 
     /// True once a stop was requested.
     pub fn is_cancelled(&self) -> bool {
-        self.since
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
+        lock(&self.since).is_some()
     }
 
     /// When a running child must be terminated, once a stop was requested:
     /// after `grace` when given (the child's own), else after the
     /// cancellation's grace.
     fn deadline(&self, grace: Option<Duration>) -> Option<Instant> {
-        let since = *self.since.lock().unwrap_or_else(|p| p.into_inner());
+        let since = *lock(&self.since);
         since.map(|s| s + grace.unwrap_or(self.grace))
     }
 }

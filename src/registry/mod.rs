@@ -1,6 +1,7 @@
 //! A small, blocking client for the registry HTTP API (OCI distribution,
 //! Docker Registry V2), split by job: `transport` (TLS, schemes, timeouts,
-//! the retries of small requests), `auth` (challenges and tokens),
+//! the retries of small requests), `backoff` (the retry loop and waits that
+//! those retries and `run::retry` share), `auth` (challenges and tokens),
 //! `manifests` (exact bytes, media type and digest) and `blobs` (HEAD,
 //! mount, streamed and chunked upload). This file holds the client that
 //! ties them together, the repositories it addresses, and the errors it
@@ -8,6 +9,7 @@
 //! and `freshness`.
 
 pub mod auth;
+pub mod backoff;
 pub mod blobs;
 pub mod limits;
 pub mod manifests;

@@ -3,8 +3,9 @@
 //! only to loopback and insecure registries (remembering per host which
 //! scheme worked), and two kinds of agents. Small requests (manifests,
 //! tokens, checks) have a 20 s limit each and are tried again after a 429 or
-//! 503 as `Retry-After` says; blob streams have no overall limit, only a
-//! connect and an idle timeout, and are never repeated here. What the
+//! 503 as `Retry-After` says (through `backoff`'s loop, the one that also
+//! retries whole steps of a move); blob streams have no overall limit, only
+//! a connect and an idle timeout, and are never repeated here. What the
 //! requests mean is for the other `registry` modules.
 
 use std::collections::HashMap;
@@ -12,13 +13,13 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
 use ureq::SendBody;
 use ureq::http;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
+use super::backoff::{self, Backoff};
 use crate::error::Error;
 use crate::mutex::lock;
 use crate::secret::Secret;
@@ -46,6 +47,12 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const RETRIES: u32 = 3;
 /// The longest `Retry-After` honoured here.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The waits of a small request's retries when the registry does not say
+/// (`Retry-After`): 1, 2, 4 seconds.
+const SMALL_BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(1),
+    cap: MAX_BACKOFF,
+};
 
 /// An HTTP method picture-book uses.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -260,20 +267,20 @@ impl Transport {
         let repeatable = !req.stream
             && matches!(req.method, Method::Head | Method::Get)
             && req.body.replayable();
-        let mut attempt = 0;
-        loop {
-            let resp = self.send_once(agent, url, req, authorization)?;
+        let tries = if repeatable { RETRIES + 1 } else { 1 };
+        let send = || self.send_once(agent, url, req, authorization);
+        backoff::retry(tries, &backoff::never, send, |outcome, retry| {
+            let resp = outcome.as_ref().ok()?;
             let status = resp.status().as_u16();
-            if !repeatable || !matches!(status, 429 | 503) || attempt >= RETRIES {
-                return Ok(resp);
+            if !matches!(status, 429 | 503) {
+                return None;
             }
-            let wait = retry_after(&resp)
-                .unwrap_or(Duration::from_secs(1 << attempt))
+            let wait = retry_after(resp)
+                .unwrap_or(SMALL_BACKOFF.full(retry))
                 .min(MAX_BACKOFF);
             log::debug!("{status} on {url}; trying again in {wait:?}");
-            thread::sleep(wait);
-            attempt += 1;
-        }
+            Some(wait)
+        })
     }
 
     fn send_once(

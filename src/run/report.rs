@@ -333,51 +333,14 @@ impl Report {
     /// reason (and, for a dry run, each planned image).
     pub fn summary(&self) -> String {
         let mut out = String::new();
-        let (verb, at) = if self.export.is_some() {
-            ("export", "in the layout")
-        } else {
-            ("mirror", "at the target")
-        };
-        // A layout's images are numbered by their entry in its index.json.
-        let line = if self.from.is_some() { "entry" } else { "line" };
         for r in &self.registries {
             let _ = write!(out, "{}: ", r.hostname);
-            let count = |o: Outcome| r.images.iter().filter(|i| i.outcome == o).count();
             if r.error.is_some() && r.images.is_empty() {
                 let _ = write!(out, "failed");
             } else if self.dry_run {
-                let _ = write!(
-                    out,
-                    "{} to {verb}, {} up to date",
-                    count(Outcome::Planned),
-                    r.up_to_date
-                );
-                if r.failed > 0 {
-                    let _ = write!(out, ", {} failed", r.failed);
-                }
-                let _ = write!(out, " (dry run)");
+                self.planned_counts(r, &mut out);
             } else {
-                let _ = write!(
-                    out,
-                    "{} {verb}ed, {} up to date, {} failed",
-                    r.mirrored, r.up_to_date, r.failed
-                );
-                if r.not_attempted > 0 {
-                    let _ = write!(out, ", {} not attempted", r.not_attempted);
-                }
-                if let Some(m) = &r.moved {
-                    let _ = write!(
-                        out,
-                        "; {} moved ({} blobs copied, {} mounted, {} already there)",
-                        human_bytes(m.bytes),
-                        m.blobs_copied,
-                        m.blobs_mounted,
-                        m.blobs_present
-                    );
-                    if m.referrers > 0 {
-                        let _ = write!(out, "; {} referrers copied", m.referrers);
-                    }
-                }
+                self.moved_counts(r, &mut out);
             }
             let _ = writeln!(out, " ({:.1}s)", r.seconds);
             if let Some(e) = &r.error {
@@ -387,41 +350,105 @@ impl Report {
                 let _ = writeln!(out, "  warning: {w}");
             }
             for i in &r.images {
-                let why = i
-                    .reason
-                    .as_deref()
-                    .map_or(String::new(), |r| format!(" ({r})"));
-                match (i.outcome, &i.target, &i.error) {
-                    (Outcome::Planned, Some(t), error) => {
-                        let _ = writeln!(out, "  {} -> {t}{why}", i.source);
-                        if let Some(p) = &i.plan {
-                            let _ = writeln!(out, "    {}", p.describe(at));
-                        }
-                        if let Some(e) = error {
-                            let _ = writeln!(out, "    {e}");
-                        }
-                    }
-                    (Outcome::UpToDate, Some(t), _) if self.dry_run => {
-                        let _ = writeln!(out, "  up to date: {} -> {t}{why}", i.source);
-                    }
-                    (Outcome::Failed, _, Some(e)) => {
-                        let tries = if i.attempts > 1 {
-                            format!(" (after {} attempts)", i.attempts)
-                        } else {
-                            String::new()
-                        };
-                        let _ =
-                            writeln!(out, "  failed: {line} {}: {}: {e}{tries}", i.line, i.source);
-                    }
-                    (Outcome::NotAttempted, _, _) => {
-                        let _ = writeln!(out, "  not attempted: {}", i.source);
-                    }
-                    _ => {}
-                }
+                self.image_summary(i, &mut out);
             }
         }
         self.layout_summary(&mut out);
         out
+    }
+
+    /// What the summary says the images were moved into, and where they
+    /// are then.
+    fn verb(&self) -> (&'static str, &'static str) {
+        if self.export.is_some() {
+            ("export", "in the layout")
+        } else {
+            ("mirror", "at the target")
+        }
+    }
+
+    /// A dry run's counts for registry `r`.
+    fn planned_counts(&self, r: &RegistryReport, out: &mut String) {
+        let planned = r
+            .images
+            .iter()
+            .filter(|i| i.outcome == Outcome::Planned)
+            .count();
+        let _ = write!(
+            out,
+            "{planned} to {}, {} up to date",
+            self.verb().0,
+            r.up_to_date
+        );
+        if r.failed > 0 {
+            let _ = write!(out, ", {} failed", r.failed);
+        }
+        let _ = write!(out, " (dry run)");
+    }
+
+    /// A run's counts for registry `r`, with what the native engine moved.
+    fn moved_counts(&self, r: &RegistryReport, out: &mut String) {
+        let _ = write!(
+            out,
+            "{} {}ed, {} up to date, {} failed",
+            r.mirrored,
+            self.verb().0,
+            r.up_to_date,
+            r.failed
+        );
+        if r.not_attempted > 0 {
+            let _ = write!(out, ", {} not attempted", r.not_attempted);
+        }
+        if let Some(m) = &r.moved {
+            let _ = write!(
+                out,
+                "; {} moved ({} blobs copied, {} mounted, {} already there)",
+                human_bytes(m.bytes),
+                m.blobs_copied,
+                m.blobs_mounted,
+                m.blobs_present
+            );
+            if m.referrers > 0 {
+                let _ = write!(out, "; {} referrers copied", m.referrers);
+            }
+        }
+    }
+
+    /// The lines of image `i`: each planned one (and in a dry run each up
+    /// to date one) with its target, each failed one with its error.
+    fn image_summary(&self, i: &ImageReport, out: &mut String) {
+        let why = i
+            .reason
+            .as_deref()
+            .map_or(String::new(), |r| format!(" ({r})"));
+        match (i.outcome, &i.target, &i.error) {
+            (Outcome::Planned, Some(t), error) => {
+                let _ = writeln!(out, "  {} -> {t}{why}", i.source);
+                if let Some(p) = &i.plan {
+                    let _ = writeln!(out, "    {}", p.describe(self.verb().1));
+                }
+                if let Some(e) = error {
+                    let _ = writeln!(out, "    {e}");
+                }
+            }
+            (Outcome::UpToDate, Some(t), _) if self.dry_run => {
+                let _ = writeln!(out, "  up to date: {} -> {t}{why}", i.source);
+            }
+            (Outcome::Failed, _, Some(e)) => {
+                let tries = if i.attempts > 1 {
+                    format!(" (after {} attempts)", i.attempts)
+                } else {
+                    String::new()
+                };
+                // A layout's images are numbered by their entry in its index.json.
+                let line = if self.from.is_some() { "entry" } else { "line" };
+                let _ = writeln!(out, "  failed: {line} {}: {}: {e}{tries}", i.line, i.source);
+            }
+            (Outcome::NotAttempted, _, _) => {
+                let _ = writeln!(out, "  not attempted: {}", i.source);
+            }
+            _ => {}
+        }
     }
 
     /// The summary's last line, for `export` and `load --from`.
@@ -542,6 +569,75 @@ mod tests {
         );
         let skipped = report(vec![image(Outcome::NotAttempted, None)], None);
         assert_eq!(skipped.exit_code(), ExitCode::Incomplete);
+    }
+
+    #[test]
+    fn a_dry_run_summary_shows_each_plan() {
+        let mut r = report(
+            vec![
+                image(Outcome::Planned, Some("cannot tell")).reason("new"),
+                image(Outcome::UpToDate, None).reason("same digest"),
+            ],
+            None,
+        );
+        r.dry_run = true;
+        r.registries[0].images[0].plan = Some(PlanReport {
+            platforms: vec!["linux/amd64".into()],
+            new_index: false,
+            missing_blobs: 2,
+            missing_bytes: 2048,
+            referrers: Vec::new(),
+        });
+        r.export = Some(ExportReport {
+            path: "/media/site".into(),
+            archive: false,
+            bytes_written: 0,
+            error: None,
+        });
+        r.registries[0].seconds = 1.25;
+        r.registries[0].warnings.push("state not saved".into());
+        assert_eq!(
+            r.summary(),
+            "r.io: 1 to export, 1 up to date (dry run) (1.2s)\n  \
+             warning: state not saved\n  \
+             alpine:3 -> r.io/m/alpine:3 (new)\n    \
+             platforms linux/amd64; 2 blobs (2.0 KiB) missing in the layout\n    \
+             cannot tell\n  \
+             up to date: alpine:3 -> r.io/m/alpine:3 (same digest)\n\
+             /media/site: nothing written (dry run)\n"
+        );
+    }
+
+    #[test]
+    fn a_summary_counts_what_was_moved() {
+        let moved = Stats {
+            bytes: 1024,
+            blobs_copied: 1,
+            blobs_mounted: 2,
+            blobs_present: 3,
+            referrers: 1,
+            ..Stats::default()
+        };
+        let mut mirrored = image(Outcome::Mirrored, None);
+        mirrored.moved = Some(moved);
+        let mut r = report(
+            vec![
+                mirrored,
+                image(Outcome::Failed, Some("denied")),
+                image(Outcome::NotAttempted, None),
+            ],
+            None,
+        );
+        r.from = Some("s.tar".into());
+        r.registries[0].seconds = 0.0;
+        assert_eq!(
+            r.summary(),
+            "r.io: 1 mirrored, 0 up to date, 1 failed, 1 not attempted; 1.0 KiB moved \
+             (1 blobs copied, 2 mounted, 3 already there); 1 referrers copied (0.0s)\n  \
+             failed: entry 3: alpine:3: denied\n  \
+             not attempted: alpine:3\n\
+             loaded from s.tar\n"
+        );
     }
 
     #[test]

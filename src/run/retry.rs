@@ -6,16 +6,19 @@
 //! connections refused, reset or timed out, HTTP 5xx and 429 (Docker Hub's
 //! `toomanyrequests`) pass; authentication, missing images and malformed
 //! references do not. Waits grow exponentially with jitter, up to a cap,
-//! honour `Retry-After`, and end early when the run is asked to stop.
+//! honour `Retry-After`, and end early when the run is asked to stop. The
+//! loop, the doubling and the sleep are `registry::backoff`'s, shared with
+//! the transport's retries of small requests; this file holds only the
+//! decisions.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::engine::{Failed, Step, Steps};
 use crate::error::Error;
+use crate::registry::backoff::{self, Backoff};
+
+pub use crate::registry::backoff::sleep;
 
 /// The first wait after a passing failure.
 const BASE: Duration = Duration::from_secs(1);
@@ -23,8 +26,6 @@ const BASE: Duration = Duration::from_secs(1);
 const BASE_THROTTLED: Duration = Duration::from_secs(5);
 /// The longest wait.
 const CAP: Duration = Duration::from_secs(60);
-/// How often a wait looks whether the run was asked to stop.
-const POLL: Duration = Duration::from_millis(200);
 
 /// What a failure says about trying again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,12 +140,7 @@ pub fn delay(kind: Kind, retry: u32) -> Duration {
     } else {
         BASE
     };
-    let full = base
-        .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
-        .min(CAP);
-    let half = full / 2;
-    let jitter = RandomState::new().build_hasher().finish() % (half.as_millis() as u64 + 1);
-    half + Duration::from_millis(jitter)
+    Backoff { base, cap: CAP }.jittered(retry)
 }
 
 /// The retry policy of one image's move: each step is tried up to
@@ -168,6 +164,43 @@ impl Policy<'_> {
     pub fn attempts(&self) -> u32 {
         1 + self.again.load(Ordering::Relaxed)
     }
+
+    /// After `attempt` of `tries` failed with `error`: how long to wait
+    /// before the next, or `None` when another try will not help. Says so
+    /// in the log, counts the try, and when the registry throttled without
+    /// saying for how long, asks it (the time that takes is waited already).
+    fn next_wait(
+        &self,
+        step: &Step<'_>,
+        error: &Error,
+        attempt: u32,
+        tries: u32,
+    ) -> Option<Duration> {
+        let kind = kind(error);
+        if !kind.is_retryable() {
+            return None;
+        }
+        let told = error.retry_after().map(|d| d.min(CAP));
+        let wait = delay(kind, attempt).max(told.unwrap_or_default());
+        let ask = kind == Kind::Throttled && told.is_none();
+        log::warn!(
+            "{}: {} failed (attempt {attempt} of {tries}): {error}; trying again in {:.1}s{}",
+            self.label,
+            step.what,
+            wait.as_secs_f64(),
+            if ask {
+                " or when the registry says"
+            } else {
+                ""
+            }
+        );
+        self.again.fetch_add(1, Ordering::Relaxed);
+        let asked = Instant::now();
+        if ask {
+            (self.served)(error.host().unwrap_or(step.host));
+        }
+        Some(wait.saturating_sub(asked.elapsed()))
+    }
 }
 
 impl Steps for Policy<'_> {
@@ -177,40 +210,13 @@ impl Steps for Policy<'_> {
         work: &mut dyn FnMut() -> Result<(), Error>,
     ) -> Result<(), Failed> {
         let tries = self.retries + 1;
-        let mut attempt = 1;
-        loop {
-            let error = match work() {
-                Ok(()) => return Ok(()),
-                Err(error) => error,
-            };
-            let host = error.host().unwrap_or(step.host).to_string();
-            let kind = kind(&error);
-            if !kind.is_retryable() || attempt >= tries || (self.stop)() {
-                return Err(Failed { error, host });
-            }
-            let told = error.retry_after().map(|d| d.min(CAP));
-            let wait = delay(kind, attempt).max(told.unwrap_or_default());
-            log::warn!(
-                "{}: {} failed (attempt {attempt} of {tries}): {error}; trying again in {:.1}s{}",
-                self.label,
-                step.what,
-                wait.as_secs_f64(),
-                if kind == Kind::Throttled && told.is_none() {
-                    " or when the registry says"
-                } else {
-                    ""
-                }
-            );
-            attempt += 1;
-            self.again.fetch_add(1, Ordering::Relaxed);
-            let asked = Instant::now();
-            if kind == Kind::Throttled && told.is_none() {
-                (self.served)(&host);
-            }
-            if !sleep(wait.saturating_sub(asked.elapsed()), &|| (self.stop)()) {
-                return Err(Failed { error, host });
-            }
-        }
+        backoff::retry(tries, self.stop, work, |outcome, attempt| {
+            self.next_wait(step, outcome.as_ref().err()?, attempt, tries)
+        })
+        .map_err(|error| Failed {
+            host: error.host().unwrap_or(step.host).to_string(),
+            error,
+        })
     }
 
     fn stopping(&self) -> bool {
@@ -218,22 +224,7 @@ impl Steps for Policy<'_> {
     }
 
     fn wait(&self, wait: Duration) -> bool {
-        sleep(wait, &|| (self.stop)())
-    }
-}
-
-/// Sleeps for `wait`, or until `stop` says so; false when stopped.
-pub fn sleep(wait: Duration, stop: &dyn Fn() -> bool) -> bool {
-    let until = Instant::now() + wait;
-    loop {
-        if stop() {
-            return false;
-        }
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return true;
-        }
-        thread::sleep(left.min(POLL));
+        sleep(wait, self.stop)
     }
 }
 
@@ -298,6 +289,53 @@ mod tests {
         assert!(!kind(&daemon_gone).is_retryable());
     }
 
+    fn status(status: u16) -> Error {
+        Error::Registry {
+            host: "r.io".into(),
+            status: Some(status),
+            code: None,
+            detail: format!("HTTP {status}"),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn a_policy_tries_passing_failures_again_and_no_others() {
+        let served = |_: &str| {};
+        let policy = |retries, stop: &'static (dyn Fn() -> bool + Sync)| Policy {
+            label: "a".into(),
+            retries,
+            stop,
+            served: &served,
+            again: AtomicU32::new(0),
+        };
+        let step = Step {
+            what: "pull",
+            host: "src.io",
+        };
+        let tries = |p: &Policy<'_>, fail: &dyn Fn(u32) -> Result<(), Error>| {
+            let mut n = 0;
+            let result = p.run(&step, &mut || {
+                n += 1;
+                fail(n)
+            });
+            (result.map_err(|f| f.host), n, p.attempts())
+        };
+        let down = policy(1, &|| false);
+        let (result, n, attempts) = tries(&down, &|_| Err(status(503)));
+        assert_eq!((result, n, attempts), (Err("r.io".into()), 2, 2));
+        let back = policy(2, &|| false);
+        let (result, n, _) = tries(&back, &|n| if n < 2 { Err(status(500)) } else { Ok(()) });
+        assert_eq!((result, n), (Ok(()), 2));
+        let denied = policy(3, &|| false);
+        assert_eq!(tries(&denied, &|_| Err(status(403))).1, 1);
+        let stopping = policy(3, &|| true);
+        assert_eq!(tries(&stopping, &|_| Err(status(503))).1, 1);
+        let gone = policy(3, &|| false);
+        let no_host = |_| Err(Error::EngineUnreachable { detail: "x".into() });
+        assert_eq!(tries(&gone, &no_host).0, Err("src.io".into()));
+    }
+
     #[test]
     fn delays_grow_with_jitter_up_to_the_cap() {
         for _ in 0..50 {
@@ -316,13 +354,5 @@ mod tests {
         let spread: std::collections::HashSet<Duration> =
             (0..20).map(|_| delay(Kind::Passing, 4)).collect();
         assert!(spread.len() > 1, "no jitter: {spread:?}");
-    }
-
-    #[test]
-    fn a_sleep_ends_when_stopped() {
-        let start = Instant::now();
-        assert!(!sleep(Duration::from_secs(30), &|| true));
-        assert!(start.elapsed() < Duration::from_secs(1));
-        assert!(sleep(Duration::from_millis(10), &|| false));
     }
 }
