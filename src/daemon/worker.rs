@@ -74,13 +74,9 @@ fn wait_until_due(sync: &Synchronizer) -> Option<(Registry, Due)> {
             }
             Step::Run(due) => break due,
             Step::Sleep(wait) => {
-                st = sync
-                    .wake
-                    .wait_timeout(st, wait)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+                st = crate::mutex::wait_timeout(&sync.wake, st, wait);
             }
-            Step::Wait => st = sync.wake.wait(st).unwrap_or_else(|p| p.into_inner()),
+            Step::Wait => st = crate::mutex::wait(&sync.wake, st),
         }
     };
     st.running = Some(Running {
