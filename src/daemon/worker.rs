@@ -16,6 +16,7 @@ use crate::daemon::synchronizer::{Running, Synchronizer};
 use crate::display::{Progress, rfc3339};
 use crate::engine::Engines;
 use crate::flock::Holder;
+use crate::mutex::{wait, wait_timeout};
 use crate::process::Cancel;
 use crate::registry::Client;
 use crate::run::mirror;
@@ -74,9 +75,9 @@ fn wait_until_due(sync: &Synchronizer) -> Option<(Registry, Due)> {
             }
             Step::Run(due) => break due,
             Step::Sleep(wait) => {
-                st = crate::mutex::wait_timeout(&sync.wake, st, wait);
+                st = wait_timeout(&sync.wake, st, wait);
             }
-            Step::Wait => st = crate::mutex::wait(&sync.wake, st),
+            Step::Wait => st = wait(&sync.wake, st),
         }
     };
     st.running = Some(Running {
