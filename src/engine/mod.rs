@@ -4,7 +4,9 @@
 //! `docker` and `podman` pull, tag and push with their CLIs (`tool`, which
 //! `docker` and `podman` tell how to spell things);
 //! `native` copies registry to registry over HTTP itself. Which engine a
-//! registry uses is its `engine` key; nothing outside this folder asks.
+//! registry uses is its `engine` key; nothing outside this folder asks:
+//! the run asks an engine its `Capabilities` (its naming rule, whether it
+//! counts what it moves, whether it reads and writes layouts) instead.
 
 pub mod config_dir;
 pub mod docker;
@@ -46,6 +48,40 @@ pub struct Ready {
     pub version: String,
     /// How it decides freshness.
     pub freshness: Freshness,
+}
+
+/// What an engine can do, asked of it (nothing outside `engine/` asks which
+/// engine a registry chose).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Its name as the `engine` key spells it, for reports and the log.
+    pub name: &'static str,
+    /// How it names the tag of an image listed by digest alone.
+    pub naming: Naming,
+    /// Whether it counts what it moves ([`Stats`]) for the report.
+    pub counts: bool,
+    /// Whether it can read images from a layout and write them into one.
+    pub layouts: bool,
+}
+
+/// How an engine names the target of an image listed by digest alone (see
+/// `reference`); tagged images are named alike by every engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// `<algorithm>-<hex>`: what the CLI engines push.
+    DigestTag,
+    /// `pinned-<algorithm>-<hex>`: the native engine's.
+    PinnedTag,
+}
+
+impl Naming {
+    /// The full target name of `reference` under `hostname/repository`.
+    pub fn target(self, reference: &Reference, hostname: &str, repository: &str) -> String {
+        match self {
+            Naming::DigestTag => reference.target(hostname, repository),
+            Naming::PinnedTag => reference.native_target(hostname, repository),
+        }
+    }
 }
 
 /// One image to move, and everything the move needs to know.
@@ -219,6 +255,9 @@ pub struct Plan {
 
 /// An engine.
 pub trait Engine: Sync {
+    /// What it can do.
+    fn capabilities(&self) -> Capabilities;
+
     /// Whether it can work now, and how it decides freshness.
     fn ready(&self) -> Result<Ready, Error>;
 
@@ -251,6 +290,15 @@ pub trait Engine: Sync {
 pub trait EngineSet: Sync {
     /// The engine `choice` names.
     fn get(&self, choice: Choice) -> &dyn Engine;
+
+    /// The first engine that can read and write layouts (`export`, `load
+    /// --from`), whatever a registry chose.
+    fn for_layouts(&self) -> Option<&dyn Engine> {
+        Choice::ALL
+            .into_iter()
+            .map(|c| self.get(c))
+            .find(|e| e.capabilities().layouts)
+    }
 }
 
 /// Every engine, made once per process.
@@ -410,6 +458,35 @@ mod tests {
             }
         });
         assert_eq!(most.into_inner(), 2);
+    }
+
+    #[test]
+    fn engines_say_what_they_can_do_and_layouts_go_to_the_one_that_can() {
+        let engines = Engines::new(Arc::new(Cancel::default()));
+        for choice in Choice::ALL {
+            assert_eq!(engines.get(choice).capabilities().name, choice.name());
+        }
+        let layouts = engines.for_layouts().map(|e| e.capabilities());
+        assert_eq!(layouts.map(|c| c.name), Some("native"));
+        assert_eq!(layouts.map(|c| c.naming), Some(Naming::PinnedTag));
+        assert!(!engines.get(Choice::Docker).capabilities().layouts);
+    }
+
+    #[test]
+    fn naming_differs_only_for_an_image_listed_by_digest() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let pinned = Reference::parse(&format!("docker.io/library/alpine@{digest}")).unwrap();
+        let tagged = Reference::parse("docker.io/library/alpine:3").unwrap();
+        let name = |naming: Naming, r: &Reference| naming.target(r, "reg.example", "m");
+        assert_eq!(
+            name(Naming::DigestTag, &tagged),
+            name(Naming::PinnedTag, &tagged)
+        );
+        assert!(
+            name(Naming::PinnedTag, &pinned)
+                .ends_with(&format!(":pinned-sha256-{}", "a".repeat(64)))
+        );
+        assert!(name(Naming::DigestTag, &pinned).ends_with(&format!(":sha256-{}", "a".repeat(64))));
     }
 
     #[test]

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use super::config_dir::PrivateConfigDir;
 use super::{
-    Engine, Failed, Freshness, Job, Moved, Ready, Step, Steps, attempt, docker, local, podman,
+    Capabilities, Engine, Failed, Freshness, Job, Moved, Naming, Ready, Step, Steps, attempt,
+    docker, local, podman,
 };
 use crate::credentials::DockerAuth;
 use crate::error::Error;
@@ -370,12 +371,21 @@ fn paced(job: &Job<'_>, steps: &dyn Steps) -> Result<(), Failed> {
 }
 
 impl Engine for ToolEngine {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            name: match self.cli.flavor() {
+                Flavor::Docker => "docker",
+                Flavor::Podman => "podman",
+            },
+            naming: Naming::DigestTag,
+            counts: false,
+            layouts: false,
+        }
+    }
+
     fn ready(&self) -> Result<Ready, Error> {
         let (version, platform) = self.cli.version()?;
-        let kind = match self.cli.flavor() {
-            Flavor::Docker => "docker",
-            Flavor::Podman => "podman",
-        };
+        let kind = self.capabilities().name;
         Ok(Ready {
             version: format!("{} ({kind} {version}, {platform})", self.cli.name()),
             freshness: Freshness::SameConfig(platform),

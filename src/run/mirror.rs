@@ -20,9 +20,7 @@ use chrono::{DateTime, Local};
 use crate::config::Registry;
 use crate::credentials::{self, Credentials, DockerAuth};
 use crate::display::{Item, Progress};
-use crate::engine::{
-    Choice, Engine, EngineSet, Failed, Freshness, Job, Moved, RunMemory, Slots, Stats,
-};
+use crate::engine::{Engine, EngineSet, Failed, Freshness, Job, Moved, RunMemory, Slots, Stats};
 use crate::error::{Error, human_duration};
 use crate::flock::{self as runlock, Holder, Refused, RunLock};
 use crate::listing::script;
@@ -100,23 +98,23 @@ impl Readiness {
         }
     }
 
-    /// Whether the engine of `registry` can work, and how it decides
+    /// Whether `engine` can work for `registry`, and how it decides
     /// freshness. A dry run without docker compares images for this host's
     /// platform.
     fn of(
         &self,
-        engines: &dyn EngineSet,
+        engine: &dyn Engine,
         registry: &Registry,
         dry_run: bool,
     ) -> Result<Freshness, String> {
         let Some(cache) = &self.once else {
-            return ready(engines.get(registry.engine), registry, dry_run);
+            return ready(engine, registry, dry_run);
         };
-        let name = registry.engine.name();
+        let name = engine.capabilities().name;
         if let Some(known) = lock(cache).get(name) {
             return known.clone();
         }
-        let known = ready(engines.get(registry.engine), registry, dry_run);
+        let known = ready(engine, registry, dry_run);
         lock(cache).insert(name, known.clone());
         known
     }
@@ -134,20 +132,15 @@ impl Context<'_> {
 /// past `ctx.lock_wait`, with who it is; everything else that went wrong is
 /// in the report.
 pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Holder> {
-    let native;
-    let registry = match ctx.mode {
-        Mode::Mirror => registry,
-        Mode::Export(_) | Mode::Import(_) => {
-            native = Registry {
-                engine: Choice::Native,
-                ..registry.clone()
-            };
-            &native
-        }
+    let engine = match ctx.mode {
+        Mode::Mirror => Some(ctx.engines.get(registry.engine)),
+        Mode::Export(_) | Mode::Import(_) => ctx.engines.for_layouts(),
     };
-    let engine = ctx.engines.get(registry.engine);
-    let freshness = match ctx.readiness.of(ctx.engines, registry, ctx.dry_run) {
-        Ok(freshness) => freshness,
+    let ready = engine
+        .ok_or_else(|| "no engine reads or writes layouts".to_string())
+        .and_then(|e| Ok((e, ctx.readiness.of(e, registry, ctx.dry_run)?)));
+    let (engine, freshness) = match ready {
+        Ok(ready) => ready,
         Err(e) => {
             return Ok(RegistryReport::ended_early(
                 &registry.hostname,
@@ -166,14 +159,17 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
     };
     let started = Local::now();
     let mut report = RegistryReport::start(&registry.hostname, started);
-    report.engine = Some(registry.engine.name());
-    if registry.engine == Choice::Native {
+    let capabilities = engine.capabilities();
+    report.engine = Some(capabilities.name);
+    if capabilities.counts {
         report.moved = Some(Stats::default());
     }
     let planned = match ctx.mode {
-        Mode::Import(layout) => plan_layout(registry, layout.entries(), &mut report),
+        Mode::Import(layout) => {
+            plan_layout(registry, capabilities.naming, layout.entries(), &mut report)
+        }
         Mode::Mirror | Mode::Export(_) => match listed(registry, ctx) {
-            Ok(listing) => plan(registry, listing, &mut report),
+            Ok(listing) => plan(registry, capabilities.naming, listing, &mut report),
             Err(e) => return Ok(unlisted(registry, ctx, &e, report).finish(started)),
         },
     };
@@ -582,7 +578,7 @@ impl<'a> Run<'a> {
                 report(Outcome::Mirrored)
                     .reason(reason)
                     .attempts(attempts)
-                    .moved(self.registry.engine, moved.stats)
+                    .moved(self.engine.capabilities().counts, moved.stats)
             }
             Err(f) => self.failed(report(Outcome::Failed).reason(reason), f, attempts),
         }
@@ -749,7 +745,7 @@ impl<'a> Run<'a> {
                 );
                 report
                     .reason(reason)
-                    .moved(self.registry.engine, moved.stats)
+                    .moved(self.engine.capabilities().counts, moved.stats)
             }
             Err(f) => {
                 let failed = ImageReport {
@@ -799,7 +795,7 @@ fn source_host(reference: &Reference) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Ready, Step, Steps, attempt};
+    use crate::engine::{Capabilities, Choice, Naming, Ready, Step, Steps, attempt};
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
     use std::sync::atomic::AtomicBool;
@@ -828,6 +824,15 @@ mod tests {
     }
 
     impl Engine for Fake {
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                name: "fake",
+                naming: Naming::DigestTag,
+                counts: false,
+                layouts: false,
+            }
+        }
+
         fn ready(&self) -> Result<Ready, Error> {
             self.ready
                 .clone()

@@ -18,7 +18,10 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::{Engine, Failed, Freshness, Job, Moved, Plan, Ready, Stats, Step, Steps, attempt};
+use super::{
+    Capabilities, Engine, Failed, Freshness, Job, Moved, Naming, Plan, Ready, Stats, Step, Steps,
+    attempt,
+};
 use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::mutex::lock;
@@ -29,6 +32,15 @@ use crate::registry::{Manifest, Repository};
 pub struct Native;
 
 impl Engine for Native {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            name: "native",
+            naming: Naming::PinnedTag,
+            counts: true,
+            layouts: true,
+        }
+    }
+
     fn ready(&self) -> Result<Ready, Error> {
         Ok(Ready {
             version: format!("native {}", env!("CARGO_PKG_VERSION")),
