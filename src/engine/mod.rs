@@ -10,6 +10,7 @@
 
 pub mod config_dir;
 pub mod docker;
+pub mod ends;
 pub mod local;
 pub mod native;
 pub mod podman;
@@ -28,6 +29,7 @@ use crate::platform::Platform;
 use crate::process::Cancel;
 use crate::reference::Reference;
 use crate::registry::Client;
+pub use ends::{Sink, Source};
 
 /// How an engine decides that the target already holds the source's image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,11 +108,11 @@ pub struct Job<'a> {
     pub slots: &'a Slots,
     /// What the run learnt that moves share (blobs for mounts, referrers).
     pub memory: &'a RunMemory,
-    /// The layout the image comes from instead of its source registry
+    /// Where the image comes from: its source registry, or a layout
     /// (`load --from`).
-    pub layout_in: Option<&'a crate::layout::Reader>,
-    /// The layout the image goes to instead of the target (`export`).
-    pub layout_out: Option<&'a crate::layout::Writer>,
+    pub from: Source<'a>,
+    /// Where it goes: the target, or a layout (`export`).
+    pub to: Sink<'a>,
 }
 
 /// One step of a move (a docker command, a request), as the retry policy

@@ -20,7 +20,10 @@ use chrono::{DateTime, Local};
 use crate::config::Registry;
 use crate::credentials::{self, Credentials, DockerAuth};
 use crate::display::{Item, Progress};
-use crate::engine::{Engine, EngineSet, Failed, Freshness, Job, Moved, RunMemory, Slots, Stats};
+use crate::engine::ends::needs_layouts;
+use crate::engine::{
+    Engine, EngineSet, Failed, Freshness, Job, Moved, RunMemory, Sink, Slots, Source, Stats,
+};
 use crate::error::{Error, human_duration};
 use crate::flock::{self as runlock, Holder, Refused, RunLock};
 use crate::listing::script;
@@ -65,7 +68,8 @@ pub struct Context<'a> {
     pub mode: Mode<'a>,
 }
 
-/// What a run moves images from and to.
+/// What a run moves images from and to, as its callers say it; the run
+/// works with its [`Source`] and [`Sink`].
 #[derive(Clone, Copy)]
 pub enum Mode<'a> {
     /// From the sources the syncer script lists, to the target.
@@ -76,6 +80,24 @@ pub enum Mode<'a> {
     /// From the images of a layout (`load --from`), with the native engine,
     /// to the target.
     Import(&'a crate::layout::Reader),
+}
+
+impl<'a> Mode<'a> {
+    /// Where the images come from.
+    pub fn source(self) -> Source<'a> {
+        match self {
+            Mode::Import(layout) => Source::Layout(layout),
+            Mode::Mirror | Mode::Export(_) => Source::Registry,
+        }
+    }
+
+    /// Where they go.
+    pub fn sink(self) -> Sink<'a> {
+        match self {
+            Mode::Export(layout) => Sink::Layout(layout),
+            Mode::Mirror | Mode::Import(_) => Sink::Registry,
+        }
+    }
 }
 
 /// Whether the engines are ready: asked at every run (the daemon, whose
@@ -132,9 +154,11 @@ impl Context<'_> {
 /// past `ctx.lock_wait`, with who it is; everything else that went wrong is
 /// in the report.
 pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Holder> {
-    let engine = match ctx.mode {
-        Mode::Mirror => Some(ctx.engines.get(registry.engine)),
-        Mode::Export(_) | Mode::Import(_) => ctx.engines.for_layouts(),
+    let (from, to) = (ctx.mode.source(), ctx.mode.sink());
+    let engine = if needs_layouts(from, to) {
+        ctx.engines.for_layouts()
+    } else {
+        Some(ctx.engines.get(registry.engine))
     };
     let ready = engine
         .ok_or_else(|| "no engine reads or writes layouts".to_string())
@@ -150,12 +174,9 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
             ));
         }
     };
-    let lock = match ctx.mode {
-        Mode::Export(_) => None,
-        Mode::Mirror | Mode::Import(_) => match take_lock(registry, ctx) {
-            Ok(lock) => lock,
-            Err(refused) => return not_locked(registry, refused),
-        },
+    let lock = match take_lock(registry, ctx) {
+        Ok(lock) => lock,
+        Err(refused) => return not_locked(registry, refused),
     };
     let started = Local::now();
     let mut report = RegistryReport::start(&registry.hostname, started);
@@ -164,11 +185,11 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
     if capabilities.counts {
         report.moved = Some(Stats::default());
     }
-    let planned = match ctx.mode {
-        Mode::Import(layout) => {
+    let planned = match from {
+        Source::Layout(layout) => {
             plan_layout(registry, capabilities.naming, layout.entries(), &mut report)
         }
-        Mode::Mirror | Mode::Export(_) => match listed(registry, ctx) {
+        Source::Registry => match listed(registry, ctx) {
             Ok(listing) => plan(registry, capabilities.naming, listing, &mut report),
             Err(e) => return Ok(unlisted(registry, ctx, &e, report).finish(started)),
         },
@@ -207,7 +228,7 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
     report.rate_limits = rate_limits(ctx.client, &planned, &pull_creds, &insecure);
     state.set_challenges(ctx.client.challenges());
     state.set_blobs(memory.blobs());
-    if ctx.dry_run || matches!(ctx.mode, Mode::Export(_)) {
+    if ctx.dry_run || !to.is_registry() {
         log::debug!(
             "{}: a dry run or an export; {} not written",
             registry.hostname,
@@ -304,11 +325,12 @@ fn ready(engine: &dyn Engine, registry: &Registry, dry_run: bool) -> Result<Fres
     }
 }
 
-/// Takes the registry's lock as `ctx` says: None when it takes none. A run
+/// Takes the registry's lock as `ctx` says: None when it takes none (nor
+/// does an export, which writes no state). A run
 /// that cannot take it (the state directory is not usable) does not run
 /// unguarded: the caller fails it.
 fn take_lock(registry: &Registry, ctx: &Context<'_>) -> Result<Option<RunLock>, Refused> {
-    let Some(wait) = ctx.lock_wait else {
+    let Some(wait) = ctx.lock_wait.filter(|_| ctx.mode.sink().is_registry()) else {
         return Ok(None);
     };
     let host = &registry.hostname;
@@ -379,10 +401,10 @@ fn rate_limits(
 /// Credentials for the source host `host`: none when the images come from
 /// a layout (no helper is asked for a host that is not contacted).
 fn pull_credentials(registry: &Registry, mode: Mode<'_>, host: &str) -> Option<Credentials> {
-    match mode {
-        Mode::Import(_) => None,
-        Mode::Mirror | Mode::Export(_) => credentials(registry.pull_auth.as_ref(), host),
-    }
+    let from_registries = mode.source().is_registry();
+    from_registries
+        .then(|| credentials(registry.pull_auth.as_ref(), host))
+        .flatten()
 }
 
 /// Credentials for `host`: from the configured DockerConfigJSON, else the
@@ -535,7 +557,7 @@ impl<'a> Run<'a> {
             return report(Outcome::NotAttempted).error(format!("{host} is unreachable"));
         }
         let n = self.started.fetch_add(1, Ordering::Relaxed) + 1;
-        let (verdict, seen) = if let Mode::Export(_) = self.ctx.mode {
+        let (verdict, seen) = if !self.ctx.mode.sink().is_registry() {
             (Verdict::Mirror("into the layout".into()), Seen::default())
         } else if self.ctx.force {
             (
@@ -563,16 +585,13 @@ impl<'a> Run<'a> {
         };
         (self.ctx.on_image)(n, self.total, &source);
         log::debug!("{label} {source}: mirroring ({reason})");
-        let item = self.item(image, n).done_as(match self.ctx.mode {
-            Mode::Export(_) => "exported",
-            Mode::Mirror | Mode::Import(_) => "mirrored",
-        });
+        let item = self.item(image, n).done_as(self.ctx.mode.sink().done_as());
         let (result, attempts) = self.transfer(&item, image);
         let error = result.as_ref().err().map(|f| f.error.to_string());
         self.ctx.progress.finished(&item, error.as_deref());
         match result {
             Ok(moved) => {
-                if !matches!(self.ctx.mode, Mode::Export(_)) {
+                if self.ctx.mode.sink().is_registry() {
                     self.recorded(image, &seen, &moved);
                 }
                 report(Outcome::Mirrored)
@@ -775,14 +794,8 @@ impl<'a> Run<'a> {
             push_creds: self.checker.push_creds.as_ref(),
             slots: &self.slots,
             memory: self.memory,
-            layout_in: match self.ctx.mode {
-                Mode::Import(layout) => Some(layout),
-                _ => None,
-            },
-            layout_out: match self.ctx.mode {
-                Mode::Export(layout) => Some(layout),
-                _ => None,
-            },
+            from: self.ctx.mode.source(),
+            to: self.ctx.mode.sink(),
         }
     }
 }

@@ -35,7 +35,7 @@ impl Targets {
     /// repository, running `createRepositoryScript` when it must (its
     /// children honour `cancel`); once per repository and run.
     pub fn ensure(&self, job: &Job<'_>, cancel: &Cancel) -> Result<(), Failed> {
-        if job.layout_out.is_some() {
+        if !job.to.is_registry() {
             return Ok(());
         }
         let (name, _) = job

@@ -13,7 +13,7 @@ use std::thread;
 
 use super::{Blob, Copy};
 use crate::digest::Hashing;
-use crate::engine::{Failed, Step, attempt};
+use crate::engine::{Failed, Sink, Source, Step, attempt};
 use crate::error::Error;
 use crate::mutex::lock;
 use crate::registry::blobs::{Mounted, Upload};
@@ -76,9 +76,9 @@ impl<'a> Copy<'a> {
 
     /// A stream of `blob` from where the image comes from.
     fn open_blob(&self, blob: &Blob) -> Result<Box<dyn Read + Send>, Error> {
-        match self.job.layout_in {
-            Some(layout) => layout.blob(&blob.digest).map(|(r, _)| r),
-            None => self
+        match self.job.from {
+            Source::Layout(layout) => layout.blob(&blob.digest).map(|(r, _)| r),
+            Source::Registry => self
                 .job
                 .client
                 .get_blob(&self.src, &blob.digest, self.src_creds.as_ref())
@@ -110,7 +110,7 @@ impl<'a> Copy<'a> {
     }
 
     fn blob_once(&self, blob: &Blob, total: u64) -> Result<Arrived, Error> {
-        if let Some(layout) = self.job.layout_out {
+        if let Sink::Layout(layout) = self.job.to {
             return self.blob_into(layout, blob, total);
         }
         let client = self.job.client;
@@ -362,9 +362,9 @@ impl Checked<'_> {
 
     /// Records that the stream is not the blob, and fails the read.
     fn refuse(&mut self, why: String) -> io::Error {
-        let source = match self.copy.job.layout_in {
-            Some(layout) => layout.shown().to_string(),
-            None => format!("{}/{}", self.copy.src.host, self.copy.src.path),
+        let source = match self.copy.job.from {
+            Source::Layout(layout) => layout.shown().to_string(),
+            Source::Registry => format!("{}/{}", self.copy.src.host, self.copy.src.path),
         };
         let detail = format!(
             "blob {} from {source} does not match its digest ({why})",

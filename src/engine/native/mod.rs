@@ -19,8 +19,8 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::{
-    Capabilities, Engine, Failed, Freshness, Job, Moved, Naming, Plan, Ready, Stats, Step, Steps,
-    attempt,
+    Capabilities, Engine, Failed, Freshness, Job, Moved, Naming, Plan, Ready, Sink, Source, Stats,
+    Step, Steps, attempt,
 };
 use crate::credentials::Credentials;
 use crate::error::Error;
@@ -163,7 +163,7 @@ impl<'a> Copy<'a> {
 
     fn run(&self) -> Result<Moved, Failed> {
         let tree = self.read_tree()?;
-        if let Some(layout) = self.job.layout_out {
+        if let Sink::Layout(layout) = self.job.to {
             return self.export(layout, tree);
         }
         let total: u64 = tree.blobs.iter().map(|b| b.size).sum();
@@ -247,9 +247,9 @@ impl<'a> Copy<'a> {
             plan.referrers = referrers::Referring::new(self).list(&tree.top.digest)?;
         }
         for blob in &tree.blobs {
-            let there = match self.job.layout_out {
-                Some(layout) => layout.has(&blob.digest, blob.size),
-                None => self
+            let there = match self.job.to {
+                Sink::Layout(layout) => layout.has(&blob.digest, blob.size),
+                Sink::Registry => self
                     .job
                     .client
                     .head_blob(&self.dst, &blob.digest, self.job.push_creds)
@@ -444,7 +444,7 @@ impl<'a> Copy<'a> {
     /// The manifest `reference` of the source, tried again as `retries`
     /// allows; from a layout, `reference` is a digest.
     fn fetch(&self, reference: &str) -> Result<Manifest, Failed> {
-        if let Some(layout) = self.job.layout_in {
+        if let Source::Layout(layout) = self.job.from {
             return self.fetch_from(layout, reference);
         }
         let what = format!("manifest {reference}");
@@ -492,7 +492,7 @@ impl<'a> Copy<'a> {
         reference: &str,
         manifest: &Manifest,
     ) -> Result<crate::registry::manifests::Stored, Failed> {
-        if let Some(layout) = self.job.layout_out {
+        if let Sink::Layout(layout) = self.job.to {
             layout
                 .put_manifest(manifest)
                 .map_err(|e| Failed::new(e, &self.dst.host))?;
