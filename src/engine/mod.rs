@@ -8,6 +8,7 @@
 //! the run asks an engine its `Capabilities` (its naming rule, whether it
 //! counts what it moves, whether it reads and writes layouts) instead.
 
+pub mod access;
 pub mod config_dir;
 pub mod docker;
 pub mod ends;
@@ -21,7 +22,6 @@ use std::sync::{Arc, Condvar, Mutex};
 
 pub use crate::config::Choice;
 use crate::config::Registry;
-use crate::credentials::Credentials;
 use crate::display::{Item, Progress};
 use crate::error::Error;
 use crate::mutex::lock;
@@ -29,6 +29,7 @@ use crate::platform::Platform;
 use crate::process::Cancel;
 use crate::reference::Reference;
 use crate::registry::Client;
+pub use access::Access;
 pub use ends::{Sink, Source};
 
 /// How an engine decides that the target already holds the source's image.
@@ -100,10 +101,8 @@ pub struct Job<'a> {
     pub progress: &'a Progress,
     /// The registry API client.
     pub client: &'a Client,
-    /// Credentials for a source host.
-    pub pull_creds: &'a (dyn Fn(&str) -> Option<Credentials> + Sync),
-    /// Credentials for the target.
-    pub push_creds: Option<&'a Credentials>,
+    /// Credentials and insecurity for the hosts of the run.
+    pub access: &'a Access,
     /// The run's shared limit on transfers in flight (`parallel`).
     pub slots: &'a Slots,
     /// What the run learnt that moves share (blobs for mounts, referrers).

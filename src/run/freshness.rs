@@ -12,7 +12,7 @@ use chrono::Local;
 
 use crate::credentials::Credentials;
 use crate::display::rfc3339;
-use crate::engine::Freshness;
+use crate::engine::{Access, Freshness};
 use crate::reference::Reference;
 use crate::registry::{Client, Repository};
 use crate::run::state::{Record, StateFile};
@@ -44,14 +44,8 @@ pub struct Checker<'a> {
     pub freshness: &'a Freshness,
     /// The run's state.
     pub state: &'a StateFile,
-    /// Credentials for a source host.
-    pub pull_creds: &'a (dyn Fn(&str) -> Option<Credentials> + Sync),
-    /// Credentials for the target.
-    pub push_creds: Option<Credentials>,
-    /// Whether a source host is an insecure registry.
-    pub insecure: &'a (dyn Fn(&str) -> bool + Sync),
-    /// Whether the target is an insecure registry.
-    pub target_insecure: bool,
+    /// Credentials and insecurity for the hosts of the run.
+    pub access: &'a Access,
     /// Pulls of a rate-limited source kept unspent (`rateLimitMin`).
     pub rate_limit_min: u64,
     /// Whether the run is asked to stop (ends a wait for a rate limit).
@@ -63,8 +57,8 @@ impl Checker<'_> {
     /// Every failure to find out means "mirror", with the reason.
     pub fn check(&self, source: &Reference, target: &str) -> (Verdict, Seen) {
         let (src_repo, dst_repo, tag) = self.repositories(source, target);
-        let src_creds = (self.pull_creds)(&src_repo.host);
-        let dst_creds = self.push_creds.as_ref();
+        let src_creds = self.access.pull(&src_repo.host);
+        let dst_creds = self.access.push();
         let source_digest = match source.digest() {
             Some(pinned) => Ok(Some(pinned.to_string())),
             None => self
@@ -215,7 +209,7 @@ impl Checker<'_> {
     fn refused(&self, repo: &Repository, e: &crate::error::Error) -> Verdict {
         let status = e.http_status().unwrap_or_default();
         let host = &repo.host;
-        Verdict::Refused(match (status, &self.push_creds) {
+        Verdict::Refused(match (status, self.access.push()) {
             (403, _) => format!(
                 "{host} denies pushing to {} (403): give the user of pushAuthConfig push access there",
                 repo.path
@@ -235,8 +229,8 @@ impl Checker<'_> {
         let source_digest = match source.digest() {
             Some(pinned) => Some(pinned.to_string()),
             None => {
-                let repo = Repository::of(source, self.insecure);
-                let creds = (self.pull_creds)(&repo.host);
+                let repo = self.access.source(source);
+                let creds = self.access.pull(&repo.host);
                 self.client
                     .head_digest(&repo, &source.target_tag(), creds.as_ref())
                     .ok()
@@ -253,14 +247,13 @@ impl Checker<'_> {
     pub fn wait_until_served(&self, source: &Reference, target: &str, at_source: bool) {
         let (src, dst, tag) = self.repositories(source, target);
         let asked = if at_source {
-            let creds = (self.pull_creds)(&src.host);
+            let creds = self.access.pull(&src.host);
             let reference = source
                 .digest()
                 .map_or_else(|| source.target_tag(), String::from);
             self.client.head_digest(&src, &reference, creds.as_ref())
         } else {
-            self.client
-                .head_digest(&dst, &tag, self.push_creds.as_ref())
+            self.client.head_digest(&dst, &tag, self.access.push())
         };
         if let Err(e) = asked {
             log::debug!(
@@ -288,7 +281,7 @@ impl Checker<'_> {
             None => {
                 let (_, dst_repo, tag) = self.repositories(source, target);
                 self.client
-                    .head_digest(&dst_repo, &tag, self.push_creds.as_ref())
+                    .head_digest(&dst_repo, &tag, self.access.push())
                     .ok()
                     .flatten()
             }
@@ -333,8 +326,8 @@ impl Checker<'_> {
     fn repositories(&self, source: &Reference, target: &str) -> (Repository, Repository, String) {
         let (name, tag) = target.rsplit_once(':').unwrap_or((target, "latest"));
         (
-            Repository::of(source, self.insecure),
-            Repository::target(name, self.target_insecure),
+            self.access.source(source),
+            self.access.target(name),
             tag.to_string(),
         )
     }

@@ -18,11 +18,10 @@ use std::time::Duration;
 use chrono::{DateTime, Local};
 
 use crate::config::Registry;
-use crate::credentials::{self, Credentials, DockerAuth};
 use crate::display::{Item, Progress};
 use crate::engine::ends::needs_layouts;
 use crate::engine::{
-    Engine, EngineSet, Failed, Freshness, Job, Moved, RunMemory, Sink, Slots, Source, Stats,
+    Access, Engine, EngineSet, Failed, Freshness, Job, Moved, RunMemory, Sink, Slots, Source, Stats,
 };
 use crate::error::{Error, human_duration};
 use crate::flock::{self as runlock, Holder, Refused, RunLock};
@@ -200,17 +199,13 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         report.warnings.push(problem);
     }
     ctx.client.remember_challenges(state.challenges());
-    let pull_creds = |host: &str| pull_credentials(registry, ctx.mode, host);
-    let insecure = |host: &str| registry.is_insecure(host);
+    let access = Access::of(registry, from.is_registry());
     let stop = || ctx.stop_requested();
     let checker = Checker {
         client: ctx.client,
         freshness: &freshness,
         state: &state,
-        pull_creds: &pull_creds,
-        push_creds: credentials(registry.push_auth.as_ref(), &registry.hostname),
-        insecure: &insecure,
-        target_insecure: registry.insecure,
+        access: &access,
         rate_limit_min: registry.rate_limit_min,
         stop: &stop,
     };
@@ -225,7 +220,7 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         planned.len(),
     );
     let panics = run.work_all(&planned);
-    report.rate_limits = rate_limits(ctx.client, &planned, &pull_creds, &insecure);
+    report.rate_limits = rate_limits(ctx.client, &planned, &access);
     state.set_challenges(ctx.client.challenges());
     state.set_blobs(memory.blobs());
     if ctx.dry_run || !to.is_registry() {
@@ -385,35 +380,16 @@ fn down_message(down: &HashMap<String, String>, images: &[ImageReport]) -> Optio
 fn rate_limits(
     client: &Client,
     planned: &[Planned],
-    pull_creds: &dyn Fn(&str) -> Option<Credentials>,
-    insecure: &dyn Fn(&str) -> bool,
+    access: &Access,
 ) -> Vec<crate::registry::limits::Shown> {
     let hosts: std::collections::BTreeSet<String> = planned
         .iter()
-        .map(|p| crate::registry::Repository::of(&p.reference, insecure).host)
+        .map(|p| access.source(&p.reference).host)
         .collect();
     hosts
         .iter()
-        .filter_map(|host| client.rate_limit(host, pull_creds(host).as_ref()))
+        .filter_map(|host| client.rate_limit(host, access.pull(host).as_ref()))
         .collect()
-}
-
-/// Credentials for the source host `host`: none when the images come from
-/// a layout (no helper is asked for a host that is not contacted).
-fn pull_credentials(registry: &Registry, mode: Mode<'_>, host: &str) -> Option<Credentials> {
-    let from_registries = mode.source().is_registry();
-    from_registries
-        .then(|| credentials(registry.pull_auth.as_ref(), host))
-        .flatten()
-}
-
-/// Credentials for `host`: from the configured DockerConfigJSON, else the
-/// operator's own docker login.
-fn credentials(auth: Option<&DockerAuth>, host: &str) -> Option<Credentials> {
-    match auth {
-        Some(a) => a.credentials_for(host),
-        None => credentials::operator_credentials(host),
-    }
 }
 
 /// One run's shared progress, worked on by `registry.parallel` threads.
@@ -619,8 +595,7 @@ impl<'a> Run<'a> {
     /// tell of the move.
     fn planned(&self, image: &Planned, n: usize, report: ImageReport) -> ImageReport {
         let item = self.item(image, n);
-        let pull_creds = |host: &str| pull_credentials(self.registry, self.ctx.mode, host);
-        let job = self.job(&item, image, &pull_creds);
+        let job = self.job(&item, image);
         match self.engine.plan(&job) {
             Ok(Some(plan)) => report.plan(plan),
             Ok(None) => report,
@@ -718,8 +693,7 @@ impl<'a> Run<'a> {
             served: &served,
             again: AtomicU32::new(0),
         };
-        let pull_creds = |host: &str| pull_credentials(self.registry, self.ctx.mode, host);
-        let job = self.job(item, image, &pull_creds);
+        let job = self.job(item, image);
         let result = work(&job, &policy);
         (result, policy.attempts())
     }
@@ -777,12 +751,7 @@ impl<'a> Run<'a> {
     }
 
     /// The job of moving `image`: what an engine is given.
-    fn job<'j>(
-        &'j self,
-        item: &'j Item,
-        image: &'j Planned,
-        pull_creds: &'j (dyn Fn(&str) -> Option<Credentials> + Sync),
-    ) -> Job<'j> {
+    fn job<'j>(&'j self, item: &'j Item, image: &'j Planned) -> Job<'j> {
         Job {
             registry: self.registry,
             source: &image.reference,
@@ -790,8 +759,7 @@ impl<'a> Run<'a> {
             item,
             progress: self.ctx.progress,
             client: self.ctx.client,
-            pull_creds,
-            push_creds: self.checker.push_creds.as_ref(),
+            access: self.checker.access,
             slots: &self.slots,
             memory: self.memory,
             from: self.ctx.mode.source(),

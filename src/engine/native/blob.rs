@@ -114,7 +114,7 @@ impl<'a> Copy<'a> {
             return self.blob_into(layout, blob, total);
         }
         let client = self.job.client;
-        let creds = self.job.push_creds;
+        let creds = self.job.access.push();
         if client.head_blob(&self.dst, &blob.digest, creds)?.is_some() {
             return Ok(Arrived::Present);
         }
@@ -162,7 +162,7 @@ impl<'a> Copy<'a> {
     /// for a plain upload.
     fn open_upload(&self, blob: &Blob) -> Result<Mounted, Error> {
         let client = self.job.client;
-        let creds = self.job.push_creds;
+        let creds = self.job.access.push();
         let from = self.job.memory.blob_elsewhere(&blob.digest, &self.dst.path);
         if let Some(from) = from {
             match client.mount_blob(&self.dst, &blob.digest, &from, creds) {
@@ -197,7 +197,7 @@ impl<'a> Copy<'a> {
             &blob.digest,
             &mut checked,
             blob.size,
-            self.job.push_creds,
+            self.job.access.push(),
         );
         self.verdict(sent, checked, upload)
     }
@@ -212,7 +212,7 @@ impl<'a> Copy<'a> {
         total: u64,
     ) -> Result<(), Error> {
         let client = self.job.client;
-        let creds = self.job.push_creds;
+        let creds = self.job.access.push();
         let stream = self.open_blob(blob)?;
         let mut checked = self.checked(stream, blob, total);
         let mut offset = 0;
@@ -250,7 +250,7 @@ impl<'a> Copy<'a> {
         };
         self.job
             .client
-            .cancel_upload(&self.dst, upload, self.job.push_creds);
+            .cancel_upload(&self.dst, upload, self.job.access.push());
         Err(error)
     }
 

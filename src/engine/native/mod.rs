@@ -141,15 +141,13 @@ struct Copy<'a> {
 
 impl<'a> Copy<'a> {
     fn new(job: &'a Job<'a>, steps: &'a dyn Steps) -> Copy<'a> {
-        let registry = job.registry;
-        let insecure = |h: &str| registry.is_insecure(h);
-        let src = Repository::of(job.source, &insecure).for_copying();
+        let src = job.access.source(job.source).for_copying();
         let (name, tag) = job
             .target
             .rsplit_once(':')
             .unwrap_or((job.target, "latest"));
-        let dst = Repository::target(name, registry.insecure).for_copying();
-        let src_creds = (job.pull_creds)(&src.host);
+        let dst = job.access.target(name).for_copying();
+        let src_creds = job.access.pull(&src.host);
         Copy {
             job,
             steps,
@@ -252,7 +250,7 @@ impl<'a> Copy<'a> {
                 Sink::Registry => self
                     .job
                     .client
-                    .head_blob(&self.dst, &blob.digest, self.job.push_creds)
+                    .head_blob(&self.dst, &blob.digest, self.job.access.push())
                     .map_err(|e| Failed::new(e, &self.dst.host))?
                     .is_some(),
             };
@@ -509,7 +507,7 @@ impl<'a> Copy<'a> {
         attempt(self.steps, &step, || {
             self.job
                 .client
-                .put_manifest(&self.dst, reference, manifest, self.job.push_creds)
+                .put_manifest(&self.dst, reference, manifest, self.job.access.push())
         })
     }
 

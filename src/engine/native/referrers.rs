@@ -179,7 +179,7 @@ impl<'c> Referring<'c> {
     fn fallback_entries(&self, repo: &Repository, tag: &str) -> Result<Vec<Value>, Failed> {
         let copy = self.copy;
         let creds = if repo.push {
-            copy.job.push_creds.cloned()
+            copy.job.access.push().cloned()
         } else {
             copy.src_creds.clone()
         };
@@ -266,7 +266,7 @@ impl<'c> Referring<'c> {
                 self.step(&format!("manifest {reference}"), &copy.dst.host, || {
                     copy.job
                         .client
-                        .head_digest(&copy.dst, reference, copy.job.push_creds)
+                        .head_digest(&copy.dst, reference, copy.job.access.push())
                 })?
             }
         };
