@@ -13,6 +13,7 @@ use chrono::Local;
 use crate::credentials::Credentials;
 use crate::display::rfc3339;
 use crate::engine::{Access, Freshness};
+use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{Client, Repository};
 use crate::run::state::{Record, StateFile};
@@ -58,115 +59,112 @@ impl Checker<'_> {
     pub fn check(&self, source: &Reference, target: &str) -> (Verdict, Seen) {
         let (src_repo, dst_repo, tag) = self.repositories(source, target);
         let src_creds = self.access.pull(&src_repo.host);
-        let dst_creds = self.access.push();
-        let source_digest = match source.digest() {
-            Some(pinned) => Ok(Some(pinned.to_string())),
-            None => self
-                .client
-                .head_digest(&src_repo, &source.target_tag(), src_creds.as_ref()),
-        };
-        let source_digest = match source_digest {
-            Ok(Some(d)) => d,
-            Ok(None) => {
-                return (
-                    Verdict::Mirror("not found at the source".into()),
-                    Seen::default(),
-                );
-            }
-            Err(e) => {
-                return (
-                    Verdict::Mirror(format!("cannot check the source: {e}")),
-                    Seen::default(),
-                );
-            }
+        let source_digest = match self.source_digest(source, &src_repo, src_creds.as_ref()) {
+            Ok(digest) => digest,
+            Err(verdict) => return (verdict, Seen::default()),
         };
         let seen = Seen {
             source_digest: Some(source_digest.clone()),
         };
-        let target_digest = match self.client.head_digest(&dst_repo, &tag, dst_creds) {
-            Ok(Some(d)) => d,
-            Ok(None) => return (Verdict::Mirror("not at the target".into()), seen),
-            Err(e) if matches!(e.http_status(), Some(401 | 403)) => {
-                return (self.refused(&dst_repo, &e), seen);
-            }
-            Err(e) => {
-                return (
-                    Verdict::Mirror(format!("cannot check the target: {e}")),
-                    seen,
-                );
-            }
+        let target_digest = match self.target_digest(&dst_repo, &tag) {
+            Ok(digest) => digest,
+            Err(verdict) => return (verdict, seen),
         };
-        let platform = match self.freshness {
-            Freshness::SameDigest => {
-                return (
-                    self.same_digest(target, &source_digest, &target_digest),
-                    seen,
-                );
-            }
-            Freshness::SameConfig(platform) => platform,
+        let digests = Digests {
+            source: &source_digest,
+            target: &target_digest,
         };
-        if let Some(record) = self.state.get(target) {
-            return if record.source_digest != source_digest {
-                (
-                    Verdict::Mirror(format!(
-                        "the source changed ({} -> {})",
-                        short(&record.source_digest),
-                        short(&source_digest)
-                    )),
-                    seen,
-                )
-            } else if record.target_digest != target_digest {
-                (
-                    Verdict::Mirror(format!(
-                        "the target changed ({} -> {})",
-                        short(&record.target_digest),
-                        short(&target_digest)
-                    )),
-                    seen,
-                )
-            } else {
-                (
-                    Verdict::UpToDate("unchanged since it was mirrored".into()),
-                    seen,
-                )
-            };
+        let verdict = match self.freshness {
+            Freshness::SameDigest => self.same_digest(target, digests.source, digests.target),
+            Freshness::SameConfig(platform) => match self.state.get(target) {
+                Some(record) => since_recorded(&record, &digests),
+                None => {
+                    let sides = Sides {
+                        src: &src_repo,
+                        src_creds: src_creds.as_ref(),
+                        dst: &dst_repo,
+                        tag: &tag,
+                    };
+                    self.same_config(source, target, &sides, &digests, platform)
+                }
+            },
+        };
+        (verdict, seen)
+    }
+
+    /// The source's manifest digest, pinned or by `HEAD`; else why the
+    /// image must be mirrored.
+    fn source_digest(
+        &self,
+        source: &Reference,
+        repo: &Repository,
+        creds: Option<&Credentials>,
+    ) -> Result<String, Verdict> {
+        let digest = match source.digest() {
+            Some(pinned) => Ok(Some(pinned.to_string())),
+            None => self.client.head_digest(repo, &source.target_tag(), creds),
+        };
+        match digest {
+            Ok(Some(d)) => Ok(d),
+            Ok(None) => Err(Verdict::Mirror("not found at the source".into())),
+            Err(e) => Err(Verdict::Mirror(format!("cannot check the source: {e}"))),
         }
+    }
+
+    /// The target's manifest digest under `tag`; else why the image must be
+    /// mirrored, or that the target refuses the push credentials.
+    fn target_digest(&self, repo: &Repository, tag: &str) -> Result<String, Verdict> {
+        match self.client.head_digest(repo, tag, self.access.push()) {
+            Ok(Some(d)) => Ok(d),
+            Ok(None) => Err(Verdict::Mirror("not at the target".into())),
+            Err(e) if matches!(e.http_status(), Some(401 | 403)) => Err(self.refused(repo, &e)),
+            Err(e) => Err(Verdict::Mirror(format!("cannot check the target: {e}"))),
+        }
+    }
+
+    /// The CLI engines' verdict without a record: the image config digests
+    /// for `platform` compared (what survives docker's pull and push),
+    /// recorded when equal.
+    fn same_config(
+        &self,
+        source: &Reference,
+        target: &str,
+        sides: &Sides<'_>,
+        digests: &Digests<'_>,
+        platform: &Platform,
+    ) -> Verdict {
         let pull_ref = source
             .digest()
             .map_or_else(|| source.target_tag(), String::from);
-        if let Err(e) = self.paced(&src_repo, &pull_ref, src_creds.as_ref()) {
-            return (Verdict::Mirror(format!("cannot compare images: {e}")), seen);
+        let Sides {
+            src: src_repo,
+            src_creds,
+            dst: dst_repo,
+            tag,
+        } = *sides;
+        if let Err(e) = self.paced(src_repo, &pull_ref, src_creds) {
+            return Verdict::Mirror(format!("cannot compare images: {e}"));
         }
-        let source_config =
-            self.client
-                .config_digest(&src_repo, &pull_ref, src_creds.as_ref(), platform);
+        let source_config = self
+            .client
+            .config_digest(src_repo, &pull_ref, src_creds, platform);
         let target_config = self
             .client
-            .config_digest(&dst_repo, &tag, dst_creds, platform);
+            .config_digest(dst_repo, tag, self.access.push(), platform);
         match (source_config, target_config) {
             (Ok(Some(a)), Ok(Some(b))) if a == b => {
                 self.state
-                    .set(target, record(source, &source_digest, &target_digest));
-                (
-                    Verdict::UpToDate(format!("the target holds the same image ({})", short(&a))),
-                    seen,
-                )
+                    .set(target, record(source, digests.source, digests.target));
+                Verdict::UpToDate(format!("the target holds the same image ({})", short(&a)))
             }
-            (Ok(Some(_)), Ok(Some(_))) => (
-                Verdict::Mirror("the target holds a different image".into()),
-                seen,
-            ),
-            (Ok(None), _) => (
-                Verdict::Mirror(format!("no {platform} image at the source")),
-                seen,
-            ),
-            (_, Ok(None)) => (
-                Verdict::Mirror("the target's image is not one docker can compare".into()),
-                seen,
-            ),
-            (Err(e), _) | (_, Err(e)) => {
-                (Verdict::Mirror(format!("cannot compare images: {e}")), seen)
+            (Ok(Some(_)), Ok(Some(_))) => {
+                Verdict::Mirror("the target holds a different image".into())
             }
+            (Ok(None), _) => Verdict::Mirror(format!("no {platform} image at the source")),
+            (_, Ok(None)) => {
+                Verdict::Mirror("the target's image is not one docker can compare".into())
+            }
+            (Err(e), _) | (_, Err(e)) => Verdict::Mirror(format!("cannot compare images: {e}")),
         }
     }
 
@@ -330,6 +328,42 @@ impl Checker<'_> {
             self.access.target(name),
             tag.to_string(),
         )
+    }
+}
+
+/// The two repositories a check compares, with the source's credentials.
+#[derive(Clone, Copy)]
+struct Sides<'s> {
+    src: &'s Repository,
+    src_creds: Option<&'s Credentials>,
+    dst: &'s Repository,
+    tag: &'s str,
+}
+
+/// The manifest digests of the source and of the target, as the check saw
+/// them.
+struct Digests<'d> {
+    source: &'d str,
+    target: &'d str,
+}
+
+/// The CLI engines' verdict from the record of the last mirror: up to date
+/// while neither side changed since.
+fn since_recorded(record: &Record, digests: &Digests<'_>) -> Verdict {
+    if record.source_digest != digests.source {
+        Verdict::Mirror(format!(
+            "the source changed ({} -> {})",
+            short(&record.source_digest),
+            short(digests.source)
+        ))
+    } else if record.target_digest != digests.target {
+        Verdict::Mirror(format!(
+            "the target changed ({} -> {})",
+            short(&record.target_digest),
+            short(digests.target)
+        ))
+    } else {
+        Verdict::UpToDate("unchanged since it was mirrored".into())
     }
 }
 

@@ -153,16 +153,8 @@ impl Context<'_> {
 /// past `ctx.lock_wait`, with who it is; everything else that went wrong is
 /// in the report.
 pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Holder> {
-    let (from, to) = (ctx.mode.source(), ctx.mode.sink());
-    let engine = if needs_layouts(from, to) {
-        ctx.engines.for_layouts()
-    } else {
-        Some(ctx.engines.get(registry.engine))
-    };
-    let ready = engine
-        .ok_or_else(|| "no engine reads or writes layouts".to_string())
-        .and_then(|e| Ok((e, ctx.readiness.of(e, registry, ctx.dry_run)?)));
-    let (engine, freshness) = match ready {
+    let from = ctx.mode.source();
+    let (engine, freshness) = match engine_ready(registry, ctx) {
         Ok(ready) => ready,
         Err(e) => {
             return Ok(RegistryReport::ended_early(
@@ -178,12 +170,10 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         Err(refused) => return not_locked(registry, refused),
     };
     let started = Local::now();
-    let mut report = RegistryReport::start(&registry.hostname, started);
     let capabilities = engine.capabilities();
+    let mut report = RegistryReport::start(&registry.hostname, started);
     report.engine = Some(capabilities.name);
-    if capabilities.counts {
-        report.moved = Some(Stats::default());
-    }
+    report.moved = capabilities.counts.then(Stats::default);
     let planned = match from {
         Source::Layout(layout) => {
             plan_layout(registry, capabilities.naming, layout.entries(), &mut report)
@@ -193,12 +183,7 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
             Err(e) => return Ok(unlisted(registry, ctx, &e, report).finish(started)),
         },
     };
-    let state = StateFile::load(ctx.state_dir, &registry.hostname);
-    if let Some(problem) = state.problem().filter(|_| report.warnings.is_empty()) {
-        log::warn!("{}: {problem}", registry.hostname);
-        report.warnings.push(problem);
-    }
-    ctx.client.remember_challenges(state.challenges());
+    let state = load_state(registry, ctx, &mut report);
     let access = Access::of(registry, from.is_registry());
     let stop = || ctx.stop_requested();
     let checker = Checker {
@@ -221,17 +206,7 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
     );
     let panics = run.work_all(&planned);
     report.rate_limits = rate_limits(ctx.client, &planned, &access);
-    state.set_challenges(ctx.client.challenges());
-    state.set_blobs(memory.blobs());
-    if ctx.dry_run || !to.is_registry() {
-        log::debug!(
-            "{}: a dry run or an export; {} not written",
-            registry.hostname,
-            state.path().display()
-        );
-    } else if let Err(e) = state.save() {
-        log::warn!("{}: {e}", registry.hostname);
-    }
+    save_state(registry, ctx, &state, &memory);
     drop(lock);
     // A worker's panic goes on to the caller as it was, once what the other
     // workers mirrored is saved.
@@ -242,6 +217,51 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         report.warnings.extend(state.problem());
     }
     Ok(run.finish(report, started))
+}
+
+/// The engine of a run over `registry` (the one that reads and writes
+/// layouts, when the run has one), when it is ready, and how it decides
+/// freshness; else why the run cannot be.
+fn engine_ready<'e>(
+    registry: &Registry,
+    ctx: &Context<'e>,
+) -> Result<(&'e dyn Engine, Freshness), String> {
+    let engine = if needs_layouts(ctx.mode.source(), ctx.mode.sink()) {
+        ctx.engines
+            .for_layouts()
+            .ok_or_else(|| "no engine reads or writes layouts".to_string())?
+    } else {
+        ctx.engines.get(registry.engine)
+    };
+    Ok((engine, ctx.readiness.of(engine, registry, ctx.dry_run)?))
+}
+
+/// The registry's state file, its problem told once in `report`, and the
+/// registries' challenges it remembers given to the client.
+fn load_state(registry: &Registry, ctx: &Context<'_>, report: &mut RegistryReport) -> StateFile {
+    let state = StateFile::load(ctx.state_dir, &registry.hostname);
+    if let Some(problem) = state.problem().filter(|_| report.warnings.is_empty()) {
+        log::warn!("{}: {problem}", registry.hostname);
+        report.warnings.push(problem);
+    }
+    ctx.client.remember_challenges(state.challenges());
+    state
+}
+
+/// Keeps what the run learnt (challenges, blobs) in `state` and writes it,
+/// unless the run is a dry run or an export.
+fn save_state(registry: &Registry, ctx: &Context<'_>, state: &StateFile, memory: &RunMemory) {
+    state.set_challenges(ctx.client.challenges());
+    state.set_blobs(memory.blobs());
+    if ctx.dry_run || !ctx.mode.sink().is_registry() {
+        log::debug!(
+            "{}: a dry run or an export; {} not written",
+            registry.hostname,
+            state.path().display()
+        );
+    } else if let Err(e) = state.save() {
+        log::warn!("{}: {e}", registry.hostname);
+    }
 }
 
 /// `report` of a run whose syncer script gave no listing: stopped, when
