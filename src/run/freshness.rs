@@ -381,3 +381,88 @@ fn record(source: &Reference, source_digest: &str, target_digest: &str) -> Recor
 fn short(digest: &str) -> &str {
     &digest[..digest.len().min(19)]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn recorded(source: &str, target: &str) -> Record {
+        let reference = Reference::parse("src.example/a:1").unwrap();
+        record(&reference, source, target)
+    }
+
+    /// A check against a target on 127.0.0.1:1, where nothing answers, with
+    /// a state file of its own.
+    fn with_checker(name: &str, freshness: Freshness, test: impl FnOnce(&Checker<'_>)) {
+        let dir = std::env::temp_dir().join(format!("pb-fresh-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = "registries:\n  - hostname: 127.0.0.1:1\n    repository: m\n    syncerScript: /bin/sh\n";
+        let config = crate::config::parse(yaml, &dir.join("c.yaml")).unwrap();
+        let access = Access::of(&config.registries[0], true);
+        let state = StateFile::load(&dir, "127.0.0.1:1");
+        let client = Client::default();
+        let checker = Checker {
+            client: &client,
+            freshness: &freshness,
+            state: &state,
+            access: &access,
+            rate_limit_min: 0,
+            stop: &|| false,
+        };
+        test(&checker);
+    }
+
+    #[test]
+    fn a_record_tells_up_to_date_while_neither_side_changed() {
+        let digests = |source, target| Digests { source, target };
+        assert_eq!(
+            since_recorded(&recorded(A, B), &digests(A, B)),
+            Verdict::UpToDate("unchanged since it was mirrored".into())
+        );
+        assert!(matches!(
+            since_recorded(&recorded(A, B), &digests(B, B)),
+            Verdict::Mirror(r) if r.starts_with("the source changed")
+        ));
+        assert!(matches!(
+            since_recorded(&recorded(A, B), &digests(A, A)),
+            Verdict::Mirror(r) if r.starts_with("the target changed")
+        ));
+    }
+
+    #[test]
+    fn equal_digests_or_those_recorded_for_a_filtered_index_are_up_to_date() {
+        with_checker("digest", Freshness::SameDigest, |checker| {
+            let target = "127.0.0.1:1/m/a:1";
+            assert!(matches!(
+                checker.same_digest(target, A, A),
+                Verdict::UpToDate(_)
+            ));
+            assert!(matches!(
+                checker.same_digest(target, A, B),
+                Verdict::Mirror(_)
+            ));
+            checker.state.set(target, recorded(A, B));
+            assert_eq!(
+                checker.same_digest(target, A, B),
+                Verdict::UpToDate("unchanged since it was mirrored (filtered by platforms)".into())
+            );
+        });
+    }
+
+    #[test]
+    fn a_source_that_cannot_be_asked_means_mirror() {
+        with_checker("unreachable", Freshness::SameDigest, |checker| {
+            let source = Reference::parse("127.0.0.1:1/a:1").unwrap();
+            let (verdict, seen) = checker.check(&source, "127.0.0.1:1/m/a:1");
+            assert!(
+                matches!(&verdict, Verdict::Mirror(r) if r.starts_with("cannot check the source")),
+                "{verdict:?}"
+            );
+            assert_eq!(seen, Seen::default());
+        });
+    }
+}
