@@ -7,6 +7,9 @@
 //! registry uses is its `engine` key; nothing outside this folder asks:
 //! the run asks an engine its `Capabilities` (its naming rule, whether it
 //! counts what it moves, whether it reads and writes layouts) instead.
+//! Each move is told where its image comes from and goes to (`ends`: a
+//! registry or a layout) and who picture-book is at each host (`access`,
+//! resolved once per run).
 
 pub mod access;
 pub mod config_dir;
