@@ -331,6 +331,7 @@ mod tests {
         answer: Answer,
         calls: AtomicUsize,
         ready: Result<(), String>,
+        layouts: bool,
     }
 
     impl Fake {
@@ -339,6 +340,7 @@ mod tests {
                 answer: Box::new(answer),
                 calls: AtomicUsize::new(0),
                 ready: Ok(()),
+                layouts: false,
             }
         }
     }
@@ -349,7 +351,7 @@ mod tests {
                 name: "fake",
                 naming: Naming::DigestTag,
                 counts: false,
-                layouts: false,
+                layouts: self.layouts,
             }
         }
 
@@ -418,6 +420,17 @@ mod tests {
         stop: &(dyn Fn() -> Option<String> + Sync),
         cancel: &Cancel,
     ) -> RegistryReport {
+        run_as(engine, registry, dir, stop, cancel, Mode::Mirror)
+    }
+
+    fn run_as(
+        engine: &Fake,
+        registry: &Registry,
+        dir: &Path,
+        stop: &(dyn Fn() -> Option<String> + Sync),
+        cancel: &Cancel,
+        mode: Mode<'_>,
+    ) -> RegistryReport {
         let client = Client::default();
         let readiness = Readiness::every_run();
         let ctx = Context {
@@ -432,7 +445,7 @@ mod tests {
             on_image: &|_, _, _| {},
             lock_wait: Some(Duration::from_secs(1)),
             readiness: &readiness,
-            mode: Mode::Mirror,
+            mode,
         };
         run(registry, &ctx).unwrap()
     }
@@ -641,5 +654,28 @@ mod tests {
             error.starts_with("127.0.0.1:1 is unreachable (registry 127.0.0.1:1: connection refused); 2 images that needed it not attempted"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn an_export_takes_the_engine_that_writes_layouts_and_writes_no_state() {
+        let (registry, dir) = registry("export", &["a:1"], 0);
+        let writer = crate::layout::Writer::planning(&dir.join("out"));
+        let export = Mode::Export(&writer);
+        let cancel = Cancel::default();
+        let cannot = Fake::new(|_, _| Ok(()));
+        let report = run_as(&cannot, &registry, &dir, &|| None, &cancel, export);
+        assert_eq!(report.outcome, RunOutcome::Failed);
+        assert_eq!(
+            report.error.as_deref(),
+            Some("no engine reads or writes layouts")
+        );
+        assert_eq!(cannot.calls.load(Ordering::SeqCst), 0);
+
+        let mut can = Fake::new(|_, _| Ok(()));
+        can.layouts = true;
+        let report = run_as(&can, &registry, &dir, &|| None, &cancel, export);
+        assert_eq!(outcomes(&report), [(Outcome::Mirrored, 1)]);
+        assert_eq!(report.engine, Some("fake"));
+        assert!(!dir.join("state").exists(), "an export keeps no state");
     }
 }
