@@ -4,10 +4,17 @@
 //! `docker` and `podman` pull, tag and push with their CLIs (`tool`, which
 //! `docker` and `podman` tell how to spell things);
 //! `native` copies registry to registry over HTTP itself. Which engine a
-//! registry uses is its `engine` key; nothing outside this folder asks.
+//! registry uses is its `engine` key; nothing outside this folder asks:
+//! the run asks an engine its `Capabilities` (its naming rule, whether it
+//! counts what it moves, whether it reads and writes layouts) instead.
+//! Each move is told where its image comes from and goes to (`ends`: a
+//! registry or a layout) and who picture-book is at each host (`access`,
+//! resolved once per run).
 
+pub mod access;
 pub mod config_dir;
 pub mod docker;
+pub mod ends;
 pub mod local;
 pub mod native;
 pub mod podman;
@@ -18,7 +25,6 @@ use std::sync::{Arc, Condvar, Mutex};
 
 pub use crate::config::Choice;
 use crate::config::Registry;
-use crate::credentials::Credentials;
 use crate::display::{Item, Progress};
 use crate::error::Error;
 use crate::mutex::lock;
@@ -26,6 +32,8 @@ use crate::platform::Platform;
 use crate::process::Cancel;
 use crate::reference::Reference;
 use crate::registry::Client;
+pub use access::Access;
+pub use ends::{Sink, Source};
 
 /// How an engine decides that the target already holds the source's image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +56,40 @@ pub struct Ready {
     pub freshness: Freshness,
 }
 
+/// What an engine can do, asked of it (nothing outside `engine/` asks which
+/// engine a registry chose).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Its name as the `engine` key spells it, for reports and the log.
+    pub name: &'static str,
+    /// How it names the tag of an image listed by digest alone.
+    pub naming: Naming,
+    /// Whether it counts what it moves ([`Stats`]) for the report.
+    pub counts: bool,
+    /// Whether it can read images from a layout and write them into one.
+    pub layouts: bool,
+}
+
+/// How an engine names the target of an image listed by digest alone (see
+/// `reference`); tagged images are named alike by every engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// `<algorithm>-<hex>`: what the CLI engines push.
+    DigestTag,
+    /// `pinned-<algorithm>-<hex>`: the native engine's.
+    PinnedTag,
+}
+
+impl Naming {
+    /// The full target name of `reference` under `hostname/repository`.
+    pub fn target(self, reference: &Reference, hostname: &str, repository: &str) -> String {
+        match self {
+            Naming::DigestTag => reference.target(hostname, repository),
+            Naming::PinnedTag => reference.native_target(hostname, repository),
+        }
+    }
+}
+
 /// One image to move, and everything the move needs to know.
 pub struct Job<'a> {
     /// The registry whose run this is.
@@ -62,19 +104,17 @@ pub struct Job<'a> {
     pub progress: &'a Progress,
     /// The registry API client.
     pub client: &'a Client,
-    /// Credentials for a source host.
-    pub pull_creds: &'a (dyn Fn(&str) -> Option<Credentials> + Sync),
-    /// Credentials for the target.
-    pub push_creds: Option<&'a Credentials>,
+    /// Credentials and insecurity for the hosts of the run.
+    pub access: &'a Access,
     /// The run's shared limit on transfers in flight (`parallel`).
     pub slots: &'a Slots,
     /// What the run learnt that moves share (blobs for mounts, referrers).
     pub memory: &'a RunMemory,
-    /// The layout the image comes from instead of its source registry
+    /// Where the image comes from: its source registry, or a layout
     /// (`load --from`).
-    pub layout_in: Option<&'a crate::layout::Reader>,
-    /// The layout the image goes to instead of the target (`export`).
-    pub layout_out: Option<&'a crate::layout::Writer>,
+    pub from: Source<'a>,
+    /// Where it goes: the target, or a layout (`export`).
+    pub to: Sink<'a>,
 }
 
 /// One step of a move (a docker command, a request), as the retry policy
@@ -219,6 +259,9 @@ pub struct Plan {
 
 /// An engine.
 pub trait Engine: Sync {
+    /// What it can do.
+    fn capabilities(&self) -> Capabilities;
+
     /// Whether it can work now, and how it decides freshness.
     fn ready(&self) -> Result<Ready, Error>;
 
@@ -251,6 +294,15 @@ pub trait Engine: Sync {
 pub trait EngineSet: Sync {
     /// The engine `choice` names.
     fn get(&self, choice: Choice) -> &dyn Engine;
+
+    /// The first engine that can read and write layouts (`export`, `load
+    /// --from`), whatever a registry chose.
+    fn for_layouts(&self) -> Option<&dyn Engine> {
+        Choice::ALL
+            .into_iter()
+            .map(|c| self.get(c))
+            .find(|e| e.capabilities().layouts)
+    }
 }
 
 /// Every engine, made once per process.
@@ -410,6 +462,35 @@ mod tests {
             }
         });
         assert_eq!(most.into_inner(), 2);
+    }
+
+    #[test]
+    fn engines_say_what_they_can_do_and_layouts_go_to_the_one_that_can() {
+        let engines = Engines::new(Arc::new(Cancel::default()));
+        for choice in Choice::ALL {
+            assert_eq!(engines.get(choice).capabilities().name, choice.name());
+        }
+        let layouts = engines.for_layouts().map(|e| e.capabilities());
+        assert_eq!(layouts.map(|c| c.name), Some("native"));
+        assert_eq!(layouts.map(|c| c.naming), Some(Naming::PinnedTag));
+        assert!(!engines.get(Choice::Docker).capabilities().layouts);
+    }
+
+    #[test]
+    fn naming_differs_only_for_an_image_listed_by_digest() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let pinned = Reference::parse(&format!("docker.io/library/alpine@{digest}")).unwrap();
+        let tagged = Reference::parse("docker.io/library/alpine:3").unwrap();
+        let name = |naming: Naming, r: &Reference| naming.target(r, "reg.example", "m");
+        assert_eq!(
+            name(Naming::DigestTag, &tagged),
+            name(Naming::PinnedTag, &tagged)
+        );
+        assert!(
+            name(Naming::PinnedTag, &pinned)
+                .ends_with(&format!(":pinned-sha256-{}", "a".repeat(64)))
+        );
+        assert!(name(Naming::DigestTag, &pinned).ends_with(&format!(":sha256-{}", "a".repeat(64))));
     }
 
     #[test]

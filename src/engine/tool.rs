@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use super::config_dir::PrivateConfigDir;
 use super::{
-    Engine, Failed, Freshness, Job, Moved, Ready, Step, Steps, attempt, docker, local, podman,
+    Capabilities, Engine, Failed, Freshness, Job, Moved, Naming, Ready, Step, Steps, attempt,
+    docker, local, podman,
 };
 use crate::credentials::DockerAuth;
 use crate::error::Error;
@@ -308,12 +309,12 @@ impl ToolEngine {
     fn pull_and_tag(&self, job: &Job<'_>, steps: &dyn Steps, source: &str) -> Result<(), Failed> {
         let registry = job.registry;
         let host = job.source.domain().unwrap_or("docker.io");
-        let insecure = registry.is_insecure(host) || crate::registry::is_loopback(host);
+        let insecure = job.access.insecure(host);
         let mut out = |line: &str| job.progress.output(job.item, line);
         let pull = Step { what: "pull", host };
         let mut once = || {
             attempt(steps, &pull, || {
-                let auth = registry.pull_auth.as_ref();
+                let auth = job.access.pull_auth();
                 self.cli
                     .pull(source, auth, insecure, registry.transfer_timeout, &mut out)
             })?;
@@ -337,9 +338,8 @@ impl ToolEngine {
 /// ends with the run, or with `transferTimeout`.
 fn paced(job: &Job<'_>, steps: &dyn Steps) -> Result<(), Failed> {
     let registry = job.registry;
-    let insecure = |h: &str| registry.is_insecure(h);
-    let repo = crate::registry::Repository::of(job.source, &insecure);
-    let creds = (job.pull_creds)(&repo.host);
+    let repo = job.access.source(job.source);
+    let creds = job.access.pull(&repo.host);
     let reference = job
         .source
         .digest()
@@ -370,12 +370,21 @@ fn paced(job: &Job<'_>, steps: &dyn Steps) -> Result<(), Failed> {
 }
 
 impl Engine for ToolEngine {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            name: match self.cli.flavor() {
+                Flavor::Docker => "docker",
+                Flavor::Podman => "podman",
+            },
+            naming: Naming::DigestTag,
+            counts: false,
+            layouts: false,
+        }
+    }
+
     fn ready(&self) -> Result<Ready, Error> {
         let (version, platform) = self.cli.version()?;
-        let kind = match self.cli.flavor() {
-            Flavor::Docker => "docker",
-            Flavor::Podman => "podman",
-        };
+        let kind = self.capabilities().name;
         Ok(Ready {
             version: format!("{} ({kind} {version}, {platform})", self.cli.name()),
             freshness: Freshness::SameConfig(platform),
@@ -395,11 +404,11 @@ impl Engine for ToolEngine {
         self.pull_and_tag(job, steps, &source)?;
         job.progress.step(job.item, crate::display::Step::Pushing);
         let host = &registry.hostname;
-        let insecure = registry.insecure || crate::registry::is_loopback(host);
+        let insecure = job.access.target_insecure();
         let mut out = |line: &str| job.progress.output(job.item, line);
         let push = Step { what: "push", host };
         let digest = attempt(steps, &push, || {
-            let auth = registry.push_auth.as_ref();
+            let auth = job.access.push_auth();
             self.cli.push(
                 job.target,
                 auth,

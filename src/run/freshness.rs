@@ -12,7 +12,8 @@ use chrono::Local;
 
 use crate::credentials::Credentials;
 use crate::display::rfc3339;
-use crate::engine::Freshness;
+use crate::engine::{Access, Freshness};
+use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{Client, Repository};
 use crate::run::state::{Record, StateFile};
@@ -44,14 +45,8 @@ pub struct Checker<'a> {
     pub freshness: &'a Freshness,
     /// The run's state.
     pub state: &'a StateFile,
-    /// Credentials for a source host.
-    pub pull_creds: &'a (dyn Fn(&str) -> Option<Credentials> + Sync),
-    /// Credentials for the target.
-    pub push_creds: Option<Credentials>,
-    /// Whether a source host is an insecure registry.
-    pub insecure: &'a (dyn Fn(&str) -> bool + Sync),
-    /// Whether the target is an insecure registry.
-    pub target_insecure: bool,
+    /// Credentials and insecurity for the hosts of the run.
+    pub access: &'a Access,
     /// Pulls of a rate-limited source kept unspent (`rateLimitMin`).
     pub rate_limit_min: u64,
     /// Whether the run is asked to stop (ends a wait for a rate limit).
@@ -63,116 +58,113 @@ impl Checker<'_> {
     /// Every failure to find out means "mirror", with the reason.
     pub fn check(&self, source: &Reference, target: &str) -> (Verdict, Seen) {
         let (src_repo, dst_repo, tag) = self.repositories(source, target);
-        let src_creds = (self.pull_creds)(&src_repo.host);
-        let dst_creds = self.push_creds.as_ref();
-        let source_digest = match source.digest() {
-            Some(pinned) => Ok(Some(pinned.to_string())),
-            None => self
-                .client
-                .head_digest(&src_repo, &source.target_tag(), src_creds.as_ref()),
-        };
-        let source_digest = match source_digest {
-            Ok(Some(d)) => d,
-            Ok(None) => {
-                return (
-                    Verdict::Mirror("not found at the source".into()),
-                    Seen::default(),
-                );
-            }
-            Err(e) => {
-                return (
-                    Verdict::Mirror(format!("cannot check the source: {e}")),
-                    Seen::default(),
-                );
-            }
+        let src_creds = self.access.pull(&src_repo.host);
+        let source_digest = match self.source_digest(source, &src_repo, src_creds.as_ref()) {
+            Ok(digest) => digest,
+            Err(verdict) => return (verdict, Seen::default()),
         };
         let seen = Seen {
             source_digest: Some(source_digest.clone()),
         };
-        let target_digest = match self.client.head_digest(&dst_repo, &tag, dst_creds) {
-            Ok(Some(d)) => d,
-            Ok(None) => return (Verdict::Mirror("not at the target".into()), seen),
-            Err(e) if matches!(e.http_status(), Some(401 | 403)) => {
-                return (self.refused(&dst_repo, &e), seen);
-            }
-            Err(e) => {
-                return (
-                    Verdict::Mirror(format!("cannot check the target: {e}")),
-                    seen,
-                );
-            }
+        let target_digest = match self.target_digest(&dst_repo, &tag) {
+            Ok(digest) => digest,
+            Err(verdict) => return (verdict, seen),
         };
-        let platform = match self.freshness {
-            Freshness::SameDigest => {
-                return (
-                    self.same_digest(target, &source_digest, &target_digest),
-                    seen,
-                );
-            }
-            Freshness::SameConfig(platform) => platform,
+        let digests = Digests {
+            source: &source_digest,
+            target: &target_digest,
         };
-        if let Some(record) = self.state.get(target) {
-            return if record.source_digest != source_digest {
-                (
-                    Verdict::Mirror(format!(
-                        "the source changed ({} -> {})",
-                        short(&record.source_digest),
-                        short(&source_digest)
-                    )),
-                    seen,
-                )
-            } else if record.target_digest != target_digest {
-                (
-                    Verdict::Mirror(format!(
-                        "the target changed ({} -> {})",
-                        short(&record.target_digest),
-                        short(&target_digest)
-                    )),
-                    seen,
-                )
-            } else {
-                (
-                    Verdict::UpToDate("unchanged since it was mirrored".into()),
-                    seen,
-                )
-            };
+        let verdict = match self.freshness {
+            Freshness::SameDigest => self.same_digest(target, digests.source, digests.target),
+            Freshness::SameConfig(platform) => match self.state.get(target) {
+                Some(record) => since_recorded(&record, &digests),
+                None => {
+                    let sides = Sides {
+                        src: &src_repo,
+                        src_creds: src_creds.as_ref(),
+                        dst: &dst_repo,
+                        tag: &tag,
+                    };
+                    self.same_config(source, target, &sides, &digests, platform)
+                }
+            },
+        };
+        (verdict, seen)
+    }
+
+    /// The source's manifest digest, pinned or by `HEAD`; else why the
+    /// image must be mirrored.
+    fn source_digest(
+        &self,
+        source: &Reference,
+        repo: &Repository,
+        creds: Option<&Credentials>,
+    ) -> Result<String, Verdict> {
+        let digest = match source.digest() {
+            Some(pinned) => Ok(Some(pinned.to_string())),
+            None => self.client.head_digest(repo, &source.target_tag(), creds),
+        };
+        match digest {
+            Ok(Some(d)) => Ok(d),
+            Ok(None) => Err(Verdict::Mirror("not found at the source".into())),
+            Err(e) => Err(Verdict::Mirror(format!("cannot check the source: {e}"))),
         }
+    }
+
+    /// The target's manifest digest under `tag`; else why the image must be
+    /// mirrored, or that the target refuses the push credentials.
+    fn target_digest(&self, repo: &Repository, tag: &str) -> Result<String, Verdict> {
+        match self.client.head_digest(repo, tag, self.access.push()) {
+            Ok(Some(d)) => Ok(d),
+            Ok(None) => Err(Verdict::Mirror("not at the target".into())),
+            Err(e) if matches!(e.http_status(), Some(401 | 403)) => Err(self.refused(repo, &e)),
+            Err(e) => Err(Verdict::Mirror(format!("cannot check the target: {e}"))),
+        }
+    }
+
+    /// The CLI engines' verdict without a record: the image config digests
+    /// for `platform` compared (what survives docker's pull and push),
+    /// recorded when equal.
+    fn same_config(
+        &self,
+        source: &Reference,
+        target: &str,
+        sides: &Sides<'_>,
+        digests: &Digests<'_>,
+        platform: &Platform,
+    ) -> Verdict {
         let pull_ref = source
             .digest()
             .map_or_else(|| source.target_tag(), String::from);
-        if let Err(e) = self.paced(&src_repo, &pull_ref, src_creds.as_ref()) {
-            return (Verdict::Mirror(format!("cannot compare images: {e}")), seen);
+        let Sides {
+            src: src_repo,
+            src_creds,
+            dst: dst_repo,
+            tag,
+        } = *sides;
+        if let Err(e) = self.paced(src_repo, &pull_ref, src_creds) {
+            return Verdict::Mirror(format!("cannot compare images: {e}"));
         }
-        let source_config =
-            self.client
-                .config_digest(&src_repo, &pull_ref, src_creds.as_ref(), platform);
+        let source_config = self
+            .client
+            .config_digest(src_repo, &pull_ref, src_creds, platform);
         let target_config = self
             .client
-            .config_digest(&dst_repo, &tag, dst_creds, platform);
+            .config_digest(dst_repo, tag, self.access.push(), platform);
         match (source_config, target_config) {
             (Ok(Some(a)), Ok(Some(b))) if a == b => {
                 self.state
-                    .set(target, record(source, &source_digest, &target_digest));
-                (
-                    Verdict::UpToDate(format!("the target holds the same image ({})", short(&a))),
-                    seen,
-                )
+                    .set(target, record(source, digests.source, digests.target));
+                Verdict::UpToDate(format!("the target holds the same image ({})", short(&a)))
             }
-            (Ok(Some(_)), Ok(Some(_))) => (
-                Verdict::Mirror("the target holds a different image".into()),
-                seen,
-            ),
-            (Ok(None), _) => (
-                Verdict::Mirror(format!("no {platform} image at the source")),
-                seen,
-            ),
-            (_, Ok(None)) => (
-                Verdict::Mirror("the target's image is not one docker can compare".into()),
-                seen,
-            ),
-            (Err(e), _) | (_, Err(e)) => {
-                (Verdict::Mirror(format!("cannot compare images: {e}")), seen)
+            (Ok(Some(_)), Ok(Some(_))) => {
+                Verdict::Mirror("the target holds a different image".into())
             }
+            (Ok(None), _) => Verdict::Mirror(format!("no {platform} image at the source")),
+            (_, Ok(None)) => {
+                Verdict::Mirror("the target's image is not one docker can compare".into())
+            }
+            (Err(e), _) | (_, Err(e)) => Verdict::Mirror(format!("cannot compare images: {e}")),
         }
     }
 
@@ -215,7 +207,7 @@ impl Checker<'_> {
     fn refused(&self, repo: &Repository, e: &crate::error::Error) -> Verdict {
         let status = e.http_status().unwrap_or_default();
         let host = &repo.host;
-        Verdict::Refused(match (status, &self.push_creds) {
+        Verdict::Refused(match (status, self.access.push()) {
             (403, _) => format!(
                 "{host} denies pushing to {} (403): give the user of pushAuthConfig push access there",
                 repo.path
@@ -235,8 +227,8 @@ impl Checker<'_> {
         let source_digest = match source.digest() {
             Some(pinned) => Some(pinned.to_string()),
             None => {
-                let repo = Repository::of(source, self.insecure);
-                let creds = (self.pull_creds)(&repo.host);
+                let repo = self.access.source(source);
+                let creds = self.access.pull(&repo.host);
                 self.client
                     .head_digest(&repo, &source.target_tag(), creds.as_ref())
                     .ok()
@@ -253,14 +245,13 @@ impl Checker<'_> {
     pub fn wait_until_served(&self, source: &Reference, target: &str, at_source: bool) {
         let (src, dst, tag) = self.repositories(source, target);
         let asked = if at_source {
-            let creds = (self.pull_creds)(&src.host);
+            let creds = self.access.pull(&src.host);
             let reference = source
                 .digest()
                 .map_or_else(|| source.target_tag(), String::from);
             self.client.head_digest(&src, &reference, creds.as_ref())
         } else {
-            self.client
-                .head_digest(&dst, &tag, self.push_creds.as_ref())
+            self.client.head_digest(&dst, &tag, self.access.push())
         };
         if let Err(e) = asked {
             log::debug!(
@@ -288,7 +279,7 @@ impl Checker<'_> {
             None => {
                 let (_, dst_repo, tag) = self.repositories(source, target);
                 self.client
-                    .head_digest(&dst_repo, &tag, self.push_creds.as_ref())
+                    .head_digest(&dst_repo, &tag, self.access.push())
                     .ok()
                     .flatten()
             }
@@ -333,10 +324,46 @@ impl Checker<'_> {
     fn repositories(&self, source: &Reference, target: &str) -> (Repository, Repository, String) {
         let (name, tag) = target.rsplit_once(':').unwrap_or((target, "latest"));
         (
-            Repository::of(source, self.insecure),
-            Repository::target(name, self.target_insecure),
+            self.access.source(source),
+            self.access.target(name),
             tag.to_string(),
         )
+    }
+}
+
+/// The two repositories a check compares, with the source's credentials.
+#[derive(Clone, Copy)]
+struct Sides<'s> {
+    src: &'s Repository,
+    src_creds: Option<&'s Credentials>,
+    dst: &'s Repository,
+    tag: &'s str,
+}
+
+/// The manifest digests of the source and of the target, as the check saw
+/// them.
+struct Digests<'d> {
+    source: &'d str,
+    target: &'d str,
+}
+
+/// The CLI engines' verdict from the record of the last mirror: up to date
+/// while neither side changed since.
+fn since_recorded(record: &Record, digests: &Digests<'_>) -> Verdict {
+    if record.source_digest != digests.source {
+        Verdict::Mirror(format!(
+            "the source changed ({} -> {})",
+            short(&record.source_digest),
+            short(digests.source)
+        ))
+    } else if record.target_digest != digests.target {
+        Verdict::Mirror(format!(
+            "the target changed ({} -> {})",
+            short(&record.target_digest),
+            short(digests.target)
+        ))
+    } else {
+        Verdict::UpToDate("unchanged since it was mirrored".into())
     }
 }
 
@@ -353,4 +380,89 @@ fn record(source: &Reference, source_digest: &str, target_digest: &str) -> Recor
 /// `sha256:0123456789ab` for messages.
 fn short(digest: &str) -> &str {
     &digest[..digest.len().min(19)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn recorded(source: &str, target: &str) -> Record {
+        let reference = Reference::parse("src.example/a:1").unwrap();
+        record(&reference, source, target)
+    }
+
+    /// A check against a target on 127.0.0.1:1, where nothing answers, with
+    /// a state file of its own.
+    fn with_checker(name: &str, freshness: Freshness, test: impl FnOnce(&Checker<'_>)) {
+        let dir = std::env::temp_dir().join(format!("pb-fresh-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = "registries:\n  - hostname: 127.0.0.1:1\n    repository: m\n    syncerScript: /bin/sh\n";
+        let config = crate::config::parse(yaml, &dir.join("c.yaml")).unwrap();
+        let access = Access::of(&config.registries[0], true);
+        let state = StateFile::load(&dir, "127.0.0.1:1");
+        let client = Client::default();
+        let checker = Checker {
+            client: &client,
+            freshness: &freshness,
+            state: &state,
+            access: &access,
+            rate_limit_min: 0,
+            stop: &|| false,
+        };
+        test(&checker);
+    }
+
+    #[test]
+    fn a_record_tells_up_to_date_while_neither_side_changed() {
+        let digests = |source, target| Digests { source, target };
+        assert_eq!(
+            since_recorded(&recorded(A, B), &digests(A, B)),
+            Verdict::UpToDate("unchanged since it was mirrored".into())
+        );
+        assert!(matches!(
+            since_recorded(&recorded(A, B), &digests(B, B)),
+            Verdict::Mirror(r) if r.starts_with("the source changed")
+        ));
+        assert!(matches!(
+            since_recorded(&recorded(A, B), &digests(A, A)),
+            Verdict::Mirror(r) if r.starts_with("the target changed")
+        ));
+    }
+
+    #[test]
+    fn equal_digests_or_those_recorded_for_a_filtered_index_are_up_to_date() {
+        with_checker("digest", Freshness::SameDigest, |checker| {
+            let target = "127.0.0.1:1/m/a:1";
+            assert!(matches!(
+                checker.same_digest(target, A, A),
+                Verdict::UpToDate(_)
+            ));
+            assert!(matches!(
+                checker.same_digest(target, A, B),
+                Verdict::Mirror(_)
+            ));
+            checker.state.set(target, recorded(A, B));
+            assert_eq!(
+                checker.same_digest(target, A, B),
+                Verdict::UpToDate("unchanged since it was mirrored (filtered by platforms)".into())
+            );
+        });
+    }
+
+    #[test]
+    fn a_source_that_cannot_be_asked_means_mirror() {
+        with_checker("unreachable", Freshness::SameDigest, |checker| {
+            let source = Reference::parse("127.0.0.1:1/a:1").unwrap();
+            let (verdict, seen) = checker.check(&source, "127.0.0.1:1/m/a:1");
+            assert!(
+                matches!(&verdict, Verdict::Mirror(r) if r.starts_with("cannot check the source")),
+                "{verdict:?}"
+            );
+            assert_eq!(seen, Seen::default());
+        });
+    }
 }

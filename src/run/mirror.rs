@@ -1,41 +1,32 @@
-//! One run over one registry: run its syncer script, plan a target for each
-//! listed image (see `plan`), skip those already up to date (see
-//! `freshness`), and move the others with the registry's engine, `parallel`
-//! at a time on scoped threads, each step under the retry policy of
-//! `retry`. One image failing does not stop the others; an engine that is
-//! gone (the docker daemon) does, and so does the caller's stop request
-//! (pause, shutdown), after the images in progress. The registry's lock
-//! (see `runlock`) is held throughout. `load` calls this once per registry
-//! and the daemon once per scheduled run.
+//! One run over one registry, set up and closed: the engine (the
+//! registry's, or the one that reads and writes layouts when the run's
+//! `Source` or `Sink` is one; see `readiness`), the registry's lock (see
+//! `flock`), the plan of what the syncer script or the layout lists (see
+//! `plan`), the state file and the run's `Access`; then the images go to
+//! the worker pool (`workers`), and what the run learnt is saved. `load`
+//! calls this once per registry and the daemon once per scheduled run.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
-use chrono::{DateTime, Local};
+use chrono::Local;
 
 use crate::config::Registry;
-use crate::credentials::{self, Credentials, DockerAuth};
-use crate::display::{Item, Progress};
-use crate::engine::{
-    Choice, Engine, EngineSet, Failed, Freshness, Job, Moved, RunMemory, Slots, Stats,
-};
+use crate::display::Progress;
+use crate::engine::ends::needs_layouts;
+use crate::engine::{Access, Engine, EngineSet, Freshness, RunMemory, Sink, Source, Stats};
 use crate::error::{Error, human_duration};
 use crate::flock::{self as runlock, Holder, Refused, RunLock};
 use crate::listing::script;
-use crate::mutex::{into_inner, lock};
-use crate::platform::Platform;
 use crate::process::Cancel;
-use crate::reference::Reference;
 use crate::registry::Client;
-use crate::run::freshness::{Checker, Seen, Verdict};
+use crate::run::freshness::Checker;
 use crate::run::plan::{Planned, plan, plan_layout};
-use crate::run::report::{ImageReport, Outcome, RegistryReport, RunOutcome};
-use crate::run::retry::{self, Kind, Policy};
+use crate::run::report::{RegistryReport, RunOutcome};
 use crate::run::state::StateFile;
+use crate::run::workers::Run;
+
+pub use crate::run::readiness::Readiness;
 
 /// What a run needs besides the registry.
 pub struct Context<'a> {
@@ -67,7 +58,8 @@ pub struct Context<'a> {
     pub mode: Mode<'a>,
 }
 
-/// What a run moves images from and to.
+/// What a run moves images from and to, as its callers say it; the run
+/// works with its [`Source`] and [`Sink`].
 #[derive(Clone, Copy)]
 pub enum Mode<'a> {
     /// From the sources the syncer script lists, to the target.
@@ -80,50 +72,27 @@ pub enum Mode<'a> {
     Import(&'a crate::layout::Reader),
 }
 
-/// Whether the engines are ready: asked at every run (the daemon, whose
-/// docker may come and go), or once per engine and process (`load`, which
-/// says a missing docker once, not once per registry).
-pub struct Readiness {
-    once: Option<Mutex<HashMap<&'static str, Result<Freshness, String>>>>,
-}
-
-impl Readiness {
-    /// Asked at every run.
-    pub fn every_run() -> Readiness {
-        Readiness { once: None }
-    }
-
-    /// Asked once per engine.
-    pub fn once() -> Readiness {
-        Readiness {
-            once: Some(Mutex::new(HashMap::new())),
+impl<'a> Mode<'a> {
+    /// Where the images come from.
+    pub fn source(self) -> Source<'a> {
+        match self {
+            Mode::Import(layout) => Source::Layout(layout),
+            Mode::Mirror | Mode::Export(_) => Source::Registry,
         }
     }
 
-    /// Whether the engine of `registry` can work, and how it decides
-    /// freshness. A dry run without docker compares images for this host's
-    /// platform.
-    fn of(
-        &self,
-        engines: &dyn EngineSet,
-        registry: &Registry,
-        dry_run: bool,
-    ) -> Result<Freshness, String> {
-        let Some(cache) = &self.once else {
-            return ready(engines.get(registry.engine), registry, dry_run);
-        };
-        let name = registry.engine.name();
-        if let Some(known) = lock(cache).get(name) {
-            return known.clone();
+    /// Where they go.
+    pub fn sink(self) -> Sink<'a> {
+        match self {
+            Mode::Export(layout) => Sink::Layout(layout),
+            Mode::Mirror | Mode::Import(_) => Sink::Registry,
         }
-        let known = ready(engines.get(registry.engine), registry, dry_run);
-        lock(cache).insert(name, known.clone());
-        known
     }
 }
 
 impl Context<'_> {
-    fn stop_requested(&self) -> bool {
+    /// Whether the caller asks the run to stop.
+    pub fn stop_requested(&self) -> bool {
         (self.stop)().is_some()
     }
 }
@@ -134,20 +103,9 @@ impl Context<'_> {
 /// past `ctx.lock_wait`, with who it is; everything else that went wrong is
 /// in the report.
 pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Holder> {
-    let native;
-    let registry = match ctx.mode {
-        Mode::Mirror => registry,
-        Mode::Export(_) | Mode::Import(_) => {
-            native = Registry {
-                engine: Choice::Native,
-                ..registry.clone()
-            };
-            &native
-        }
-    };
-    let engine = ctx.engines.get(registry.engine);
-    let freshness = match ctx.readiness.of(ctx.engines, registry, ctx.dry_run) {
-        Ok(freshness) => freshness,
+    let from = ctx.mode.source();
+    let (engine, freshness) = match engine_ready(registry, ctx) {
+        Ok(ready) => ready,
         Err(e) => {
             return Ok(RegistryReport::ended_early(
                 &registry.hostname,
@@ -157,43 +115,32 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
             ));
         }
     };
-    let lock = match ctx.mode {
-        Mode::Export(_) => None,
-        Mode::Mirror | Mode::Import(_) => match take_lock(registry, ctx) {
-            Ok(lock) => lock,
-            Err(refused) => return not_locked(registry, refused),
-        },
+    let lock = match take_lock(registry, ctx) {
+        Ok(lock) => lock,
+        Err(refused) => return not_locked(registry, refused),
     };
     let started = Local::now();
+    let capabilities = engine.capabilities();
     let mut report = RegistryReport::start(&registry.hostname, started);
-    report.engine = Some(registry.engine.name());
-    if registry.engine == Choice::Native {
-        report.moved = Some(Stats::default());
-    }
-    let planned = match ctx.mode {
-        Mode::Import(layout) => plan_layout(registry, layout.entries(), &mut report),
-        Mode::Mirror | Mode::Export(_) => match listed(registry, ctx) {
-            Ok(listing) => plan(registry, listing, &mut report),
+    report.engine = Some(capabilities.name);
+    report.moved = capabilities.counts.then(Stats::default);
+    let planned = match from {
+        Source::Layout(layout) => {
+            plan_layout(registry, capabilities.naming, layout.entries(), &mut report)
+        }
+        Source::Registry => match listed(registry, ctx) {
+            Ok(listing) => plan(registry, capabilities.naming, listing, &mut report),
             Err(e) => return Ok(unlisted(registry, ctx, &e, report).finish(started)),
         },
     };
-    let state = StateFile::load(ctx.state_dir, &registry.hostname);
-    if let Some(problem) = state.problem().filter(|_| report.warnings.is_empty()) {
-        log::warn!("{}: {problem}", registry.hostname);
-        report.warnings.push(problem);
-    }
-    ctx.client.remember_challenges(state.challenges());
-    let pull_creds = |host: &str| pull_credentials(registry, ctx.mode, host);
-    let insecure = |host: &str| registry.is_insecure(host);
+    let state = load_state(registry, ctx, &mut report);
+    let access = Access::of(registry, from.is_registry());
     let stop = || ctx.stop_requested();
     let checker = Checker {
         client: ctx.client,
         freshness: &freshness,
         state: &state,
-        pull_creds: &pull_creds,
-        push_creds: credentials(registry.push_auth.as_ref(), &registry.hostname),
-        insecure: &insecure,
-        target_insecure: registry.insecure,
+        access: &access,
         rate_limit_min: registry.rate_limit_min,
         stop: &stop,
     };
@@ -208,18 +155,8 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         planned.len(),
     );
     let panics = run.work_all(&planned);
-    report.rate_limits = rate_limits(ctx.client, &planned, &pull_creds, &insecure);
-    state.set_challenges(ctx.client.challenges());
-    state.set_blobs(memory.blobs());
-    if ctx.dry_run || matches!(ctx.mode, Mode::Export(_)) {
-        log::debug!(
-            "{}: a dry run or an export; {} not written",
-            registry.hostname,
-            state.path().display()
-        );
-    } else if let Err(e) = state.save() {
-        log::warn!("{}: {e}", registry.hostname);
-    }
+    report.rate_limits = rate_limits(ctx.client, &planned, &access);
+    save_state(registry, ctx, &state, &memory);
     drop(lock);
     // A worker's panic goes on to the caller as it was, once what the other
     // workers mirrored is saved.
@@ -230,6 +167,51 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         report.warnings.extend(state.problem());
     }
     Ok(run.finish(report, started))
+}
+
+/// The engine of a run over `registry` (the one that reads and writes
+/// layouts, when the run has one), when it is ready, and how it decides
+/// freshness; else why the run cannot be.
+fn engine_ready<'e>(
+    registry: &Registry,
+    ctx: &Context<'e>,
+) -> Result<(&'e dyn Engine, Freshness), String> {
+    let engine = if needs_layouts(ctx.mode.source(), ctx.mode.sink()) {
+        ctx.engines
+            .for_layouts()
+            .ok_or_else(|| "no engine reads or writes layouts".to_string())?
+    } else {
+        ctx.engines.get(registry.engine)
+    };
+    Ok((engine, ctx.readiness.of(engine, registry, ctx.dry_run)?))
+}
+
+/// The registry's state file, its problem told once in `report`, and the
+/// registries' challenges it remembers given to the client.
+fn load_state(registry: &Registry, ctx: &Context<'_>, report: &mut RegistryReport) -> StateFile {
+    let state = StateFile::load(ctx.state_dir, &registry.hostname);
+    if let Some(problem) = state.problem().filter(|_| report.warnings.is_empty()) {
+        log::warn!("{}: {problem}", registry.hostname);
+        report.warnings.push(problem);
+    }
+    ctx.client.remember_challenges(state.challenges());
+    state
+}
+
+/// Keeps what the run learnt (challenges, blobs) in `state` and writes it,
+/// unless the run is a dry run or an export.
+fn save_state(registry: &Registry, ctx: &Context<'_>, state: &StateFile, memory: &RunMemory) {
+    state.set_challenges(ctx.client.challenges());
+    state.set_blobs(memory.blobs());
+    if ctx.dry_run || !ctx.mode.sink().is_registry() {
+        log::debug!(
+            "{}: a dry run or an export; {} not written",
+            registry.hostname,
+            state.path().display()
+        );
+    } else if let Err(e) = state.save() {
+        log::warn!("{}: {e}", registry.hostname);
+    }
 }
 
 /// `report` of a run whose syncer script gave no listing: stopped, when
@@ -290,29 +272,12 @@ fn listed(registry: &Registry, ctx: &Context<'_>) -> Result<script::Listing, Err
     )
 }
 
-/// Whether `engine` can work now, and how it decides freshness.
-fn ready(engine: &dyn Engine, registry: &Registry, dry_run: bool) -> Result<Freshness, String> {
-    match engine.ready() {
-        Ok(ready) => {
-            log::debug!("{}: engine {}", registry.hostname, ready.version);
-            Ok(ready.freshness)
-        }
-        Err(e) if dry_run => {
-            log::debug!("{e}; comparing images for this host's platform");
-            Ok(Freshness::SameConfig(Platform::host()))
-        }
-        Err(e) => {
-            log::error!("{}: not run: {e}", registry.hostname);
-            Err(e.to_string())
-        }
-    }
-}
-
-/// Takes the registry's lock as `ctx` says: None when it takes none. A run
+/// Takes the registry's lock as `ctx` says: None when it takes none (nor
+/// does an export, which writes no state). A run
 /// that cannot take it (the state directory is not usable) does not run
 /// unguarded: the caller fails it.
 fn take_lock(registry: &Registry, ctx: &Context<'_>) -> Result<Option<RunLock>, Refused> {
-    let Some(wait) = ctx.lock_wait else {
+    let Some(wait) = ctx.lock_wait.filter(|_| ctx.mode.sink().is_registry()) else {
         return Ok(None);
     };
     let host = &registry.hostname;
@@ -326,483 +291,34 @@ fn take_lock(registry: &Registry, ctx: &Context<'_>) -> Result<Option<RunLock>, 
     runlock::lock(ctx.state_dir, host, wait, waiting, &stop).map(Some)
 }
 
-/// One line for a registry that failed every image moved in the run for
-/// passing reasons (HTTP 5xx, 429) even after retries.
-fn looks_down(failed: &[(String, bool)], images: &[ImageReport]) -> Option<String> {
-    let (host, _) = failed.first()?;
-    let moved = images.iter().filter(|i| i.attempts > 0).count();
-    let all_alike = failed.iter().all(|(h, passing)| h == host && *passing);
-    let last = images.iter().rev().find_map(|i| i.error.as_deref())?;
-    (failed.len() >= 2 && failed.len() == moved && all_alike).then(|| {
-        format!(
-            "{host} looks down: all {} images failed, each after its retries; the last said: {last}",
-            failed.len()
-        )
-    })
-}
-
-/// One line for the registries that could not be reached, instead of a
-/// mystery per image.
-fn down_message(down: &HashMap<String, String>, images: &[ImageReport]) -> Option<String> {
-    let mut hosts: Vec<(&String, &String)> = down.iter().collect();
-    hosts.sort();
-    let skipped = images
-        .iter()
-        .filter(|i| i.outcome == Outcome::NotAttempted)
-        .count();
-    let what: Vec<String> = hosts
-        .iter()
-        .map(|(host, error)| format!("{host} is unreachable ({error})"))
-        .collect();
-    (!what.is_empty()).then(|| {
-        format!(
-            "{}; {skipped} {} that needed it not attempted",
-            what.join("; "),
-            if skipped == 1 { "image" } else { "images" }
-        )
-    })
-}
-
 /// What the sources of `planned` last said of their pull limits.
 fn rate_limits(
     client: &Client,
     planned: &[Planned],
-    pull_creds: &dyn Fn(&str) -> Option<Credentials>,
-    insecure: &dyn Fn(&str) -> bool,
+    access: &Access,
 ) -> Vec<crate::registry::limits::Shown> {
     let hosts: std::collections::BTreeSet<String> = planned
         .iter()
-        .map(|p| crate::registry::Repository::of(&p.reference, insecure).host)
+        .map(|p| access.source(&p.reference).host)
         .collect();
     hosts
         .iter()
-        .filter_map(|host| client.rate_limit(host, pull_creds(host).as_ref()))
+        .filter_map(|host| client.rate_limit(host, access.pull(host).as_ref()))
         .collect()
-}
-
-/// Credentials for the source host `host`: none when the images come from
-/// a layout (no helper is asked for a host that is not contacted).
-fn pull_credentials(registry: &Registry, mode: Mode<'_>, host: &str) -> Option<Credentials> {
-    match mode {
-        Mode::Import(_) => None,
-        Mode::Mirror | Mode::Export(_) => credentials(registry.pull_auth.as_ref(), host),
-    }
-}
-
-/// Credentials for `host`: from the configured DockerConfigJSON, else the
-/// operator's own docker login.
-fn credentials(auth: Option<&DockerAuth>, host: &str) -> Option<Credentials> {
-    match auth {
-        Some(a) => a.credentials_for(host),
-        None => credentials::operator_credentials(host),
-    }
-}
-
-/// One run's shared progress, worked on by `registry.parallel` threads.
-struct Run<'a> {
-    registry: &'a Registry,
-    ctx: &'a Context<'a>,
-    engine: &'a dyn Engine,
-    checker: &'a Checker<'a>,
-    state: &'a StateFile,
-    memory: &'a RunMemory,
-    /// Transfers in flight, images and blobs alike.
-    slots: Slots,
-    total: usize,
-    next: AtomicUsize,
-    started: AtomicUsize,
-    /// Why the run stopped early, and as what.
-    stopped: Mutex<Option<(String, RunOutcome)>>,
-    results: Mutex<Vec<ImageReport>>,
-    /// One lock per target repository: two tags of one repository share
-    /// layers, and registries can fail concurrent uploads of the same blob.
-    repositories: Mutex<HashMap<String, Arc<Mutex<()>>>>,
-    /// Registries found unreachable in this run, with the error that told:
-    /// the images that need them are not attempted.
-    down: Mutex<HashMap<String, String>>,
-    /// For each image that failed to move: the registry it failed with, and
-    /// whether the failure was a passing one.
-    failed_hosts: Mutex<Vec<(String, bool)>>,
-    /// Which target repositories take uploads, or must be created first.
-    targets: crate::run::repositories::Targets,
-}
-
-impl<'a> Run<'a> {
-    fn new(
-        registry: &'a Registry,
-        ctx: &'a Context<'a>,
-        engine: &'a dyn Engine,
-        checker: &'a Checker<'a>,
-        state: &'a StateFile,
-        memory: &'a RunMemory,
-        total: usize,
-    ) -> Run<'a> {
-        Run {
-            registry,
-            ctx,
-            engine,
-            checker,
-            state,
-            memory,
-            slots: Slots::new(registry.parallel),
-            total,
-            next: AtomicUsize::new(0),
-            started: AtomicUsize::new(0),
-            stopped: Mutex::new(None),
-            results: Mutex::new(Vec::new()),
-            repositories: Mutex::new(HashMap::new()),
-            down: Mutex::new(HashMap::new()),
-            failed_hosts: Mutex::new(Vec::new()),
-            targets: Default::default(),
-        }
-    }
-
-    /// Works through `planned` on `parallel` threads; returns the panics of
-    /// those that panicked.
-    fn work_all(&self, planned: &[Planned]) -> Vec<Box<dyn std::any::Any + Send>> {
-        let workers = self.registry.parallel.clamp(1, planned.len().max(1));
-        thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| scope.spawn(|| self.work(planned)))
-                .collect();
-            handles.into_iter().filter_map(|h| h.join().err()).collect()
-        })
-    }
-
-    /// Adds what the run did to `report`, and closes it.
-    fn finish(self, mut report: RegistryReport, started: DateTime<Local>) -> RegistryReport {
-        let stopped = into_inner(self.stopped);
-        if let Some((_, stop_outcome)) = &stopped {
-            report.outcome = *stop_outcome;
-        }
-        report.images.extend(into_inner(self.results));
-        report.images.sort_by_key(|i| i.line);
-        let down = into_inner(self.down);
-        let failed_hosts = into_inner(self.failed_hosts);
-        let down_message = down_message(&down, &report.images)
-            .or_else(|| looks_down(&failed_hosts, &report.images));
-        if let Some(e) = down_message.as_ref().filter(|_| stopped.is_none()) {
-            log::error!("{}: {e}", self.registry.hostname);
-        }
-        report.error = stopped.map(|(why, _)| why).or(down_message);
-        report.finish(started)
-    }
-
-    /// Takes images off the plan until none is left.
-    fn work(&self, planned: &[Planned]) {
-        while let Some(image) = planned.get(self.next.fetch_add(1, Ordering::Relaxed)) {
-            let report = self.image(image);
-            lock(&self.results).push(report);
-        }
-    }
-
-    fn stop_requested(&self) -> bool {
-        if lock(&self.stopped).is_some() {
-            return true;
-        }
-        let Some(why) = (self.ctx.stop)() else {
-            return false;
-        };
-        let done = self.started.load(Ordering::Relaxed);
-        let message = format!("stopped after {done} of {} images: {why}", self.total);
-        if self.stop_with(message.clone(), RunOutcome::Stopped) {
-            log::warn!("{}: {message}", self.registry.hostname);
-        }
-        true
-    }
-
-    /// Records why the run stops; true for the first reason given.
-    fn stop_with(&self, why: String, outcome: RunOutcome) -> bool {
-        let mut stopped = lock(&self.stopped);
-        let first = stopped.is_none();
-        if first {
-            *stopped = Some((why, outcome));
-        }
-        first
-    }
-
-    /// Decides on one image and moves it when it must be.
-    fn image(&self, image: &Planned) -> ImageReport {
-        let report = |outcome| {
-            ImageReport::new(
-                image.line,
-                image.reference.to_string(),
-                Some(image.target.clone()),
-                outcome,
-            )
-        };
-        if self.stop_requested() {
-            return report(Outcome::NotAttempted);
-        }
-        let hosts = [source_host(&image.reference), &self.registry.hostname];
-        if let Some(host) = hosts.iter().find(|h| lock(&self.down).contains_key(**h)) {
-            return report(Outcome::NotAttempted).error(format!("{host} is unreachable"));
-        }
-        let n = self.started.fetch_add(1, Ordering::Relaxed) + 1;
-        let (verdict, seen) = if let Mode::Export(_) = self.ctx.mode {
-            (Verdict::Mirror("into the layout".into()), Seen::default())
-        } else if self.ctx.force {
-            (
-                Verdict::Mirror("--force".into()),
-                self.checker.source_seen(&image.reference),
-            )
-        } else {
-            self.checker.check(&image.reference, &image.target)
-        };
-        let label = format!("{} [{n}/{}]", self.registry.hostname, self.total);
-        let source = image.reference.to_string();
-        let reason = match verdict {
-            Verdict::UpToDate(reason) => {
-                log::info!("{label} {source}: up to date ({reason})");
-                return self.up_to_date(image, n, &seen, report(Outcome::UpToDate).reason(reason));
-            }
-            Verdict::Refused(error) => {
-                log::error!("{label} {source}: {error}");
-                return report(Outcome::Failed).error(error);
-            }
-            Verdict::Mirror(reason) if self.ctx.dry_run => {
-                return self.planned(image, n, report(Outcome::Planned).reason(reason));
-            }
-            Verdict::Mirror(reason) => reason,
-        };
-        (self.ctx.on_image)(n, self.total, &source);
-        log::debug!("{label} {source}: mirroring ({reason})");
-        let item = self.item(image, n).done_as(match self.ctx.mode {
-            Mode::Export(_) => "exported",
-            Mode::Mirror | Mode::Import(_) => "mirrored",
-        });
-        let (result, attempts) = self.transfer(&item, image);
-        let error = result.as_ref().err().map(|f| f.error.to_string());
-        self.ctx.progress.finished(&item, error.as_deref());
-        match result {
-            Ok(moved) => {
-                if !matches!(self.ctx.mode, Mode::Export(_)) {
-                    self.recorded(image, &seen, &moved);
-                }
-                report(Outcome::Mirrored)
-                    .reason(reason)
-                    .attempts(attempts)
-                    .moved(self.registry.engine, moved.stats)
-            }
-            Err(f) => self.failed(report(Outcome::Failed).reason(reason), f, attempts),
-        }
-    }
-
-    /// The progress line of `image`, number `n` of the run.
-    fn item(&self, image: &Planned, n: usize) -> Item {
-        let source = image.reference.to_string();
-        Item::new(
-            &self.registry.hostname,
-            n,
-            self.total,
-            &source,
-            &image.target,
-        )
-    }
-
-    /// A dry run's report of an image to mirror, with what the engine can
-    /// tell of the move.
-    fn planned(&self, image: &Planned, n: usize, report: ImageReport) -> ImageReport {
-        let item = self.item(image, n);
-        let pull_creds = |host: &str| pull_credentials(self.registry, self.ctx.mode, host);
-        let job = self.job(&item, image, &pull_creds);
-        match self.engine.plan(&job) {
-            Ok(Some(plan)) => report.plan(plan),
-            Ok(None) => report,
-            Err(e) => report.error(format!("cannot tell what would move: {e}")),
-        }
-    }
-
-    /// Records a mirrored image in the state file.
-    fn recorded(&self, image: &Planned, seen: &Seen, moved: &Moved) {
-        self.checker.record_mirrored(
-            &image.reference,
-            &image.target,
-            seen,
-            moved.digest.as_deref(),
-            &moved.referred,
-        );
-        if let Err(e) = self.state.save_now_and_then() {
-            log::warn!("{}: {e}", self.registry.hostname);
-        }
-    }
-
-    /// The report of an image that did not move, and what it says of the run.
-    fn failed(&self, report: ImageReport, f: Failed, attempts: u32) -> ImageReport {
-        let error = f.error.to_string();
-        if f.error.is_docker_down() {
-            if self.stop_with(error, RunOutcome::Failed) {
-                log::error!(
-                    "{}: the engine is unavailable; the remaining images are not attempted",
-                    self.registry.hostname
-                );
-            }
-            return ImageReport {
-                outcome: Outcome::NotAttempted,
-                ..report
-            }
-            .attempts(attempts);
-        }
-        if matches!(f.error, Error::Interrupted { .. }) && self.stop_requested() {
-            return ImageReport {
-                outcome: Outcome::NotAttempted,
-                ..report
-            }
-            .error(error);
-        }
-        let kind = retry::kind(&f.error);
-        lock(&self.failed_hosts).push((f.host.clone(), kind.is_retryable()));
-        if kind == Kind::Unreachable {
-            lock(&self.down)
-                .entry(f.host)
-                .or_insert_with(|| error.clone());
-        }
-        report.error(error).attempts(attempts)
-    }
-
-    /// Moves one image with the engine, one move at a time per target
-    /// repository; returns what it did and how many attempts it took.
-    fn transfer(&self, item: &Item, image: &Planned) -> (Result<Moved, Failed>, u32) {
-        self.move_with(item, image, &|job, policy| {
-            self.targets.ensure(job, self.ctx.cancel)?;
-            self.engine.transfer(job, policy)
-        })
-    }
-
-    /// Runs `work` (a move of `image` by the engine) with one move at a time
-    /// per target repository, under the image's retry policy: `retries` per
-    /// step, waits that end when the run is asked to stop, and after a 429
-    /// the registry asked with a `HEAD` how long to wait. Returns what it did
-    /// and how many attempts it took.
-    fn move_with(
-        &self,
-        item: &Item,
-        image: &Planned,
-        work: &dyn Fn(&Job<'_>, &Policy<'_>) -> Result<Moved, Failed>,
-    ) -> (Result<Moved, Failed>, u32) {
-        let target = &image.target;
-        let repository = target
-            .rsplit_once(':')
-            .map_or(target.as_str(), |(name, _)| name);
-        let lock_for_repository = Arc::clone(
-            lock(&self.repositories)
-                .entry(repository.to_string())
-                .or_default(),
-        );
-        let _one_at_a_time = lock(&lock_for_repository);
-        let stop = || self.stop_requested();
-        let served = |host: &str| {
-            let at_source = !host.eq_ignore_ascii_case(&self.registry.hostname);
-            self.checker
-                .wait_until_served(&image.reference, target, at_source);
-        };
-        let policy = Policy {
-            label: item.name(),
-            retries: self.registry.retries,
-            stop: &stop,
-            served: &served,
-            again: AtomicU32::new(0),
-        };
-        let pull_creds = |host: &str| pull_credentials(self.registry, self.ctx.mode, host);
-        let job = self.job(item, image, &pull_creds);
-        let result = work(&job, &policy);
-        (result, policy.attempts())
-    }
-
-    /// With `referrers`: what refers to an image that is up to date and
-    /// changed since the last run is copied (one request per subject when
-    /// nothing did).
-    fn up_to_date(
-        &self,
-        image: &Planned,
-        n: usize,
-        seen: &Seen,
-        report: ImageReport,
-    ) -> ImageReport {
-        let Some(digest) = seen.source_digest.as_deref() else {
-            return report;
-        };
-        if !self.registry.referrers || self.ctx.dry_run {
-            return report;
-        }
-        let known = self.checker.referred(&image.target);
-        let source = image.reference.to_string();
-        let item = self.item(image, n);
-        let (result, attempts) = self.move_with(&item, image, &|job, policy| {
-            self.engine.refresh_referrers(job, policy, digest, &known)
-        });
-        match result {
-            Ok(moved) => {
-                self.checker
-                    .record_referred(&image.reference, &image.target, seen, moved.referred);
-                if let Err(e) = self.state.save_now_and_then() {
-                    log::warn!("{}: {e}", self.registry.hostname);
-                }
-                let copied = moved.stats.referrers;
-                if copied == 0 {
-                    return report;
-                }
-                log::info!("{} {source}: {copied} new referrers copied", item.name());
-                let reason = format!(
-                    "{}; {copied} new referrers copied",
-                    report.reason.clone().unwrap_or_default()
-                );
-                report
-                    .reason(reason)
-                    .moved(self.registry.engine, moved.stats)
-            }
-            Err(f) => {
-                let failed = ImageReport {
-                    outcome: Outcome::Failed,
-                    ..report
-                };
-                self.failed(failed, f, attempts)
-            }
-        }
-    }
-
-    /// The job of moving `image`: what an engine is given.
-    fn job<'j>(
-        &'j self,
-        item: &'j Item,
-        image: &'j Planned,
-        pull_creds: &'j (dyn Fn(&str) -> Option<Credentials> + Sync),
-    ) -> Job<'j> {
-        Job {
-            registry: self.registry,
-            source: &image.reference,
-            target: &image.target,
-            item,
-            progress: self.ctx.progress,
-            client: self.ctx.client,
-            pull_creds,
-            push_creds: self.checker.push_creds.as_ref(),
-            slots: &self.slots,
-            memory: self.memory,
-            layout_in: match self.ctx.mode {
-                Mode::Import(layout) => Some(layout),
-                _ => None,
-            },
-            layout_out: match self.ctx.mode {
-                Mode::Export(layout) => Some(layout),
-                _ => None,
-            },
-        }
-    }
-}
-
-/// The registry a source is pulled from.
-fn source_host(reference: &Reference) -> &str {
-    reference.domain().unwrap_or("docker.io")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Ready, Step, Steps, attempt};
+    use crate::engine::{
+        Capabilities, Choice, Failed, Job, Moved, Naming, Ready, Step, Steps, attempt,
+    };
+    use crate::run::report::Outcome;
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
+    use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Instant;
 
     /// How the fake engine answers a call: given its number, from 0, and
@@ -815,6 +331,7 @@ mod tests {
         answer: Answer,
         calls: AtomicUsize,
         ready: Result<(), String>,
+        layouts: bool,
     }
 
     impl Fake {
@@ -823,11 +340,21 @@ mod tests {
                 answer: Box::new(answer),
                 calls: AtomicUsize::new(0),
                 ready: Ok(()),
+                layouts: false,
             }
         }
     }
 
     impl Engine for Fake {
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                name: "fake",
+                naming: Naming::DigestTag,
+                counts: false,
+                layouts: self.layouts,
+            }
+        }
+
         fn ready(&self) -> Result<Ready, Error> {
             self.ready
                 .clone()
@@ -893,6 +420,17 @@ mod tests {
         stop: &(dyn Fn() -> Option<String> + Sync),
         cancel: &Cancel,
     ) -> RegistryReport {
+        run_as(engine, registry, dir, stop, cancel, Mode::Mirror)
+    }
+
+    fn run_as(
+        engine: &Fake,
+        registry: &Registry,
+        dir: &Path,
+        stop: &(dyn Fn() -> Option<String> + Sync),
+        cancel: &Cancel,
+        mode: Mode<'_>,
+    ) -> RegistryReport {
         let client = Client::default();
         let readiness = Readiness::every_run();
         let ctx = Context {
@@ -907,7 +445,7 @@ mod tests {
             on_image: &|_, _, _| {},
             lock_wait: Some(Duration::from_secs(1)),
             readiness: &readiness,
-            mode: Mode::Mirror,
+            mode,
         };
         run(registry, &ctx).unwrap()
     }
@@ -1116,5 +654,28 @@ mod tests {
             error.starts_with("127.0.0.1:1 is unreachable (registry 127.0.0.1:1: connection refused); 2 images that needed it not attempted"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn an_export_takes_the_engine_that_writes_layouts_and_writes_no_state() {
+        let (registry, dir) = registry("export", &["a:1"], 0);
+        let writer = crate::layout::Writer::planning(&dir.join("out"));
+        let export = Mode::Export(&writer);
+        let cancel = Cancel::default();
+        let cannot = Fake::new(|_, _| Ok(()));
+        let report = run_as(&cannot, &registry, &dir, &|| None, &cancel, export);
+        assert_eq!(report.outcome, RunOutcome::Failed);
+        assert_eq!(
+            report.error.as_deref(),
+            Some("no engine reads or writes layouts")
+        );
+        assert_eq!(cannot.calls.load(Ordering::SeqCst), 0);
+
+        let mut can = Fake::new(|_, _| Ok(()));
+        can.layouts = true;
+        let report = run_as(&can, &registry, &dir, &|| None, &cancel, export);
+        assert_eq!(outcomes(&report), [(Outcome::Mirrored, 1)]);
+        assert_eq!(report.engine, Some("fake"));
+        assert!(!dir.join("state").exists(), "an export keeps no state");
     }
 }

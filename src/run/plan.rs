@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use crate::config::Registry;
-use crate::engine::Choice;
+use crate::engine::Naming;
 use crate::layout::{Entry, REF_NAME};
 use crate::listing::script;
 use crate::reference::Reference;
@@ -33,6 +33,7 @@ pub struct Planned {
 /// subjects and are not listed.
 pub fn plan_layout(
     registry: &Registry,
+    naming: Naming,
     entries: &[Entry],
     report: &mut RegistryReport,
 ) -> Vec<Planned> {
@@ -68,17 +69,18 @@ pub fn plan_layout(
             }),
         }
     }
-    let mut planned = plan(registry, listing, report);
+    let mut planned = plan(registry, naming, listing, report);
     for p in &mut planned {
         p.reference = p.reference.pinned_to(&digests[&p.line]);
     }
     planned
 }
 
-/// Gives each listed image its target; reports invalid lines and different
+/// Gives each listed image its target, named by the engine's `naming`; reports invalid lines and different
 /// images that would land on the same target.
 pub fn plan(
     registry: &Registry,
+    naming: Naming,
     listing: script::Listing,
     report: &mut RegistryReport,
 ) -> Vec<Planned> {
@@ -87,14 +89,7 @@ pub fn plan(
     for listed in listing.images {
         let source = listed.reference.to_string();
         let identity = listed.reference.identity();
-        let target = match registry.engine {
-            Choice::Native => listed
-                .reference
-                .native_target(&registry.hostname, &registry.repository),
-            _ => listed
-                .reference
-                .target(&registry.hostname, &registry.repository),
-        };
+        let target = naming.target(&listed.reference, &registry.hostname, &registry.repository);
         match filled.get(&target) {
             Some((line, _, same)) if *same == identity => {
                 log::debug!(

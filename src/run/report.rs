@@ -8,7 +8,7 @@ use chrono::{DateTime, Local};
 use serde::Serialize;
 
 use crate::display::{human_bytes, rfc3339};
-use crate::engine::{Choice, Plan, Stats};
+use crate::engine::{Plan, Stats};
 use crate::exit::ExitCode;
 
 /// What became of one listed image.
@@ -136,9 +136,9 @@ impl ImageReport {
         }
     }
 
-    /// With what the engine `choice` counted while moving it.
-    pub fn moved(mut self, choice: Choice, stats: Stats) -> ImageReport {
-        if choice == Choice::Native {
+    /// With what the engine counted while moving it, when it `counts`.
+    pub fn moved(mut self, counts: bool, stats: Stats) -> ImageReport {
+        if counts {
             self.moved = Some(stats);
         }
         self

@@ -35,14 +35,14 @@ impl Targets {
     /// repository, running `createRepositoryScript` when it must (its
     /// children honour `cancel`); once per repository and run.
     pub fn ensure(&self, job: &Job<'_>, cancel: &Cancel) -> Result<(), Failed> {
-        if job.layout_out.is_some() {
+        if !job.to.is_registry() {
             return Ok(());
         }
         let (name, _) = job
             .target
             .rsplit_once(':')
             .unwrap_or((job.target, "latest"));
-        let repo = Repository::target(name, job.registry.insecure);
+        let repo = job.access.target(name);
         let known = lock(&self.known).get(name).cloned();
         let result = match known {
             Some(known) => known,
@@ -71,7 +71,7 @@ impl Targets {
         repo: &Repository,
         cancel: &Cancel,
     ) -> Result<Result<(), String>, Failed> {
-        let creds = job.push_creds;
+        let creds = job.access.push();
         let Some(refusal) = refused(job.client, repo, creds) else {
             return Ok(Ok(()));
         };

@@ -13,7 +13,7 @@ use std::thread;
 
 use super::{Blob, Copy};
 use crate::digest::Hashing;
-use crate::engine::{Failed, Step, attempt};
+use crate::engine::{Failed, Sink, Source, Step, attempt};
 use crate::error::Error;
 use crate::mutex::lock;
 use crate::registry::blobs::{Mounted, Upload};
@@ -76,9 +76,9 @@ impl<'a> Copy<'a> {
 
     /// A stream of `blob` from where the image comes from.
     fn open_blob(&self, blob: &Blob) -> Result<Box<dyn Read + Send>, Error> {
-        match self.job.layout_in {
-            Some(layout) => layout.blob(&blob.digest).map(|(r, _)| r),
-            None => self
+        match self.job.from {
+            Source::Layout(layout) => layout.blob(&blob.digest).map(|(r, _)| r),
+            Source::Registry => self
                 .job
                 .client
                 .get_blob(&self.src, &blob.digest, self.src_creds.as_ref())
@@ -110,11 +110,11 @@ impl<'a> Copy<'a> {
     }
 
     fn blob_once(&self, blob: &Blob, total: u64) -> Result<Arrived, Error> {
-        if let Some(layout) = self.job.layout_out {
+        if let Sink::Layout(layout) = self.job.to {
             return self.blob_into(layout, blob, total);
         }
         let client = self.job.client;
-        let creds = self.job.push_creds;
+        let creds = self.job.access.push();
         if client.head_blob(&self.dst, &blob.digest, creds)?.is_some() {
             return Ok(Arrived::Present);
         }
@@ -162,7 +162,7 @@ impl<'a> Copy<'a> {
     /// for a plain upload.
     fn open_upload(&self, blob: &Blob) -> Result<Mounted, Error> {
         let client = self.job.client;
-        let creds = self.job.push_creds;
+        let creds = self.job.access.push();
         let from = self.job.memory.blob_elsewhere(&blob.digest, &self.dst.path);
         if let Some(from) = from {
             match client.mount_blob(&self.dst, &blob.digest, &from, creds) {
@@ -197,7 +197,7 @@ impl<'a> Copy<'a> {
             &blob.digest,
             &mut checked,
             blob.size,
-            self.job.push_creds,
+            self.job.access.push(),
         );
         self.verdict(sent, checked, upload)
     }
@@ -212,7 +212,7 @@ impl<'a> Copy<'a> {
         total: u64,
     ) -> Result<(), Error> {
         let client = self.job.client;
-        let creds = self.job.push_creds;
+        let creds = self.job.access.push();
         let stream = self.open_blob(blob)?;
         let mut checked = self.checked(stream, blob, total);
         let mut offset = 0;
@@ -250,7 +250,7 @@ impl<'a> Copy<'a> {
         };
         self.job
             .client
-            .cancel_upload(&self.dst, upload, self.job.push_creds);
+            .cancel_upload(&self.dst, upload, self.job.access.push());
         Err(error)
     }
 
@@ -362,9 +362,9 @@ impl Checked<'_> {
 
     /// Records that the stream is not the blob, and fails the read.
     fn refuse(&mut self, why: String) -> io::Error {
-        let source = match self.copy.job.layout_in {
-            Some(layout) => layout.shown().to_string(),
-            None => format!("{}/{}", self.copy.src.host, self.copy.src.path),
+        let source = match self.copy.job.from {
+            Source::Layout(layout) => layout.shown().to_string(),
+            Source::Registry => format!("{}/{}", self.copy.src.host, self.copy.src.path),
         };
         let detail = format!(
             "blob {} from {source} does not match its digest ({why})",

@@ -18,7 +18,10 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::{Engine, Failed, Freshness, Job, Moved, Plan, Ready, Stats, Step, Steps, attempt};
+use super::{
+    Capabilities, Engine, Failed, Freshness, Job, Moved, Naming, Plan, Ready, Sink, Source, Stats,
+    Step, Steps, attempt,
+};
 use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::mutex::lock;
@@ -29,6 +32,15 @@ use crate::registry::{Manifest, Repository};
 pub struct Native;
 
 impl Engine for Native {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            name: "native",
+            naming: Naming::PinnedTag,
+            counts: true,
+            layouts: true,
+        }
+    }
+
     fn ready(&self) -> Result<Ready, Error> {
         Ok(Ready {
             version: format!("native {}", env!("CARGO_PKG_VERSION")),
@@ -129,15 +141,13 @@ struct Copy<'a> {
 
 impl<'a> Copy<'a> {
     fn new(job: &'a Job<'a>, steps: &'a dyn Steps) -> Copy<'a> {
-        let registry = job.registry;
-        let insecure = |h: &str| registry.is_insecure(h);
-        let src = Repository::of(job.source, &insecure).for_copying();
+        let src = job.access.source(job.source).for_copying();
         let (name, tag) = job
             .target
             .rsplit_once(':')
             .unwrap_or((job.target, "latest"));
-        let dst = Repository::target(name, registry.insecure).for_copying();
-        let src_creds = (job.pull_creds)(&src.host);
+        let dst = job.access.target(name).for_copying();
+        let src_creds = job.access.pull(&src.host);
         Copy {
             job,
             steps,
@@ -151,7 +161,7 @@ impl<'a> Copy<'a> {
 
     fn run(&self) -> Result<Moved, Failed> {
         let tree = self.read_tree()?;
-        if let Some(layout) = self.job.layout_out {
+        if let Sink::Layout(layout) = self.job.to {
             return self.export(layout, tree);
         }
         let total: u64 = tree.blobs.iter().map(|b| b.size).sum();
@@ -235,12 +245,12 @@ impl<'a> Copy<'a> {
             plan.referrers = referrers::Referring::new(self).list(&tree.top.digest)?;
         }
         for blob in &tree.blobs {
-            let there = match self.job.layout_out {
-                Some(layout) => layout.has(&blob.digest, blob.size),
-                None => self
+            let there = match self.job.to {
+                Sink::Layout(layout) => layout.has(&blob.digest, blob.size),
+                Sink::Registry => self
                     .job
                     .client
-                    .head_blob(&self.dst, &blob.digest, self.job.push_creds)
+                    .head_blob(&self.dst, &blob.digest, self.job.access.push())
                     .map_err(|e| Failed::new(e, &self.dst.host))?
                     .is_some(),
             };
@@ -432,7 +442,7 @@ impl<'a> Copy<'a> {
     /// The manifest `reference` of the source, tried again as `retries`
     /// allows; from a layout, `reference` is a digest.
     fn fetch(&self, reference: &str) -> Result<Manifest, Failed> {
-        if let Some(layout) = self.job.layout_in {
+        if let Source::Layout(layout) = self.job.from {
             return self.fetch_from(layout, reference);
         }
         let what = format!("manifest {reference}");
@@ -480,7 +490,7 @@ impl<'a> Copy<'a> {
         reference: &str,
         manifest: &Manifest,
     ) -> Result<crate::registry::manifests::Stored, Failed> {
-        if let Some(layout) = self.job.layout_out {
+        if let Sink::Layout(layout) = self.job.to {
             layout
                 .put_manifest(manifest)
                 .map_err(|e| Failed::new(e, &self.dst.host))?;
@@ -497,7 +507,7 @@ impl<'a> Copy<'a> {
         attempt(self.steps, &step, || {
             self.job
                 .client
-                .put_manifest(&self.dst, reference, manifest, self.job.push_creds)
+                .put_manifest(&self.dst, reference, manifest, self.job.access.push())
         })
     }
 

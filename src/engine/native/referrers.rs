@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::{Copy, Tree};
 use crate::digest;
-use crate::engine::{Failed, Step, attempt};
+use crate::engine::{Failed, Sink, Source, Step, attempt};
 use crate::error::Error;
 use crate::mutex::lock;
 use crate::registry::manifests::{OCI_INDEX, Referrers, Stored};
@@ -106,7 +106,7 @@ impl<'c> Referring<'c> {
     /// of each cosign tag the repository has for it.
     fn find(&self, subject: &str) -> Result<Found, Failed> {
         let copy = self.copy;
-        if let Some(layout) = copy.job.layout_in {
+        if let Source::Layout(layout) = copy.job.from {
             return Ok(found_in(layout, subject));
         }
         let fallback = fallback_tag(subject);
@@ -179,7 +179,7 @@ impl<'c> Referring<'c> {
     fn fallback_entries(&self, repo: &Repository, tag: &str) -> Result<Vec<Value>, Failed> {
         let copy = self.copy;
         let creds = if repo.push {
-            copy.job.push_creds.cloned()
+            copy.job.access.push().cloned()
         } else {
             copy.src_creds.clone()
         };
@@ -260,18 +260,17 @@ impl<'c> Referring<'c> {
         depth: usize,
     ) -> Result<Option<Value>, Failed> {
         let copy = self.copy;
-        let at_target = match copy.job.layout_out {
-            Some(layout) => layout.has_manifest(digest).then(|| digest.to_string()),
-            None => self.step(&format!("manifest {reference}"), &copy.dst.host, || {
-                copy.job
-                    .client
-                    .head_digest(&copy.dst, reference, copy.job.push_creds)
-            })?,
+        let at_target = match copy.job.to {
+            Sink::Layout(layout) => layout.has_manifest(digest).then(|| digest.to_string()),
+            Sink::Registry => {
+                self.step(&format!("manifest {reference}"), &copy.dst.host, || {
+                    copy.job
+                        .client
+                        .head_digest(&copy.dst, reference, copy.job.access.push())
+                })?
+            }
         };
-        let manifest = match copy.job.layout_in {
-            Some(_) => copy.fetch(digest)?,
-            None => copy.fetch(reference)?,
-        };
+        let manifest = copy.fetch(copy.job.from.manifest_key(reference, digest))?;
         let mut entry = None;
         if at_target.as_deref() != Some(digest) {
             let mut tree = Tree::of(manifest.clone());
@@ -285,7 +284,7 @@ impl<'c> Referring<'c> {
                 entry = Some(self.descriptor(&manifest)?);
             }
         }
-        if let Some(layout) = copy.job.layout_out {
+        if let Sink::Layout(layout) = copy.job.to {
             let mut notes = json!({ crate::layout::REFERRER_OF: subject });
             if reference != digest {
                 notes[crate::layout::TAG] = json!(reference);
