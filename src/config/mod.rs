@@ -248,18 +248,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
     validate::config(read, path).map_err(invalid)
 }
 
-impl Registry {
-    /// Whether `host` (a source registry, or this target) is insecure: plain
-    /// HTTP allowed and TLS certificates not verified.
-    pub fn is_insecure(&self, host: &str) -> bool {
-        (self.insecure && host.eq_ignore_ascii_case(&self.hostname))
-            || self
-                .insecure_registries
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(host))
-    }
-}
-
 impl Config {
     /// The registry configured for `host` (case-insensitive).
     pub fn registry(&self, host: &str) -> Result<&Registry, Error> {

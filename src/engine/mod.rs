@@ -27,7 +27,7 @@ pub use crate::config::Choice;
 use crate::config::Registry;
 use crate::display::{Item, Progress};
 use crate::error::Error;
-use crate::mutex::lock;
+use crate::mutex::{lock, wait};
 use crate::platform::Platform;
 use crate::process::Cancel;
 use crate::reference::Reference;
@@ -359,7 +359,7 @@ impl Slots {
     pub fn take(&self) -> Slot<'_> {
         let mut free = lock(&self.free);
         while *free == 0 {
-            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+            free = wait(&self.freed, free);
         }
         *free -= 1;
         Slot(self)

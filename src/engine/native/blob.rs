@@ -15,7 +15,7 @@ use super::{Blob, Copy};
 use crate::digest::Hashing;
 use crate::engine::{Failed, Sink, Source, Step, attempt};
 use crate::error::Error;
-use crate::mutex::lock;
+use crate::mutex::{into_inner, lock};
 use crate::registry::blobs::{Mounted, Upload};
 use crate::registry::quirks::Quirk;
 
@@ -47,7 +47,7 @@ impl<'a> Copy<'a> {
                 });
             }
         });
-        match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        match into_inner(failed) {
             Some(f) => Err(f),
             None => Ok(()),
         }
