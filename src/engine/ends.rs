@@ -2,7 +2,7 @@
 //! and where they go (the target registry, or a layout being exported), as
 //! two small types whose methods answer what the run and the engines would
 //! otherwise ask of `Option`s and modes. How the native engine reads and
-//! writes each end is `native::ends`; which engine can is its
+//! writes each end is in `native`; which engine can is its
 //! `Capabilities`.
 
 use crate::layout::{Reader, Writer};
