@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::display::Verbosity;
 use crate::error::Error;
+use crate::listing::select::RuleText;
 
 /// The program's version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -35,6 +36,8 @@ pub enum Command {
     Export(ExportOptions),
     /// Validate the configuration and show the schedules.
     Check,
+    /// List a repository's tags and choose among them.
+    Tags(TagsOptions),
     /// The continuous daemon.
     Sync,
     /// Print this help text and exit 0.
@@ -82,6 +85,19 @@ pub struct ExportOptions {
     pub json: bool,
 }
 
+/// Options of `tags`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagsOptions {
+    /// The repository (`docker.io/library/nginx`).
+    pub repository: String,
+    /// The selection rules.
+    pub rules: RuleText,
+    /// `--registry HOST`: whose `pullAuthConfig` to use.
+    pub registry: Option<String>,
+    /// `--json`.
+    pub json: bool,
+}
+
 /// Where `export` writes its layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExportTo {
@@ -105,6 +121,7 @@ Commands:
   load    Mirror the images each syncer script lists, once
   export  Write the images each syncer script lists into an OCI layout
   check   Validate the configuration and show the next scheduled runs
+  tags    List a repository's tags and choose among them (for scripts)
   sync    Run the synchronization daemon
 
 Options:
@@ -154,6 +171,36 @@ Options:
 Exit status: 0 every listed image is at its target; 1 at least one is not
 (a failed pull or push, a failed or hung syncer script, a line that is not an
 image reference, docker unavailable); 2 usage or configuration error.
+";
+
+const TAGS_HELP: &str = "\
+List a repository's tags and print the ones the rules choose, one reference
+per line, as a syncer script prints them (highest version first when a
+version rule is given).
+
+Usage: picture-book tags [OPTIONS] <REPOSITORY> (RULES... | --all-tags)
+
+Rules (applied in this order):
+      --match <PATTERN>    Keep the tags that match PATTERN (a regular
+                           expression, not anchored: write ^ and $)
+      --exclude <PATTERN>  Drop the tags that match PATTERN; repeatable
+      --semver <RANGE>     Keep the tags that read as versions in RANGE
+                           ('>=1.25, <2'; a leading v and 1.25 count;
+                           pre-releases only when RANGE names one)
+      --latest <N>         Keep the N highest versions that remain
+      --all-tags           Keep every tag (no other rule)
+
+Options:
+  -r, --registry <HOST>  Use the pullAuthConfig of the configured registry
+                         HOST [default: $PICTURE_BOOK_REGISTRY]
+      --json             Print every tag with the rule that kept or dropped it
+  -c, --config <FILE>    Configuration file
+  -v, --verbose          Log more; repeat for more
+  -q, --quiet            Log only warnings and errors
+  -h, --help             Print help
+
+Exit status: 0 the selection was printed; 1 the repository cannot be
+listed; 2 usage or configuration error.
 ";
 
 const CHECK_HELP: &str = "\
@@ -228,7 +275,14 @@ Exit status: 0 every listed image is in the layout; 1 at least one is not;
 ";
 
 /// Every help text.
-pub const HELP_TEXTS: [&str; 5] = [MAIN_HELP, LOAD_HELP, EXPORT_HELP, CHECK_HELP, SYNC_HELP];
+pub const HELP_TEXTS: [&str; 6] = [
+    MAIN_HELP,
+    LOAD_HELP,
+    EXPORT_HELP,
+    CHECK_HELP,
+    SYNC_HELP,
+    TAGS_HELP,
+];
 
 /// Parses the arguments after the program name: the raw [`Flags`] first,
 /// then the command they make.
@@ -268,6 +322,10 @@ struct Flags {
     topic: Option<String>,
     /// `export`'s free argument: the layout's directory.
     dir: Option<PathBuf>,
+    /// `tags`' free argument: the repository.
+    repository: Option<String>,
+    /// `tags`' rules.
+    rules: RuleText,
 }
 
 fn usage(e: pico_args::Error) -> Error {
@@ -287,6 +345,7 @@ impl Flags {
         let from = args.opt_value_from_str("--from").map_err(usage)?;
         let archive = args.opt_value_from_str("--archive").map_err(usage)?;
         let wait = wait.as_deref().map(parse_wait).transpose()?;
+        let rules = rule_text(&mut args)?;
         if let Some(host) = registry
             .as_deref()
             .filter(|h| h.starts_with('-') || h.is_empty())
@@ -313,6 +372,8 @@ impl Flags {
             command: None,
             topic: None,
             dir: None,
+            repository: None,
+            rules,
         };
         while args.contains(["-v", "--verbose"]) {
             flags.verbose += 1;
@@ -321,6 +382,7 @@ impl Flags {
         match flags.command.as_deref() {
             Some("help") => flags.topic = args.opt_free_from_str().map_err(usage)?,
             Some("export") => flags.dir = args.opt_free_from_str().map_err(usage)?,
+            Some("tags") => flags.repository = args.opt_free_from_str().map_err(usage)?,
             _ => {}
         }
         no_rest(args.finish())?;
@@ -336,7 +398,7 @@ impl Flags {
                 Ok(Command::Help(MAIN_HELP))
             } else {
                 Err(Error::Usage(
-                    "a command is required: load, export, check or sync".into(),
+                    "a command is required: load, export, check, tags or sync".into(),
                 ))
             };
         };
@@ -355,16 +417,62 @@ impl Flags {
             "load" => self.load(),
             "export" => self.export(),
             "check" => self.no_options("check").map(|()| Command::Check),
+            "tags" => self.tags(),
             "sync" => self.no_options("sync").map(|()| Command::Sync),
             other => Err(Error::Usage(format!(
-                "unknown command '{other}'; the commands are load, export, check and sync"
+                "unknown command '{other}'; the commands are load, export, check, tags and sync"
             ))),
         }
+    }
+
+    /// `tags`' options.
+    fn tags(self) -> Result<Command, Error> {
+        misplaced("tags", "export", &[("--archive", self.archive.is_some())])?;
+        let load = self.load_flags();
+        misplaced("tags", "load", &load[1..3])?;
+        misplaced("tags", "load", &load[4..])?;
+        let Some(repository) = self.repository else {
+            return Err(Error::Usage(
+                "tags needs a repository (docker.io/library/nginx)".into(),
+            ));
+        };
+        let rules = &self.rules;
+        let none = rules.semver.is_none()
+            && rules.matching.is_none()
+            && rules.exclude.is_empty()
+            && rules.latest.is_none()
+            && !rules.all_tags;
+        if none {
+            return Err(Error::Usage(
+                "tags needs a rule (--semver, --match, --exclude, --latest) or --all-tags".into(),
+            ));
+        }
+        crate::listing::select::Rules::new(rules, &|k| format!("--{}", flag_of(k)))
+            .map_err(Error::Usage)?;
+        Ok(Command::Tags(TagsOptions {
+            repository,
+            rules: self.rules,
+            registry: self.registry,
+            json: self.json,
+        }))
+    }
+
+    /// The rule flags given, for a command that takes none.
+    fn rule_flags(&self) -> [(&'static str, bool); 5] {
+        let r = &self.rules;
+        [
+            ("--semver", r.semver.is_some()),
+            ("--match", r.matching.is_some()),
+            ("--exclude", !r.exclude.is_empty()),
+            ("--latest", r.latest.is_some()),
+            ("--all-tags", r.all_tags),
+        ]
     }
 
     /// `load`'s options.
     fn load(self) -> Result<Command, Error> {
         misplaced("load", "export", &[("--archive", self.archive.is_some())])?;
+        misplaced("load", "tags", &self.rule_flags())?;
         Ok(Command::Load(LoadOptions {
             selection: self.selection("load")?,
             dry_run: self.dry_run,
@@ -377,6 +485,7 @@ impl Flags {
 
     /// `export`'s options.
     fn export(self) -> Result<Command, Error> {
+        misplaced("export", "tags", &self.rule_flags())?;
         misplaced(
             "export",
             "load",
@@ -427,6 +536,7 @@ impl Flags {
     /// options.
     fn no_options(&self, command: &str) -> Result<(), Error> {
         misplaced(command, "export", &[("--archive", self.archive.is_some())])?;
+        misplaced(command, "tags", &self.rule_flags())?;
         misplaced(command, "load", &self.load_flags())
     }
 
@@ -442,6 +552,32 @@ impl Flags {
             ("--wait", self.wait.is_some()),
             ("--from", self.from.is_some()),
         ]
+    }
+}
+
+/// `tags`' rule flags, read before the free arguments.
+fn rule_text(args: &mut pico_args::Arguments) -> Result<RuleText, Error> {
+    let latest: Option<String> = args.opt_value_from_str("--latest").map_err(usage)?;
+    let latest = latest
+        .map(|n| {
+            n.parse::<usize>()
+                .map_err(|_| Error::Usage(format!("--latest needs a number of tags, not '{n}'")))
+        })
+        .transpose()?;
+    Ok(RuleText {
+        semver: args.opt_value_from_str("--semver").map_err(usage)?,
+        matching: args.opt_value_from_str("--match").map_err(usage)?,
+        exclude: args.values_from_str("--exclude").map_err(usage)?,
+        latest,
+        all_tags: args.contains("--all-tags"),
+    })
+}
+
+/// The flag of a rule named as the configuration names it.
+fn flag_of(rule: &str) -> &str {
+    match rule {
+        "allTags" => "all-tags",
+        other => other,
     }
 }
 
@@ -490,7 +626,7 @@ fn help(topic: Option<&str>) -> Result<Command, Error> {
         None => Ok(Command::Help(MAIN_HELP)),
         Some(name) => help_text(name).map(Command::Help).ok_or_else(|| {
             Error::Usage(format!(
-                "no help for '{name}'; the commands are load, export, check and sync"
+                "no help for '{name}'; the commands are load, export, check, tags and sync"
             ))
         }),
     }
@@ -502,6 +638,7 @@ fn help_text(command: &str) -> Option<&'static str> {
         "load" => Some(LOAD_HELP),
         "export" => Some(EXPORT_HELP),
         "check" => Some(CHECK_HELP),
+        "tags" => Some(TAGS_HELP),
         "sync" => Some(SYNC_HELP),
         _ => None,
     }
@@ -732,7 +869,7 @@ mod tests {
         assert!(usage_error(&["load", "--registry"]).contains("--registry"));
         assert_eq!(
             usage_error(&[]),
-            "a command is required: load, export, check or sync"
+            "a command is required: load, export, check, tags or sync"
         );
         assert!(usage_error(&["mirror"]).starts_with("unknown command 'mirror'"));
         assert_eq!(
@@ -777,5 +914,48 @@ mod tests {
                 assert!(line.chars().count() <= 80, "too long: {line}");
             }
         }
+    }
+
+    #[test]
+    fn tags_takes_a_repository_and_rules() {
+        let cli = parse_str(&[
+            "tags",
+            "docker.io/library/nginx",
+            "--semver",
+            ">=1.25, <2",
+            "--exclude",
+            "-rc",
+            "--exclude",
+            "alpine",
+            "--latest",
+            "3",
+            "-r",
+            "mirror.example",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Tags(options) = cli.command else {
+            panic!("{:?}", cli.command);
+        };
+        assert_eq!(options.repository, "docker.io/library/nginx");
+        assert_eq!(options.rules.semver.as_deref(), Some(">=1.25, <2"));
+        assert_eq!(options.rules.exclude, ["-rc", "alpine"]);
+        assert_eq!(options.rules.latest, Some(3));
+        assert_eq!(options.registry.as_deref(), Some("mirror.example"));
+        assert!(options.json);
+    }
+
+    #[test]
+    fn tags_refuses_bad_rules_and_misplaced_flags() {
+        let err = |args: &[&str]| parse_str(args).unwrap_err().to_string();
+        assert!(err(&["tags"]).contains("needs a repository"));
+        assert!(err(&["tags", "nginx"]).contains("needs a rule"));
+        assert!(err(&["tags", "nginx", "--semver", ">=x"]).contains("--semver"));
+        assert!(err(&["tags", "nginx", "--latest", "0"]).contains("--latest"));
+        assert!(err(&["tags", "nginx", "--latest", "two"]).contains("'two'"));
+        assert!(err(&["tags", "nginx", "--all-tags", "--match", "x"]).contains("--all-tags"));
+        assert!(err(&["tags", "nginx", "--all-tags", "--force"]).contains("--force"));
+        assert!(err(&["load", "--all", "--latest", "2"]).contains("--latest"));
+        assert!(err(&["check", "--all-tags"]).contains("--all-tags"));
     }
 }

@@ -44,7 +44,7 @@ use std::thread;
 
 use chrono::{Local, SecondsFormat};
 
-use crate::cli::{Cli, Command, ExportOptions, ExportTo, LoadOptions, Selection};
+use crate::cli::{Cli, Command, ExportOptions, ExportTo, LoadOptions, Selection, TagsOptions};
 use crate::daemon::{Daemon, api};
 use crate::display::{Progress, Verbosity};
 use crate::engine::{EngineSet, Engines};
@@ -68,6 +68,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::Success)
         }
         Command::Check => check(cli),
+        Command::Tags(options) => tags(cli, options),
         Command::Load(options) => load(cli, options),
         Command::Export(options) => export(cli, options),
         Command::Sync => sync(cli),
@@ -113,6 +114,78 @@ fn check(cli: &Cli) -> Result<ExitCode, Error> {
     let noun = if n == 1 { "registry" } else { "registries" };
     log::info!("{}: valid ({n} {noun})", config.path.display());
     Ok(ExitCode::Success)
+}
+
+/// The most tags `tags` lists from one repository: a bound on memory, and
+/// the end of a `Link` that loops.
+const MAX_LISTED_TAGS: usize = 100_000;
+
+/// `tags`: list a repository's tags, choose among them by the rules, and
+/// print the choice one reference per line (or every decision, `--json`).
+fn tags(cli: &Cli, options: &TagsOptions) -> Result<ExitCode, Error> {
+    let text = &options.repository;
+    let reference =
+        reference::Reference::parse(text).map_err(|e| Error::Usage(format!("tags: {e}")))?;
+    if reference.name() != *text {
+        return Err(Error::Usage(format!(
+            "tags needs a repository without a tag or digest, not '{text}'"
+        )));
+    }
+    let rules =
+        listing::select::Rules::new(&options.rules, &|k| format!("--{k}")).map_err(Error::Usage)?;
+    let (repo, creds) = tags_access(cli, options, &reference)?;
+    let listed = Client::default().all_tags(&repo, creds.as_ref(), MAX_LISTED_TAGS)?;
+    let decisions = rules.choose(&listed);
+    let name = reference.name();
+    let out = if options.json {
+        let json = serde_json::json!({
+            "repository": name,
+            "listed": listed.len(),
+            "chosen": decisions.iter().filter(|d| d.chosen).count(),
+            "tags": decisions,
+        });
+        let mut text = serde_json::to_string_pretty(&json).map_err(|e| Error::Output(e.into()))?;
+        text.push('\n');
+        text
+    } else {
+        decisions
+            .iter()
+            .filter(|d| d.chosen)
+            .map(|d| format!("{name}:{}\n", d.tag))
+            .collect()
+    };
+    print_out(&out)?;
+    Ok(ExitCode::Success)
+}
+
+/// The repository `tags` lists and its credentials: the `pullAuthConfig`
+/// of the registry `--registry` (else `$PICTURE_BOOK_REGISTRY`, which a
+/// syncer script is given) names, resolved as a run resolves it; else the
+/// operator's own docker login.
+fn tags_access(
+    cli: &Cli,
+    options: &TagsOptions,
+    reference: &reference::Reference,
+) -> Result<(registry::Repository, Option<credentials::Credentials>), Error> {
+    let host = options.registry.clone().or_else(|| {
+        std::env::var(listing::script::REGISTRY_VARIABLE)
+            .ok()
+            .filter(|h| !h.is_empty())
+    });
+    match host {
+        Some(host) => {
+            let config = config::load(&config::locate(cli.config.as_deref())?)?;
+            let access = engine::access::Access::of(config.registry(&host)?, true);
+            let repo = access.source(reference);
+            let creds = access.pull(&repo.host);
+            Ok((repo, creds))
+        }
+        None => {
+            let repo = registry::Repository::of(reference, &|_| false);
+            let creds = credentials::operator_credentials(&repo.host);
+            Ok((repo, creds))
+        }
+    }
 }
 
 /// `load`: mirror the selected registries once, one after another (from

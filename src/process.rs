@@ -105,6 +105,9 @@ pub struct Spec {
     pub input: Option<Vec<u8>>,
     /// Environment variables it does not get.
     pub env_remove: Vec<&'static str>,
+    /// Environment variables it gets, on top of picture-book's own. Never
+    /// put a secret here: `/proc/PID/environ` shows them.
+    pub env: Vec<(&'static str, OsString)>,
     /// How long it may go on after a [`Cancel`] (None: the cancellation's
     /// own grace); zero for a child whose work is thrown away on a stop.
     pub cancel_grace: Option<Duration>,
@@ -128,6 +131,7 @@ impl Spec {
             max_output: DEFAULT_MAX_OUTPUT,
             input: None,
             env_remove: Vec::new(),
+            env: Vec::new(),
             cancel_grace: None,
             end_descendants: false,
         }
@@ -136,6 +140,12 @@ impl Spec {
     /// The same spec, without the environment variable `name`.
     pub fn without_env(mut self, name: &'static str) -> Spec {
         self.env_remove.push(name);
+        self
+    }
+
+    /// The same spec, with the environment variable `name` set to `value`.
+    pub fn with_env(mut self, name: &'static str, value: impl Into<OsString>) -> Spec {
+        self.env.push((name, value.into()));
         self
     }
 
@@ -412,6 +422,9 @@ fn list(pids: &[u32]) -> String {
 /// its exit awaited on a thread of its own.
 fn start(spec: &Spec) -> Result<(Child, mpsc::Receiver<Event>), Failure> {
     let mut command = Command::new(&spec.program);
+    for (name, value) in &spec.env {
+        command.env(name, value);
+    }
     for name in &spec.env_remove {
         command.env_remove(name);
     }

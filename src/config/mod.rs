@@ -103,6 +103,10 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Registry {
+    /// The configuration file it was read from (absolute), which its
+    /// syncer script is told (`PICTURE_BOOK_CONFIG`).
+    #[serde(skip)]
+    pub config_file: PathBuf,
     /// Target registry host, with optional port.
     pub hostname: String,
     /// Prefix for every target repository (may be empty).

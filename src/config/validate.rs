@@ -38,7 +38,10 @@ pub(super) fn config(read: Readable, path: &Path) -> Result<Config, Vec<String>>
         mut problems,
     } = read;
     let base = path.parent().unwrap_or(Path::new("/"));
-    let registries = registries(raw.registries, &at, base, &mut problems);
+    let mut registries = registries(raw.registries, &at, base, &mut problems);
+    for r in &mut registries {
+        r.config_file = path.to_path_buf();
+    }
     if registries.is_empty() && problems.is_empty() {
         problems.push("registries: at least one registry is required".to_string());
     }
@@ -152,6 +155,7 @@ impl<'a> Validator<'a> {
         let engine = engine(r.engine.as_deref());
         let args = r.syncer_script_args.unwrap_or_default();
         let registry = Registry {
+            config_file: PathBuf::new(),
             hostname: self.hostname(r.hostname),
             repository: self.repository(r.repository),
             pull_auth: self.auth(

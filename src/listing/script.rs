@@ -3,6 +3,7 @@
 //! limit, and reading its stdout as the list of images to mirror.
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,6 +20,13 @@ pub const MAX_IMAGES: usize = 10_000;
 /// How many characters of a bad line, or of the script's stderr, a message
 /// or a log line shows.
 pub const EXCERPT: usize = 120;
+/// The variable that tells a syncer script the configuration file it was
+/// run from, so that `picture-book tags` in it reads the same one.
+pub const CONFIG_VARIABLE: &str = "PICTURE_BOOK_CONFIG";
+/// The variable that tells a syncer script the registry it lists for, so
+/// that `picture-book tags` in it uses that registry's `pullAuthConfig`:
+/// the script gets the credentials' whereabouts, never the credentials.
+pub const REGISTRY_VARIABLE: &str = "PICTURE_BOOK_REGISTRY";
 
 /// One image reference the script listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +100,7 @@ pub fn run(
     args: &[String],
     timeout: Duration,
     cancel: &Cancel,
+    env: &[(&'static str, OsString)],
 ) -> Result<Listing, Error> {
     let name = script.file_name().map_or_else(
         || script.display().to_string(),
@@ -103,6 +112,9 @@ pub fn run(
         .max_output(MAX_OUTPUT)
         .cancel_grace(Duration::ZERO)
         .ending_descendants();
+    let spec = env
+        .iter()
+        .fold(spec, |spec, (name, value)| spec.with_env(name, value));
     let mut last_stderr = None;
     let result = process::run(&spec, cancel, &mut |stream, line| {
         if stream == Stream::Stderr && !line.trim().is_empty() {
@@ -230,6 +242,7 @@ mod tests {
                 &["-c".into(), script.into()],
                 Duration::from_secs(60),
                 &Cancel::default(),
+                &[],
             )
         };
         let many = sh("seq 1 10001 | sed 's/^/img/'").unwrap_err();
@@ -263,6 +276,7 @@ mod tests {
             &["-c".into(), "echo alpine; echo broken >&2; exit 4".into()],
             Duration::from_secs(10),
             &Cancel::default(),
+            &[],
         )
         .unwrap_err();
         let text = err.to_string();
@@ -289,7 +303,7 @@ mod tests {
         );
         let plain = write("plain.sh", "echo alpine:3.19\n");
         let good = write("good.sh", "#! /bin/sh -e\necho alpine\n");
-        let run_it = |p: &Path| run(p, &[], Duration::from_secs(10), &Cancel::default());
+        let run_it = |p: &Path| run(p, &[], Duration::from_secs(10), &Cancel::default(), &[]);
         let err = run_it(&crlf).unwrap_err().to_string();
         assert!(err.contains("CRLF line ends"), "{err}");
         assert!(err.contains("'/bin/sh\\r'"), "{err}");
@@ -317,12 +331,32 @@ mod tests {
     }
 
     #[test]
+    fn the_script_is_told_its_config_and_registry() {
+        let listing = run(
+            Path::new("/bin/sh"),
+            &[
+                "-c".into(),
+                "echo \"$PICTURE_BOOK_REGISTRY/a:$PICTURE_BOOK_CONFIG\"".into(),
+            ],
+            Duration::from_secs(10),
+            &Cancel::default(),
+            &[
+                (CONFIG_VARIABLE, "1".into()),
+                (REGISTRY_VARIABLE, "registry.example".into()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(listed(&listing), [(1, "registry.example/a:1".to_string())]);
+    }
+
+    #[test]
     fn hanging_script_is_killed() {
         let err = run(
             Path::new("/bin/sh"),
             &["-c".into(), "echo alpine; sleep 300".into()],
             Duration::from_millis(300),
             &Cancel::default(),
+            &[],
         )
         .unwrap_err();
         assert!(matches!(err, Error::ScriptTimedOut { .. }), "{err}");

@@ -359,8 +359,43 @@ impl Client {
     }
 
     /// Every tag of `repo` (`GET /v2/<name>/tags/list`, following `Link`
-    /// pages), at most `limit` of them.
+    /// pages), at most `limit` of them; none when the repository is missing.
     pub fn tags(
+        &self,
+        repo: &Repository,
+        creds: Option<&Credentials>,
+        limit: usize,
+    ) -> Result<Vec<String>, Error> {
+        match self.listed_tags(repo, creds, limit) {
+            Err(Error::RepositoryMissing { .. }) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    /// Every tag of `repo`, following `Link` pages; an error when the
+    /// repository is missing, and when it has more than `limit` tags (a
+    /// `Link` that loops ends there too), so that memory stays bounded.
+    pub fn all_tags(
+        &self,
+        repo: &Repository,
+        creds: Option<&Credentials>,
+        limit: usize,
+    ) -> Result<Vec<String>, Error> {
+        let tags = self.listed_tags(repo, creds, limit + 1)?;
+        if tags.len() > limit {
+            return Err(fail(
+                repo,
+                format!(
+                    "{} lists more than {limit} tags (or its Link pages loop); refused",
+                    repo.path
+                ),
+            ));
+        }
+        Ok(tags)
+    }
+
+    /// The tags of `repo`, at most `limit`; a 404 is `RepositoryMissing`.
+    fn listed_tags(
         &self,
         repo: &Repository,
         creds: Option<&Credentials>,
@@ -372,7 +407,15 @@ impl Client {
             let mut resp = self.send(repo, Request::new(Method::Get, &path), creds, &[])?;
             match resp.status().as_u16() {
                 200 => {}
-                404 => return Ok(tags),
+                404 => {
+                    return Err(Error::RepositoryMissing {
+                        host: repo.host.clone(),
+                        message: format!(
+                            "{}/{}: no such repository (the registry answered 404 to {path})",
+                            repo.host, repo.path
+                        ),
+                    });
+                }
                 _ => return Err(refused(repo, resp, &path)),
             }
             next = header(&resp, "Link").and_then(|l| next_page(&l));

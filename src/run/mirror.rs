@@ -269,6 +269,10 @@ fn listed(registry: &Registry, ctx: &Context<'_>) -> Result<script::Listing, Err
         &registry.script_args,
         registry.script_timeout,
         ctx.cancel,
+        &[
+            (script::CONFIG_VARIABLE, registry.config_file.clone().into()),
+            (script::REGISTRY_VARIABLE, registry.hostname.clone().into()),
+        ],
     )
 }
 
