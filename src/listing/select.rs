@@ -4,7 +4,9 @@
 //! that remain) and `allTags`. Patterns are regular expressions
 //! (`regex-lite`), not anchored, as grep has them: `-rc` drops every tag
 //! that contains `-rc`; `^` and `$` anchor. The rules apply in that order;
-//! every tag dropped says which rule dropped it. Listing the tags is the
+//! every tag dropped says which rule dropped it. The chosen tags come
+//! highest version first, then the tags that are not versions by name
+//! (registries list tags in no order to rely on). Listing the tags is the
 //! registry client's; how a tag reads as a version is `version`'s.
 
 use regex_lite::Regex;
@@ -102,26 +104,23 @@ impl Rules {
         })
     }
 
-    /// Whether the chosen tags are ordered by version, highest first.
-    pub fn by_version(&self) -> bool {
-        self.semver.is_some() || self.latest.is_some()
-    }
-
     /// Decides on each of `tags`: the chosen ones first (highest version
-    /// first when a version rule is given, else in the listing's order),
-    /// then the dropped ones in the listing's order.
+    /// first, then the others by name), then the dropped ones by name.
     pub fn choose(&self, tags: &[String]) -> Vec<Decision> {
+        let mut tags = tags.to_vec();
+        tags.sort();
         let mut chosen: Vec<(String, Option<Version>)> = Vec::new();
         let mut dropped = Vec::new();
-        for tag in tags {
+        for tag in &tags {
             match self.first_rule_against(tag) {
                 Some((rule, reason)) => dropped.push(drop(tag, rule, reason)),
                 None => chosen.push((tag.clone(), Version::parse(tag))),
             }
         }
-        if self.by_version() {
-            chosen.sort_by(|(ta, a), (tb, b)| b.cmp(a).then_with(|| ta.cmp(tb)));
-        }
+        chosen.sort_by(|(ta, a), (tb, b)| match (a, b) {
+            (Some(a), Some(b)) => b.cmp(a).then_with(|| ta.cmp(tb)),
+            _ => b.is_some().cmp(&a.is_some()).then_with(|| ta.cmp(tb)),
+        });
         if let Some(n) = self.latest {
             let (versions, others): (Vec<_>, Vec<_>) =
                 chosen.into_iter().partition(|(_, v)| v.is_some());
@@ -133,8 +132,7 @@ impl Rules {
                 dropped.push(drop(&tag, "latest", format!("not among the {n} highest")));
             }
         }
-        let order = |t: &String| tags.iter().position(|x| x == t);
-        dropped.sort_by_key(|d| order(&d.tag));
+        dropped.sort_by(|a, b| a.tag.cmp(&b.tag));
         chosen
             .into_iter()
             .map(|(tag, _)| Decision {
@@ -246,7 +244,7 @@ mod tests {
         };
         assert_eq!(
             chosen(text.clone()),
-            ["1.0.0", "1.1.0", "1.2.0", "1.2.1", "1.3", "2.0.0"]
+            ["2.0.0", "1.3", "1.2.1", "1.2.0", "1.1.0", "1.0.0"]
         );
         assert_eq!(
             reason(text, "2.0.0-rc.1"),
@@ -287,12 +285,27 @@ mod tests {
     }
 
     #[test]
-    fn all_tags_keeps_the_listing_order() {
+    fn all_tags_orders_versions_first_then_names() {
         let text = RuleText {
             all_tags: true,
             ..RuleText::default()
         };
-        assert_eq!(chosen(text), tags());
+        assert_eq!(
+            chosen(text),
+            [
+                "2.0.0",
+                "2.0.0-rc.1",
+                "1.3",
+                "v1.3.0",
+                "1.2.1",
+                "1.2.1-alpine",
+                "1.2.0",
+                "1.1.0",
+                "1.0.0",
+                "latest",
+                "nightly-20261201"
+            ]
+        );
     }
 
     #[test]

@@ -23,4 +23,5 @@ mod referrers_front;
 mod several;
 mod storage;
 mod sync;
+mod tags;
 mod token;
