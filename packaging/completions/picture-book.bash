@@ -7,6 +7,7 @@ _picture_book() {
     local global="-c --config --state-dir -v --verbose -q --quiet -h --help -V --version"
     local load="-r --registry -a --all -n --dry-run -f --force -w --wait --json --from"
     local export="-r --registry -a --all -n --dry-run --json --archive"
+    local tags="-r --registry --semver --match --exclude --latest --all-tags --json"
 
     case $prev in
         -c | --config)
@@ -45,15 +46,16 @@ _picture_book() {
     local command="" i
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            load | export | check | sync | help)
+            load | export | check | tags | sync | help)
                 command=${words[i]}
                 break
                 ;;
         esac
     done
     case $command in
-        "") COMPREPLY=($(compgen -W "load export check sync help $global" -- "$cur")) ;;
+        "") COMPREPLY=($(compgen -W "load export check tags sync help $global" -- "$cur")) ;;
         load) COMPREPLY=($(compgen -W "$load $global" -- "$cur")) ;;
+        tags) COMPREPLY=($(compgen -W "$tags $global" -- "$cur")) ;;
         export)
             if [[ $cur == -* ]]; then
                 COMPREPLY=($(compgen -W "$export $global" -- "$cur"))
@@ -61,7 +63,7 @@ _picture_book() {
                 _filedir -d
             fi
             ;;
-        help) COMPREPLY=($(compgen -W "load export check sync" -- "$cur")) ;;
+        help) COMPREPLY=($(compgen -W "load export check tags sync" -- "$cur")) ;;
         *) COMPREPLY=($(compgen -W "$global" -- "$cur")) ;;
     esac
 }
