@@ -7,9 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
-use crate::fixtures::{self, Blob, manifest_raw};
+use crate::fixtures::{self, manifest_raw};
 use crate::front::{Front, PullLimit};
 use crate::harness::{Registry, Workspace, eventually, single};
 use crate::sync::{Daemon, registry_entry};
@@ -17,23 +15,7 @@ use crate::sync::{Daemon, registry_entry};
 /// Pushes a small single-platform image (one manifest, one `GET` to pull)
 /// to `src` as `repo:tag`; returns its digest.
 fn small_image(src: &Registry, repo: &str, tag: &str) -> String {
-    let layer = Blob::new(
-        "application/vnd.oci.image.layer.v1.tar+gzip",
-        fixtures::layout::random_bytes(2048),
-    );
-    let config = Blob::json(
-        "application/vnd.oci.image.config.v1+json",
-        &json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}),
-    );
-    let manifest = Blob::json(
-        "application/vnd.oci.image.manifest.v1+json",
-        &json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": config.descriptor(),
-            "layers": [layer.descriptor()],
-        }),
-    );
+    let [config, layer, manifest] = fixtures::small_image();
     fixtures::push_via_api(src, repo, tag, &[&config, &layer], &[&manifest]);
     manifest.digest
 }

@@ -6,9 +6,7 @@
 
 use std::sync::OnceLock;
 
-use serde_json::json;
-
-use crate::fixtures::{self, Blob};
+use crate::fixtures;
 use crate::harness::{Registry, Workspace, auths};
 
 /// The tags.
@@ -32,20 +30,8 @@ const MORE: usize = 1200;
 /// One small image pushed as `repo` under every tag of `tags`: the same
 /// manifest put under each tag.
 fn tagged(src: &Registry, repo: &str, tags: &[String]) {
-    let config = Blob::json(
-        "application/vnd.oci.image.config.v1+json",
-        &json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}),
-    );
-    let manifest = Blob::json(
-        "application/vnd.oci.image.manifest.v1+json",
-        &json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": config.descriptor(),
-            "layers": [],
-        }),
-    );
-    fixtures::push_via_api(src, repo, &tags[0], &[&config], &[&manifest]);
+    let [config, layer, manifest] = fixtures::small_image();
+    fixtures::push_via_api(src, repo, &tags[0], &[&config, &layer], &[&manifest]);
     for tag in &tags[1..] {
         let (status, body) = fixtures::put_manifest(src, repo, tag, &manifest);
         assert_eq!(status, 201, "PUT {repo}:{tag}: {body}");
