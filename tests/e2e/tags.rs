@@ -7,6 +7,7 @@
 use std::sync::OnceLock;
 
 use crate::fixtures;
+use crate::front::{Front, Reply};
 use crate::harness::{Registry, Workspace, auths};
 
 /// The issue's tags.
@@ -180,6 +181,54 @@ fn bad_rules_exit_2_naming_them() {
         assert!(lines.is_empty());
         assert!(err.contains(culprit), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn a_hostile_listing_fails_clearly() {
+    let looping = Front::start(
+        source(),
+        |_| None,
+        |seen, reply| {
+            if seen.path().ends_with("/tags/list") {
+                reply.set_header("Link", "</v2/app/tags/list?n=1000>; rel=\"next\"");
+            }
+        },
+    );
+    let run = |front: &Front| {
+        Workspace::new()
+            .run()
+            .without_daemon()
+            .args(["tags", &format!("{}/app", front.host), "--all-tags"])
+            .run()
+    };
+    let out = run(&looping);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stdout.is_empty());
+    assert!(
+        out.stderr.contains("more than 100000 tags"),
+        "{}",
+        out.stderr
+    );
+    assert!(looping.count("GET", "/v2/app/tags/list") <= 101);
+
+    let huge = Front::start(
+        source(),
+        |seen| {
+            seen.path().ends_with("/tags/list").then(|| {
+                let mut body = b"{\"name\":\"app\",\"tags\":[\"".to_vec();
+                body.resize(5 << 20, b'a');
+                Reply {
+                    status: 200,
+                    headers: vec![("Content-Type".into(), "application/json".into())],
+                    body,
+                }
+            })
+        },
+        |_, _| {},
+    );
+    let out = run(&huge);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stderr.contains("not a tag list"), "{}", out.stderr);
 }
 
 #[test]
