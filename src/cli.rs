@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::display::Verbosity;
 use crate::error::Error;
-use crate::listing::select::RuleText;
+use crate::listing::select::{RuleText, Rules};
 
 /// The program's version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -447,8 +447,7 @@ impl Flags {
                 "tags needs a rule (--semver, --match, --exclude, --latest) or --all-tags".into(),
             ));
         }
-        crate::listing::select::Rules::new(rules, &|k| format!("--{}", flag_of(k)))
-            .map_err(Error::Usage)?;
+        tag_rules(rules)?;
         Ok(Command::Tags(TagsOptions {
             repository,
             rules: self.rules,
@@ -573,12 +572,13 @@ fn rule_text(args: &mut pico_args::Arguments) -> Result<RuleText, Error> {
     })
 }
 
-/// The flag of a rule named as the configuration names it.
-fn flag_of(rule: &str) -> &str {
-    match rule {
-        "allTags" => "all-tags",
-        other => other,
-    }
+/// `tags`' rules, checked; an error names the flag at fault.
+pub fn tag_rules(text: &RuleText) -> Result<Rules, Error> {
+    let flag = |rule: &str| match rule {
+        "allTags" => "--all-tags".to_string(),
+        other => format!("--{other}"),
+    };
+    Rules::new(text, &flag).map_err(Error::Usage)
 }
 
 /// An error for the first argument pico-args did not take.

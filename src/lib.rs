@@ -131,8 +131,7 @@ fn tags(cli: &Cli, options: &TagsOptions) -> Result<ExitCode, Error> {
             "tags needs a repository without a tag or digest, not '{text}'"
         )));
     }
-    let rules =
-        listing::select::Rules::new(&options.rules, &|k| format!("--{k}")).map_err(Error::Usage)?;
+    let rules = cli::tag_rules(&options.rules)?;
     let (repo, creds) = tags_access(cli, options, &reference)?;
     let listed = Client::default().all_tags(&repo, creds.as_ref(), MAX_LISTED_TAGS)?;
     let decisions = rules.choose(&listed);
