@@ -175,8 +175,8 @@ image reference, docker unavailable); 2 usage or configuration error.
 
 const TAGS_HELP: &str = "\
 List a repository's tags and print the ones the rules choose, one reference
-per line, as a syncer script prints them (highest version first when a
-version rule is given).
+per line, as a syncer script prints them: highest version first, then the
+tags that are not versions, by name.
 
 Usage: picture-book tags [OPTIONS] <REPOSITORY> (RULES... | --all-tags)
 
