@@ -462,3 +462,58 @@ fn the_docker_and_podman_engines_mirror_what_the_rules_choose() {
         );
     }
 }
+
+#[test]
+fn entries_list_an_htpasswd_source_with_the_pull_credentials() {
+    let password = "images-pass-81c2";
+    let src = Registry::with_auth("chooser", password);
+    let tags: Vec<String> = ISSUE_TAGS.iter().map(|t| t.to_string()).collect();
+    crate::tags::tagged(&src, "app", &tags);
+    let target = Registry::start();
+    let ws = Workspace::new();
+    ws.config(&format!(
+        "registries:\n  - hostname: '{}'\n    repository: mirror\n    engine: native\n    pullAuthConfig: '{}'\n    images:\n      - source: {}/app\n        semver: '>=1.1, <2'\n        latest: 2\n",
+        target.host,
+        crate::harness::auths(&src.host, "chooser", password),
+        src.host
+    ));
+    let out = load(&ws, &target, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(tags_at(&target, "mirror/app"), ["1.3", "v1.3.0"]);
+    assert!(!out.all().contains(password), "no secret in the output");
+}
+
+#[test]
+fn a_hostile_tag_list_fails_its_entry_clearly_and_the_rest_mirrors() {
+    let looping = Front::start(
+        source(),
+        |_| None,
+        |seen, reply| {
+            if seen.path().ends_with("/tags/list") {
+                reply.set_header("Link", "</v2/app/tags/list?n=1000>; rel=\"next\"");
+            }
+        },
+    );
+    let target = Registry::start();
+    let images = format!(
+        "      - source: {}/app\n        latest: 1\n      - source: {}/app:1.1.0\n",
+        looping.host,
+        source().host
+    );
+    let ws = workspace(&target, &images, None);
+    let out = ws
+        .run()
+        .without_daemon()
+        .args(["load", "--registry", &target.host])
+        .run();
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("failed: images[0] (line 6 of the configuration)")
+            && out.stdout.contains("more than 100000 tags"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(tags_at(&target, "mirror/app"), ["1.1.0"]);
+    assert!(looping.count("GET", "/v2/app/tags/list") <= 101);
+}
