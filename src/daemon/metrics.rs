@@ -243,6 +243,7 @@ mod tests {
                     remaining: 42,
                     window_seconds: 21600,
                 }],
+                selections: Vec::new(),
             }),
             ..status(hostname)
         }

@@ -12,6 +12,7 @@ use crate::daemon::synchronizer::Synchronizer;
 use crate::display::rfc3339;
 use crate::engine::Stats;
 use crate::flock::{self as runlock, Holder};
+use crate::listing::entries::{Selection, some_entry};
 use crate::registry::limits::Shown;
 use crate::run::report::{Outcome, RegistryReport, RunOutcome};
 
@@ -67,6 +68,9 @@ pub struct LastRun {
     /// What rate-limited sources said of their pull limits.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<Shown>,
+    /// What each `images` entry with rules chose.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub selections: Vec<Selection>,
 }
 
 /// An image that failed in the last run.
@@ -74,6 +78,8 @@ pub struct LastRun {
 #[serde(rename_all = "camelCase")]
 pub struct FailedImage {
     line: usize,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "some_entry")]
+    entry: Option<usize>,
     source: String,
     target: Option<String>,
     error: String,
@@ -133,12 +139,14 @@ fn last_run(r: &RegistryReport) -> LastRun {
             .filter(|i| i.outcome == Outcome::Failed)
             .map(|i| FailedImage {
                 line: i.line,
+                entry: i.entry,
                 source: i.source.clone(),
                 target: i.target.clone(),
                 error: i.error.clone().unwrap_or_default(),
             })
             .collect(),
         rate_limits: r.rate_limits.clone(),
+        selections: r.selections.clone(),
     }
 }
 

@@ -55,6 +55,14 @@ pub fn entry_key<S: Serializer>(entry: &usize, s: S) -> Result<S::Ok, S::Error> 
     s.collect_str(&format_args!("images[{entry}]"))
 }
 
+/// An entry index, when there is one, as its key.
+pub fn some_entry<S: Serializer>(entry: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
+    match entry {
+        Some(i) => entry_key(i, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// What the entries list.
 #[derive(Debug, Default)]
 pub struct Chosen {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::display::{human_bytes, rfc3339};
 use crate::engine::{Plan, Stats};
 use crate::exit::ExitCode;
-use crate::listing::entries::{Selection, entry_key};
+use crate::listing::entries::{Selection, some_entry};
 use crate::listing::script::entry_name;
 
 /// What became of one listed image.
@@ -116,14 +116,6 @@ pub struct PlanReport {
     /// With `referrers`: what refers to the image and would travel with it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub referrers: Vec<String>,
-}
-
-/// An entry index as its key, `images[i]`.
-fn some_entry<S: serde::Serializer>(entry: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
-    match entry {
-        Some(i) => entry_key(i, s),
-        None => s.serialize_none(),
-    }
 }
 
 fn is_zero(n: &u32) -> bool {
