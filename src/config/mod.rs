@@ -77,6 +77,8 @@ pub const MAX_RETRIES: u32 = 10;
 /// The most `rateLimitMin` accepted (Docker Hub's largest limits are in
 /// the thousands).
 pub const MAX_RATE_LIMIT_MIN: u64 = 100_000;
+/// The most `pruneLimit` accepted.
+pub const MAX_PRUNE_LIMIT: u64 = 1_000_000;
 /// The API port when `api.port` is not set.
 pub const DEFAULT_API_PORT: u16 = 8001;
 /// How many characters of a problem a message shows: a value pasted by
@@ -163,6 +165,12 @@ pub struct Registry {
     /// not create on push (`createRepositoryScript`), as an absolute path.
     #[serde(serialize_with = "view::some_path")]
     pub create_repository_script: Option<PathBuf>,
+    /// Remove at the target, after a run, the tags picture-book mirrored
+    /// there that the listing no longer names (`prune`; `load --prune`).
+    pub prune: bool,
+    /// The most tags one run prunes (`pruneLimit`); None for the default,
+    /// a tenth of what is mirrored there, at least 5.
+    pub prune_limit: Option<usize>,
 }
 
 /// The engine a registry's images move with (its `engine` key).

@@ -83,6 +83,8 @@ level! {
         "referrerTypes" => referrer_types: Option<Vec<String>>,
         "rateLimitMin" => rate_limit_min: Option<u64>,
         "createRepositoryScript" => create_repository_script: Option<PathBuf>,
+        "prune" => prune: Option<bool>,
+        "pruneLimit" => prune_limit: Option<u64>,
     }
 }
 

@@ -20,9 +20,14 @@ pub enum Deletion {
     /// A tag `DELETE` answered 400: the registry deletes a manifest by its
     /// digest only, and with it every tag of that digest (distribution 2.8).
     DigestOnly,
-    /// 405 or `UNSUPPORTED`, 403 or `DENIED`: the registry refuses deletes;
-    /// the text is its answer.
-    Refused(String),
+    /// 405 or `UNSUPPORTED`, 403 or `DENIED`: the registry refuses deletes
+    /// (a 405 to a tag may refuse tag deletes alone).
+    Refused {
+        /// Its status.
+        status: u16,
+        /// Its answer, for messages.
+        answer: String,
+    },
 }
 
 impl Client {
@@ -84,7 +89,10 @@ fn error_code(error: &Error) -> Option<&str> {
 /// means, when it means one of [`Deletion`]'s answers; `text` says it.
 fn classify(status: u16, code: Option<&str>, is_tag: bool, text: String) -> Option<Deletion> {
     match (status, code) {
-        (403 | 405, _) | (_, Some("UNSUPPORTED" | "DENIED")) => Some(Deletion::Refused(text)),
+        (403 | 405, _) | (_, Some("UNSUPPORTED" | "DENIED")) => Some(Deletion::Refused {
+            status,
+            answer: text,
+        }),
         (400, _) if is_tag => Some(Deletion::DigestOnly),
         _ => None,
     }
@@ -100,11 +108,16 @@ mod tests {
 
     #[test]
     fn refusals_are_told_apart_by_status_and_code() {
-        let refused = Some(Deletion::Refused("answer".into()));
-        assert_eq!(said(405, Some("UNSUPPORTED"), true), refused);
-        assert_eq!(said(405, None, false), refused);
-        assert_eq!(said(403, Some("DENIED"), false), refused);
-        assert_eq!(said(400, Some("UNSUPPORTED"), false), refused);
+        let refused = |status| {
+            Some(Deletion::Refused {
+                status,
+                answer: "answer".into(),
+            })
+        };
+        assert_eq!(said(405, Some("UNSUPPORTED"), true), refused(405));
+        assert_eq!(said(405, None, false), refused(405));
+        assert_eq!(said(403, Some("DENIED"), false), refused(403));
+        assert_eq!(said(400, Some("UNSUPPORTED"), false), refused(400));
         assert_eq!(
             said(400, Some("DIGEST_INVALID"), true),
             Some(Deletion::DigestOnly),
