@@ -1,0 +1,313 @@
+//! Pruning as an operator meets it: a tag the listing dropped goes from
+//! the target, and nothing else does (someone else's tag, a tag someone
+//! overwrote, the content of a tag that stays); nothing goes after an
+//! incomplete listing, past `pruneLimit` without `--force`, or at a
+//! registry that refuses deletes (one warning); a dry run lists exactly
+//! what the real run removes. Proven at real distribution registries, one
+//! with `storage.delete.enabled` and one without.
+
+use serde_json::Value;
+
+use crate::fixtures;
+use crate::harness::{Outcome, Registry, Workspace};
+use crate::limits::small_image;
+use crate::native::native;
+
+/// A workspace whose native registry `dst` prunes, with `extra` keys.
+fn pruning(dst: &Registry, extra: &str) -> Workspace {
+    let ws = Workspace::new();
+    ws.config(&native(dst, &format!("    prune: true\n{extra}")));
+    ws
+}
+
+/// Lists `tags` of `src`'s `app` and runs `load --all --json` with `args`.
+fn load(ws: &Workspace, src: &Registry, tags: &[&str], args: &[&str]) -> Outcome {
+    let listed: Vec<String> = tags
+        .iter()
+        .map(|t| format!("{}/app:{t}", src.host))
+        .collect();
+    ws.list_script("sync.sh", &listed);
+    ws.run()
+        .without_daemon()
+        .args(["load", "--all", "--json"])
+        .args(args)
+        .run()
+}
+
+/// `src` with `app:1`, `app:2`, ... each a different image; their digests.
+fn source(n: usize) -> (Registry, Vec<String>) {
+    let src = Registry::start();
+    let digests = (1..=n)
+        .map(|i| small_image(&src, "app", &i.to_string()))
+        .collect();
+    (src, digests)
+}
+
+/// The tags (`tag` of `host/mirror/app:tag`) of a report's list `key`.
+fn tags(report: &Value, key: &str) -> Vec<String> {
+    report["registries"][0][key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            let tag = v["tag"].as_str().unwrap();
+            tag.rsplit_once(':').unwrap().1.to_string()
+        })
+        .collect()
+}
+
+/// The report's warnings.
+fn warnings(report: &Value) -> Vec<String> {
+    report["registries"][0]["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| w.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn at(dst: &Registry, tag: &str) -> Option<String> {
+    dst.manifest_digest("mirror/app", tag)
+}
+
+#[test]
+fn a_dropped_tag_goes_and_the_others_and_someone_elses_stay() {
+    let (src, digests) = source(3);
+    let dst = Registry::start();
+    let ws = pruning(&dst, "");
+    let first = load(&ws, &src, &["1", "2", "3"], &[]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(tags(&first.json(), "pruned").is_empty());
+    let theirs = small_image(&dst, "mirror/app", "theirs");
+
+    let out = load(&ws, &src, &["1", "3"], &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = out.json();
+    assert_eq!(tags(&report, "pruned"), ["2"], "{report}");
+    assert_eq!(
+        report["registries"][0]["pruned"][0]["digest"],
+        digests[1].as_str()
+    );
+    assert_eq!(at(&dst, "2"), None, "the dropped tag is gone");
+    assert_eq!(at(&dst, "1").as_ref(), Some(&digests[0]));
+    assert_eq!(at(&dst, "3").as_ref(), Some(&digests[2]));
+    assert_eq!(
+        at(&dst, "theirs"),
+        Some(theirs),
+        "a tag picture-book did not put there stays"
+    );
+    assert!(
+        tags(&report, "pruneSkipped").is_empty(),
+        "a tag never recorded is not even considered: {report}"
+    );
+
+    let again = load(&ws, &src, &["1", "3"], &[]).json();
+    assert!(
+        tags(&again, "pruned").is_empty() && tags(&again, "pruneSkipped").is_empty(),
+        "the state forgot the pruned tag: {again}"
+    );
+}
+
+#[test]
+fn a_tag_overwritten_at_the_target_stays() {
+    let (src, _) = source(2);
+    let dst = Registry::start();
+    let ws = pruning(&dst, "");
+    assert_eq!(load(&ws, &src, &["1", "2"], &[]).code, 0);
+    let overwritten = small_image(&dst, "mirror/app", "2");
+
+    let report = load(&ws, &src, &["1"], &[]).json();
+    assert!(tags(&report, "pruned").is_empty(), "{report}");
+    assert_eq!(tags(&report, "pruneSkipped"), ["2"]);
+    let reason = report["registries"][0]["pruneSkipped"][0]["reason"]
+        .as_str()
+        .unwrap();
+    assert!(reason.contains("changed at the target"), "{reason}");
+    assert_eq!(at(&dst, "2"), Some(overwritten));
+}
+
+#[test]
+fn two_tags_of_one_digest_keep_the_content_of_the_one_that_stays() {
+    let (src, digests) = source(1);
+    let (media_type, _, body) = fixtures::manifest_raw(&src, "app", "1").unwrap();
+    let same = fixtures::Blob::new(&media_type, body);
+    let (status, answer) = fixtures::put_manifest(&src, "app", "same", &same);
+    assert_eq!(status, 201, "{answer}");
+    let dst = Registry::start();
+    let ws = pruning(&dst, "");
+    assert_eq!(load(&ws, &src, &["1", "same"], &[]).code, 0);
+
+    let out = load(&ws, &src, &["1"], &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = out.json();
+    assert!(tags(&report, "pruned").is_empty(), "{report}");
+    assert_eq!(tags(&report, "pruneSkipped"), ["same"]);
+    let reason = report["registries"][0]["pruneSkipped"][0]["reason"]
+        .as_str()
+        .unwrap();
+    assert!(reason.contains("tag 1, which stays"), "{reason}");
+    assert_eq!(
+        at(&dst, "1").as_ref(),
+        Some(&digests[0]),
+        "its content stays"
+    );
+    assert_eq!(
+        dst.count("DELETE", "/v2/mirror/app/manifests/sha256:", true),
+        0,
+        "no digest was deleted"
+    );
+}
+
+#[test]
+fn an_incomplete_listing_prunes_nothing_and_says_why() {
+    let (src, digests) = source(2);
+    let dst = Registry::start();
+    let ws = pruning(&dst, "    syncerScriptTimeout: 1s\n");
+    assert_eq!(load(&ws, &src, &["1", "2"], &[]).code, 0);
+    let listed = format!("echo '{}/app:1'\n", src.host);
+    let cases = [
+        (
+            "failing",
+            format!("{listed}exit 3\n"),
+            1,
+            "the syncer script gave no listing",
+        ),
+        (
+            "timeout",
+            format!("{listed}sleep 5\n"),
+            1,
+            "the syncer script gave no listing",
+        ),
+        (
+            "rejected",
+            format!("{listed}echo 'Not A Reference!'\n"),
+            1,
+            "line 2 was rejected",
+        ),
+        ("empty", String::new(), 0, "the listing is empty"),
+    ];
+    for (name, script, code, why) in cases {
+        ws.script("sync.sh", &script);
+        let out = ws
+            .run()
+            .without_daemon()
+            .args(["load", "--all", "--json"])
+            .run();
+        assert_eq!(out.code, code, "{name}: {out:?}");
+        let report = out.json();
+        assert!(tags(&report, "pruned").is_empty(), "{name}: {report}");
+        assert!(
+            warnings(&report)
+                .iter()
+                .any(|w| w.starts_with("nothing pruned") && w.contains(why)),
+            "{name}: {report}"
+        );
+        assert_eq!(at(&dst, "2").as_ref(), Some(&digests[1]), "{name}");
+    }
+}
+
+#[test]
+fn prune_limit_stops_a_mass_deletion_and_force_passes_it() {
+    let (src, _) = source(3);
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    ws.config(&native(&dst, "    pruneLimit: 1\n"));
+    assert_eq!(load(&ws, &src, &["1", "2", "3"], &[]).code, 0);
+
+    let off = load(&ws, &src, &["1"], &[]).json();
+    assert!(
+        off["registries"][0].get("pruneSkipped").is_none(),
+        "prune is off by default: {off}"
+    );
+    let held = load(&ws, &src, &["1"], &["--prune"]);
+    assert_eq!(held.code, 0, "{held:?}");
+    let report = held.json();
+    assert!(tags(&report, "pruned").is_empty(), "{report}");
+    assert_eq!(tags(&report, "pruneSkipped"), ["2", "3"]);
+    assert!(
+        warnings(&report)
+            .iter()
+            .any(|w| w.contains("more than pruneLimit (1)")),
+        "{report}"
+    );
+    assert!(at(&dst, "2").is_some() && at(&dst, "3").is_some());
+
+    let forced = load(&ws, &src, &["1"], &["--prune", "--force"]).json();
+    assert_eq!(tags(&forced, "pruned"), ["2", "3"], "{forced}");
+    assert!(at(&dst, "2").is_none() && at(&dst, "3").is_none());
+    assert!(at(&dst, "1").is_some());
+}
+
+#[test]
+fn a_registry_without_deletes_is_warned_of_once_and_the_run_succeeds() {
+    let (src, digests) = source(3);
+    let dst = Registry::without_deletes();
+    let ws = pruning(&dst, "");
+    assert_eq!(load(&ws, &src, &["1", "2", "3"], &[]).code, 0);
+
+    let out = load(&ws, &src, &["1"], &[]);
+    assert_eq!(out.code, 0, "the run's outcome stands: {out:?}");
+    let report = out.json();
+    let refusals: Vec<String> = warnings(&report)
+        .into_iter()
+        .filter(|w| w.contains("refuses deletes"))
+        .collect();
+    assert_eq!(refusals.len(), 1, "{report}");
+    assert!(
+        refusals[0].contains("storage.delete.enabled"),
+        "{refusals:?}"
+    );
+    assert!(refusals[0].contains("garbage collection"), "{refusals:?}");
+    let warned = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("[WARN]") && l.contains("refuses deletes"));
+    assert_eq!(warned.count(), 1, "{}", out.stderr);
+    assert_eq!(tags(&report, "pruneSkipped"), ["2", "3"]);
+    assert_eq!(at(&dst, "2").as_ref(), Some(&digests[1]));
+    assert_eq!(at(&dst, "3").as_ref(), Some(&digests[2]));
+}
+
+#[test]
+fn a_dry_run_lists_exactly_what_the_real_run_removes() {
+    let (src, _) = source(4);
+    let dst = Registry::start();
+    let ws = pruning(&dst, "");
+    assert_eq!(load(&ws, &src, &["1", "2", "3", "4"], &[]).code, 0);
+    small_image(&dst, "mirror/app", "4");
+
+    let dry = load(&ws, &src, &["1"], &["--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    let planned = dry.json();
+    assert_eq!(tags(&planned, "pruned"), ["2", "3"], "{planned}");
+    assert_eq!(tags(&planned, "pruneSkipped"), ["4"], "{planned}");
+    assert_eq!(planned["dryRun"], true);
+    assert!(
+        at(&dst, "2").is_some() && at(&dst, "3").is_some(),
+        "nothing removed"
+    );
+    assert_eq!(
+        dst.count("DELETE", "/v2/mirror/app/manifests/", true),
+        0,
+        "no manifest DELETE was sent"
+    );
+
+    let summary = ws
+        .run()
+        .without_daemon()
+        .args(["load", "--all", "--dry-run"])
+        .run();
+    assert!(
+        summary
+            .stdout
+            .contains(&format!("  would prune: {}/mirror/app:2 (", dst.host)),
+        "{}",
+        summary.stdout
+    );
+
+    let real = load(&ws, &src, &["1"], &[]).json();
+    assert_eq!(tags(&real, "pruned"), tags(&planned, "pruned"));
+    assert_eq!(tags(&real, "pruneSkipped"), tags(&planned, "pruneSkipped"));
+    assert!(at(&dst, "2").is_none() && at(&dst, "3").is_none());
+    assert!(at(&dst, "4").is_some());
+}
