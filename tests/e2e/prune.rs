@@ -311,3 +311,34 @@ fn a_dry_run_lists_exactly_what_the_real_run_removes() {
     assert!(at(&dst, "2").is_none() && at(&dst, "3").is_none());
     assert!(at(&dst, "4").is_some());
 }
+
+#[test]
+fn the_docker_engine_mirrors_and_picture_book_prunes_what_it_pushed() {
+    let src = Registry::start();
+    src.push_image("app", "1", 1);
+    src.push_image("app", "2", 1);
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    ws.config(&crate::harness::single(&dst, "    prune: true\n"));
+    let listed = |tags: &[&str]| -> Vec<String> {
+        tags.iter().map(|t| format!("{}/app:{t}", src.host)).collect()
+    };
+    ws.list_script("sync.sh", &listed(&["1", "2"]));
+    let first = ws.run().args(["load", "--all"]).run();
+    assert_eq!(first.code, 0, "{first:?}");
+    let pushed = at(&dst, "2").expect("docker pushed it");
+
+    ws.list_script("sync.sh", &listed(&["1"]));
+    let out = ws.run().args(["load", "--all", "--json"]).run();
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = out.json();
+    assert_eq!(report["registries"][0]["engine"], "docker");
+    assert_eq!(tags(&report, "pruned"), ["2"], "{report}");
+    assert_eq!(
+        report["registries"][0]["pruned"][0]["digest"],
+        pushed.as_str(),
+        "the digest recorded is the one docker's push gave"
+    );
+    assert_eq!(at(&dst, "2"), None);
+    assert!(at(&dst, "1").is_some());
+}
