@@ -6,12 +6,15 @@
 //! what the real run removes. Proven at real distribution registries, one
 //! with `storage.delete.enabled` and one without.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::fixtures;
-use crate::harness::{Outcome, Registry, Workspace};
+use crate::harness::{Outcome, Registry, Workspace, eventually};
 use crate::limits::small_image;
 use crate::native::native;
+use crate::sync::{Daemon, registry_entry};
 
 /// A workspace whose native registry `dst` prunes, with `extra` keys.
 fn pruning(dst: &Registry, extra: &str) -> Workspace {
@@ -321,7 +324,9 @@ fn the_docker_engine_mirrors_and_picture_book_prunes_what_it_pushed() {
     let ws = Workspace::new();
     ws.config(&crate::harness::single(&dst, "    prune: true\n"));
     let listed = |tags: &[&str]| -> Vec<String> {
-        tags.iter().map(|t| format!("{}/app:{t}", src.host)).collect()
+        tags.iter()
+            .map(|t| format!("{}/app:{t}", src.host))
+            .collect()
     };
     ws.list_script("sync.sh", &listed(&["1", "2"]));
     let first = ws.run().args(["load", "--all"]).run();
@@ -341,4 +346,68 @@ fn the_docker_engine_mirrors_and_picture_book_prunes_what_it_pushed() {
     );
     assert_eq!(at(&dst, "2"), None);
     assert!(at(&dst, "1").is_some());
+}
+
+#[test]
+fn the_daemon_prunes_on_schedule_and_run_with_prune_false_does_not() {
+    let (src, digests) = source(3);
+    let dst = Registry::start();
+    let ws = pruning(&dst, "");
+    assert_eq!(load(&ws, &src, &["1", "2", "3"], &[]).code, 0);
+    let list = |tags: &[&str]| {
+        let listed: Vec<String> = tags
+            .iter()
+            .map(|t| format!("{}/app:{t}", src.host))
+            .collect();
+        ws.list_script("sync.sh", &listed);
+    };
+    let entry =
+        |period: &str| registry_entry(&dst, period, "    engine: native\n    prune: true\n");
+
+    list(&["1", "2"]);
+    let on_demand = Daemon::start(&ws, &entry("0 0 1 1 *"), None);
+    let run = |query: &str, syncs: u64| {
+        let (status, body) =
+            on_demand.call("POST", &format!("/ops?sync={}&action=run{query}", dst.host));
+        assert_eq!(status, 202, "{body}");
+        assert!(eventually(Duration::from_secs(30), || on_demand
+            .syncs(&dst.host)
+            >= syncs));
+        on_demand.status(&dst.host)["lastRun"].clone()
+    };
+    let kept = run("&prune=false", 1);
+    assert_eq!(kept["outcome"], "success", "{kept}");
+    assert!(kept.get("pruned").is_none(), "{kept}");
+    assert_eq!(
+        at(&dst, "3").as_ref(),
+        Some(&digests[2]),
+        "prune=false kept it"
+    );
+    let (status, body) = on_demand.call(
+        "POST",
+        &format!("/ops?sync={}&action=run&prune=maybe", dst.host),
+    );
+    assert_eq!(status, 400, "{body}");
+    let pruned = run("", 2);
+    assert_eq!(
+        pruned["pruned"][0]["tag"],
+        format!("{}/mirror/app:3", dst.host),
+        "details shows what the last run pruned: {pruned}"
+    );
+    assert_eq!(at(&dst, "3"), None);
+    assert_eq!(on_demand.stop().code, 0);
+
+    list(&["1"]);
+    let scheduled = Daemon::start(&ws, &entry("*/2 * * * * *"), None);
+    let line = format!("picture_book_pruned_total{{registry=\"{}\"}} 1", dst.host);
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let metrics = scheduled.call("GET", "/metrics").1;
+            metrics.as_str().is_some_and(|m| m.contains(&line))
+        }),
+        "a scheduled run pruned one tag"
+    );
+    assert_eq!(at(&dst, "2"), None);
+    assert!(at(&dst, "1").is_some());
+    assert_eq!(scheduled.stop().code, 0);
 }
