@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use chrono::Local;
 
 use crate::credentials::Credentials;
+use crate::digest::short;
 use crate::display::rfc3339;
 use crate::engine::{Access, Freshness};
 use crate::platform::Platform;
@@ -375,11 +376,6 @@ fn record(source: &Reference, source_digest: &str, target_digest: &str) -> Recor
         recorded: rfc3339(&Local::now()),
         referrers: BTreeMap::new(),
     }
-}
-
-/// `sha256:0123456789ab` for messages.
-fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(19)]
 }
 
 #[cfg(test)]

@@ -7,10 +7,11 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Local};
 use serde::Serialize;
 
+use crate::digest::short;
 use crate::display::{human_bytes, rfc3339};
 use crate::engine::{Plan, Stats};
 use crate::exit::ExitCode;
-use crate::run::prune::decide::{Verdict, short};
+use crate::run::prune::decide::Verdict;
 
 /// What became of one listed image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::digest::short;
 use crate::run::state::Record;
 
 /// The least `pruneLimit` when it is not configured.
@@ -163,11 +164,6 @@ fn verdict(c: &Candidate, reason: String) -> Verdict {
         digest: c.recorded.clone(),
         reason,
     }
-}
-
-/// `sha256:0123456789ab` for messages.
-pub fn short(digest: &str) -> &str {
-    digest.get(..19).unwrap_or(digest)
 }
 
 #[cfg(test)]

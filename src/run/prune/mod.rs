@@ -14,13 +14,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use crate::config::Registry;
+use crate::digest::short;
 use crate::engine::Access;
 use crate::listing::script;
 use crate::registry::{Client, Deletion, Repository};
 use crate::run::plan::Planned;
 use crate::run::report::RegistryReport;
 use crate::run::state::StateFile;
-use decide::{AtTarget, Staying, Verdict, short};
+use decide::{AtTarget, Staying, Verdict};
 
 /// The most tags of one target repository read to learn which stay.
 const MAX_TAGS: usize = 100_000;
