@@ -126,16 +126,16 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
     let mut report = RegistryReport::start(&registry.hostname, started);
     report.engine = Some(capabilities.name);
     report.moved = capabilities.counts.then(Stats::default);
-    let mut incomplete = Vec::new();
-    let planned = match from {
-        Source::Layout(layout) => {
-            incomplete.push("load --from does not prune".into());
-            plan_layout(registry, capabilities.naming, layout.entries(), &mut report)
-        }
+    let (planned, incomplete) = match from {
+        Source::Layout(layout) => (
+            plan_layout(registry, capabilities.naming, layout.entries(), &mut report),
+            prune::layout_incomplete(&registry.hostname, layout),
+        ),
         Source::Registry => match listed(registry, ctx) {
             Ok(listing) => {
-                incomplete = prune::incomplete(&listing);
-                plan(registry, capabilities.naming, listing, &mut report)
+                let incomplete = prune::incomplete(&listing);
+                let planned = plan(registry, capabilities.naming, listing, &mut report);
+                (planned, incomplete)
             }
             Err(e) => return Ok(unlisted(registry, ctx, &e, report).finish(started)),
         },

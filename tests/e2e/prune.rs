@@ -411,3 +411,54 @@ fn the_daemon_prunes_on_schedule_and_run_with_prune_false_does_not() {
     assert!(at(&dst, "1").is_some());
     assert_eq!(scheduled.stop().code, 0);
 }
+
+#[test]
+fn load_from_prunes_what_the_layout_no_longer_lists_unless_it_is_cut_short() {
+    let (src, digests) = source(3);
+    let dst = Registry::start();
+    let ws = pruning(&dst, "");
+    let export = |tags: &[&str]| {
+        let listed: Vec<String> = tags
+            .iter()
+            .map(|t| format!("{}/app:{t}", src.host))
+            .collect();
+        ws.list_script("sync.sh", &listed);
+        let archive = crate::harness::fresh_dir("prune-export").join("site.tar");
+        let out = ws
+            .run()
+            .without_daemon()
+            .args(["export", "--all", "--archive"])
+            .args([&archive])
+            .run();
+        assert_eq!(out.code, 0, "{out:?}");
+        archive
+    };
+    let load_from = |archive: &std::path::Path| {
+        ws.run()
+            .without_daemon()
+            .args(["load", "--all", "--json", "--from"])
+            .args([archive])
+            .run()
+    };
+    assert_eq!(load_from(&export(&["1", "2", "3"])).code, 0);
+    let smaller = export(&["1"]);
+
+    let bytes = std::fs::read(&smaller).unwrap();
+    let cut = smaller.with_file_name("cut.tar");
+    std::fs::write(&cut, &bytes[..bytes.len() - 1536]).unwrap();
+    let report = load_from(&cut).json();
+    assert!(tags(&report, "pruned").is_empty(), "{report}");
+    assert!(
+        warnings(&report)
+            .iter()
+            .any(|w| w.starts_with("nothing pruned") && w.contains("is cut short")),
+        "{report}"
+    );
+    assert_eq!(at(&dst, "2").as_ref(), Some(&digests[1]));
+
+    let out = load_from(&smaller);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(tags(&out.json(), "pruned"), ["2", "3"]);
+    assert_eq!(at(&dst, "2"), None);
+    assert_eq!(at(&dst, "1").as_ref(), Some(&digests[0]));
+}

@@ -16,7 +16,9 @@ use serde_json::Value;
 use crate::config::Registry;
 use crate::digest::short;
 use crate::engine::Access;
+use crate::layout::{Entry, Reader};
 use crate::listing::script;
+use crate::reference::Reference;
 use crate::registry::{Client, Deletion, Repository};
 use crate::run::plan::Planned;
 use crate::run::report::RegistryReport;
@@ -56,6 +58,27 @@ pub fn incomplete(listing: &script::Listing) -> Vec<String> {
         .collect();
     if listing.images.is_empty() && listing.invalid.is_empty() {
         why.push("the listing is empty".into());
+    }
+    why
+}
+
+/// Why a layout (`load --from`) may not list all that was exported for
+/// `host`: it is cut short, it holds no export for `host` (another tool's,
+/// or one for other registries), an entry of it has no usable name.
+pub fn layout_incomplete(host: &str, layout: &Reader) -> Vec<String> {
+    let mut why = Vec::new();
+    if layout.warning().is_some() {
+        why.push(format!("{} is cut short", layout.shown()));
+    }
+    let ours = |e: &&Entry| e.referrer_of.is_none() && e.registry.as_deref() == Some(host);
+    if !layout.entries().iter().any(|e| ours(&e)) {
+        why.push(format!("{} holds no export for {host}", layout.shown()));
+    }
+    for (i, entry) in layout.entries().iter().enumerate().filter(|(_, e)| ours(e)) {
+        let name = entry.source.as_ref().or(entry.ref_name.as_ref());
+        if name.is_none_or(|n| Reference::parse(n).is_err()) {
+            why.push(format!("entry {} of index.json was rejected", i + 1));
+        }
     }
     why
 }
