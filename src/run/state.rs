@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::Copied;
 use crate::error::Error;
 use crate::flock::{dir_problem, file_stem, usable_dir};
 use crate::mutex::lock;
@@ -90,6 +91,11 @@ pub struct Record {
     /// image, the children of an index) when it was last looked at.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub referrers: BTreeMap<String, String>,
+    /// With `referrers`: what picture-book copied to the target as
+    /// referring to each subject, so that pruning the image takes exactly
+    /// that with it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub referrers_copied: BTreeMap<String, Copied>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -411,6 +417,7 @@ mod tests {
             target_digest: format!("sha256:t{n}"),
             recorded: "2026-01-01T00:00:00+00:00".into(),
             referrers: BTreeMap::new(),
+            referrers_copied: BTreeMap::new(),
         }
     }
 

@@ -462,3 +462,53 @@ fn load_from_prunes_what_the_layout_no_longer_lists_unless_it_is_cut_short() {
     assert_eq!(at(&dst, "2"), None);
     assert_eq!(at(&dst, "1").as_ref(), Some(&digests[0]));
 }
+
+#[test]
+fn a_signed_image_goes_with_its_signatures_and_a_foreign_entry_stays() {
+    use crate::referrers::{SIG, cosign_sig, fallback, image, refer};
+    let src = Registry::start();
+    let one = image(&src, "app", "1");
+    let two = image(&src, "app", "2");
+    let sig_one = refer(&src, "app", &one, SIG, true);
+    let sig_two = refer(&src, "app", &two, SIG, true);
+    let cosign_two = cosign_sig(&src, "app", &two);
+    let dst = Registry::start();
+    let ws = pruning(&dst, "    referrers: true\n");
+    assert_eq!(load(&ws, &src, &["1", "2"], &[]).code, 0);
+    assert_eq!(
+        fallback(&dst, "mirror/app", &two.digest),
+        [sig_two.digest.as_str()]
+    );
+    let theirs = refer(&dst, "mirror/app", &two, "application/spdx+json", true);
+
+    let out = load(&ws, &src, &["1"], &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = out.json();
+    assert_eq!(tags(&report, "pruned"), ["2"], "{report}");
+    let reason = report["registries"][0]["pruned"][0]["reason"]
+        .as_str()
+        .unwrap();
+    assert!(reason.ends_with("; with 2 referrers"), "{reason}");
+    let gone = |reference: &str| fixtures::manifest_raw(&dst, "mirror/app", reference).is_none();
+    assert!(gone(&sig_two.digest), "its signature went");
+    let cosign_tag = format!("{}.sig", two.digest.replacen(':', "-", 1));
+    assert!(
+        gone(&cosign_tag) && gone(&cosign_two.digest),
+        "its cosign tag went"
+    );
+    assert_eq!(
+        fallback(&dst, "mirror/app", &two.digest),
+        [theirs.digest.as_str()],
+        "the fallback index keeps the entry someone else put there"
+    );
+    assert!(!gone(&theirs.digest));
+    assert_eq!(
+        fallback(&dst, "mirror/app", &one.digest),
+        [sig_one.digest.as_str()]
+    );
+    assert!(
+        !gone(&sig_one.digest),
+        "the referrer of an image that stays stays"
+    );
+    assert!(!gone("1"));
+}

@@ -177,6 +177,7 @@ mod tests {
             target_digest: digest.into(),
             recorded: "2026-01-01T00:00:00+00:00".into(),
             referrers: BTreeMap::new(),
+            referrers_copied: BTreeMap::new(),
         }
     }
 

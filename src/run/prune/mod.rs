@@ -8,6 +8,7 @@
 //! `decide`, without I/O.
 
 pub mod decide;
+mod referrers;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,7 +23,7 @@ use crate::reference::Reference;
 use crate::registry::{Client, Deletion, Repository};
 use crate::run::plan::Planned;
 use crate::run::report::RegistryReport;
-use crate::run::state::StateFile;
+use crate::run::state::{Record, StateFile};
 use decide::{AtTarget, Staying, Verdict};
 
 /// The most tags of one target repository read to learn which stay.
@@ -142,6 +143,7 @@ pub fn prune(p: &Pruning<'_>, listed: &Listed, report: &mut RegistryReport) {
     }
     let mut deleter = Deleter {
         p,
+        records,
         pruning: decision.prune.iter().map(|v| v.tag.clone()).collect(),
         staying: BTreeMap::new(),
         deleted: BTreeSet::new(),
@@ -223,6 +225,8 @@ impl Pruning<'_> {
 /// repository stay, which digests went, whether the target refuses.
 struct Deleter<'a, 'r> {
     p: &'a Pruning<'a>,
+    /// What was recorded as mirrored, by target.
+    records: BTreeMap<String, Record>,
     /// The tags being pruned, `host/path:tag`.
     pruning: BTreeSet<String>,
     /// What the tags that stay hold, by repository name, once asked.
@@ -353,14 +357,21 @@ impl Deleter<'_, '_> {
         name: &str,
         digest: &str,
     ) -> Result<Option<String>, String> {
+        let staying = self.staying_in(repo, name)?;
+        Ok(decide::shared_by(digest, &staying).map(String::from))
+    }
+
+    /// What each tag that stays in `repo` (`name`) holds, asked once.
+    fn staying_in(
+        &mut self,
+        repo: &Repository,
+        name: &str,
+    ) -> Result<BTreeMap<String, Staying>, String> {
         if !self.staying.contains_key(name) {
             let staying = self.p.staying(repo, name, &self.pruning);
             self.staying.insert(name.to_string(), staying);
         }
-        match &self.staying[name] {
-            Ok(staying) => Ok(decide::shared_by(digest, staying).map(String::from)),
-            Err(e) => Err(e.clone()),
-        }
+        self.staying[name].clone()
     }
 
     /// Keeps `v` because the target refused to delete it (`answer`),
@@ -378,7 +389,8 @@ impl Deleter<'_, '_> {
         self.keep(v, "the target refuses deletes".into());
     }
 
-    fn pruned(&mut self, v: Verdict, reason: String) {
+    fn pruned(&mut self, v: Verdict, mut reason: String) {
+        reason.push_str(&self.with_referrers(&v));
         let host = &self.p.registry.hostname;
         if self.p.dry_run {
             log::info!("{host}: would prune {} ({})", v.tag, short(&v.digest));
@@ -387,6 +399,28 @@ impl Deleter<'_, '_> {
         }
         self.p.forget(&v.tag);
         self.report.pruned.push(Verdict { reason, ..v });
+    }
+
+    /// Takes what was copied as referring to the image of `v` with it;
+    /// says how many went (or would), or why they stay.
+    fn with_referrers(&mut self, v: &Verdict) -> String {
+        let copied = match self.records.get(&v.tag) {
+            Some(r) if !r.referrers_copied.is_empty() => r.referrers_copied.clone(),
+            _ => return String::new(),
+        };
+        let (repo, _) = self.p.split(&v.tag);
+        match self.referrers(&repo, name_of(&v.tag), &copied) {
+            Ok(0) => String::new(),
+            Ok(n) => format!("; with {n} referrers"),
+            Err(e) => {
+                log::warn!(
+                    "{}: referrers of {} kept: {e}",
+                    self.p.registry.hostname,
+                    v.tag
+                );
+                format!("; its referrers kept: {e}")
+            }
+        }
     }
 
     fn keep(&mut self, v: Verdict, reason: String) {
