@@ -147,6 +147,8 @@ pub fn prune(p: &Pruning<'_>, listed: &Listed, report: &mut RegistryReport) {
         pruning: decision.prune.iter().map(|v| v.tag.clone()).collect(),
         staying: BTreeMap::new(),
         deleted: BTreeSet::new(),
+        kept: BTreeSet::new(),
+        referring: Vec::new(),
         refused: None,
         report,
     };
@@ -154,6 +156,7 @@ pub fn prune(p: &Pruning<'_>, listed: &Listed, report: &mut RegistryReport) {
     for verdict in decision.prune {
         deleter.one(verdict);
     }
+    deleter.referrers_last();
 }
 
 impl Pruning<'_> {
@@ -233,6 +236,11 @@ struct Deleter<'a, 'r> {
     staying: BTreeMap<String, Result<BTreeMap<String, Staying>, String>>,
     /// The digests deleted, with their repository name.
     deleted: BTreeSet<(String, String)>,
+    /// The digests of tags that were to be pruned but stay, with their
+    /// repository name: their referrers stay too.
+    kept: BTreeSet<(String, String)>,
+    /// The entries of `pruned` whose referrers go once every tag is done.
+    referring: Vec<usize>,
     /// The target's refusal, once it refused a delete.
     refused: Option<String>,
     report: &'r mut RegistryReport,
@@ -389,8 +397,8 @@ impl Deleter<'_, '_> {
         self.keep(v, "the target refuses deletes".into());
     }
 
-    fn pruned(&mut self, v: Verdict, mut reason: String) {
-        reason.push_str(&self.with_referrers(&v));
+    fn pruned(&mut self, v: Verdict, reason: String) {
+        self.referring.push(self.report.pruned.len());
         let host = &self.p.registry.hostname;
         if self.p.dry_run {
             log::info!("{host}: would prune {} ({})", v.tag, short(&v.digest));
@@ -399,6 +407,16 @@ impl Deleter<'_, '_> {
         }
         self.p.forget(&v.tag);
         self.report.pruned.push(Verdict { reason, ..v });
+    }
+
+    /// Once every tag is pruned or kept, takes their referrers with the
+    /// pruned ones, and says so in their reasons.
+    fn referrers_last(&mut self) {
+        for i in std::mem::take(&mut self.referring) {
+            let v = self.report.pruned[i].clone();
+            let told = self.with_referrers(&v);
+            self.report.pruned[i].reason.push_str(&told);
+        }
     }
 
     /// Takes what was copied as referring to the image of `v` with it;
@@ -424,6 +442,8 @@ impl Deleter<'_, '_> {
     }
 
     fn keep(&mut self, v: Verdict, reason: String) {
+        self.kept
+            .insert((name_of(&v.tag).to_string(), v.digest.clone()));
         log::info!(
             "{}: kept {} although unlisted: {reason}",
             self.p.registry.hostname,

@@ -102,6 +102,7 @@ impl Deleter<'_, '_> {
             .collect();
         Ok(going(copied, |s| {
             super::decide::shared_by(s, &images).is_some()
+                || self.kept.contains(&(name.to_string(), s.to_string()))
         }))
     }
 
