@@ -13,6 +13,7 @@ mod docs;
 mod export;
 mod faults;
 mod fresh;
+mod images;
 mod limits;
 mod load;
 mod native;

@@ -512,3 +512,29 @@ fn a_signed_image_goes_with_its_signatures_and_a_foreign_entry_stays() {
     );
     assert!(!gone("1"));
 }
+
+#[test]
+fn an_images_entry_that_cannot_be_listed_prunes_nothing() {
+    let (src, digests) = source(2);
+    let dst = Registry::start();
+    let ws = pruning(&dst, "");
+    assert_eq!(load(&ws, &src, &["1", "2"], &[]).code, 0);
+    ws.config(&native(
+        &dst,
+        &format!(
+            "    prune: true\n    images:\n      - source: {}/missing\n        latest: 1\n",
+            src.host
+        ),
+    ));
+    let out = load(&ws, &src, &["1"], &[]);
+    assert_eq!(out.code, 1, "the entry fails the run: {out:?}");
+    let report = out.json();
+    assert!(tags(&report, "pruned").is_empty(), "{report}");
+    assert!(
+        warnings(&report)
+            .iter()
+            .any(|w| w.starts_with("nothing pruned") && w.contains("images[0]")),
+        "{report}"
+    );
+    assert_eq!(at(&dst, "2").as_ref(), Some(&digests[1]));
+}

@@ -32,14 +32,28 @@ impl Listed {
     }
 }
 
-/// Why a syncer script's `listing` may not be whole: each rejected line,
-/// and an empty listing.
-pub fn incomplete(listing: &script::Listing) -> Vec<String> {
-    let mut why: Vec<String> = listing
-        .invalid
-        .iter()
-        .map(|bad| format!("line {} was rejected", bad.line))
-        .collect();
+/// Why a run's `listing` may not be whole, as far as `report` tells so
+/// far: a syncer script that failed (the `images` entries listed without
+/// it), an `images` entry that could not be listed, each rejected line, an
+/// empty listing.
+pub fn incomplete(listing: &script::Listing, report: &RegistryReport) -> Vec<String> {
+    let mut why: Vec<String> = Vec::new();
+    if report.error.is_some() {
+        why.push("the syncer script failed".into());
+    }
+    why.extend(
+        report
+            .selections
+            .iter()
+            .filter(|s| s.error.is_some())
+            .map(|s| format!("{} could not be listed", s.name())),
+    );
+    why.extend(
+        listing
+            .invalid
+            .iter()
+            .map(|bad| format!("line {} was rejected", bad.line)),
+    );
     if listing.images.is_empty() && listing.invalid.is_empty() {
         why.push("the listing is empty".into());
     }
@@ -83,14 +97,31 @@ mod tests {
 
     #[test]
     fn a_rejected_line_or_an_empty_listing_is_not_whole() {
-        assert_eq!(
-            incomplete(&script::parse_list("alpine:3\nNot A Reference!\n")),
-            ["line 2 was rejected"]
-        );
-        assert_eq!(
-            incomplete(&script::parse_list("# nothing\n")),
-            ["the listing is empty"]
-        );
-        assert!(incomplete(&script::parse_list("alpine:3\n")).is_empty());
+        let report = RegistryReport::start("r.io", chrono::Local::now());
+        let of = |text: &str| incomplete(&script::parse_list(text), &report);
+        assert_eq!(of("alpine:3\nNot A Reference!\n"), ["line 2 was rejected"]);
+        assert_eq!(of("# nothing\n"), ["the listing is empty"]);
+        assert!(of("alpine:3\n").is_empty());
+    }
+
+    #[test]
+    fn a_failed_script_or_an_unlisted_entry_is_not_whole() {
+        let mut report = RegistryReport::start("r.io", chrono::Local::now());
+        report.error = Some("sync.sh: exit status 3".into());
+        report.selections.push(crate::listing::entries::Selection {
+            entry: 1,
+            source: "q.io/a/b".into(),
+            line: 9,
+            listed: 0,
+            chosen: 0,
+            error: Some("401".into()),
+            tags: Vec::new(),
+        });
+        let listing = script::parse_list("alpine:3\n");
+        let why = incomplete(&listing, &report);
+        assert_eq!(why.len(), 2, "{why:?}");
+        assert_eq!(why[0], "the syncer script failed");
+        assert!(why[1].starts_with("images[1]"), "{why:?}");
+        assert!(why[1].ends_with("could not be listed"), "{why:?}");
     }
 }
