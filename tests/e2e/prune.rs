@@ -46,6 +46,31 @@ fn source(n: usize) -> (Registry, Vec<String>) {
     (src, digests)
 }
 
+/// `n` images at a source, mirrored by a first run into a target (that
+/// deletes) whose registry prunes, with `extra` keys.
+struct Mirrored {
+    src: Registry,
+    digests: Vec<String>,
+    dst: Registry,
+    ws: Workspace,
+}
+
+fn mirrored(n: usize, extra: &str) -> Mirrored {
+    let (src, digests) = source(n);
+    let dst = Registry::start();
+    let ws = pruning(&dst, extra);
+    let all: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let first = load(&ws, &src, &all, &[]);
+    assert_eq!(first.code, 0, "{first:?}");
+    Mirrored {
+        src,
+        digests,
+        dst,
+        ws,
+    }
+}
+
 /// The tags (`tag` of `host/mirror/app:tag`) of a report's list `key`.
 fn tags(report: &Value, key: &str) -> Vec<String> {
     report["registries"][0][key]
@@ -75,12 +100,12 @@ fn at(dst: &Registry, tag: &str) -> Option<String> {
 
 #[test]
 fn a_dropped_tag_goes_and_the_others_and_someone_elses_stay() {
-    let (src, digests) = source(3);
-    let dst = Registry::start();
-    let ws = pruning(&dst, "");
-    let first = load(&ws, &src, &["1", "2", "3"], &[]);
-    assert_eq!(first.code, 0, "{first:?}");
-    assert!(tags(&first.json(), "pruned").is_empty());
+    let Mirrored {
+        src,
+        digests,
+        dst,
+        ws,
+    } = mirrored(3, "");
     let theirs = small_image(&dst, "mirror/app", "theirs");
 
     let out = load(&ws, &src, &["1", "3"], &[]);
@@ -113,10 +138,12 @@ fn a_dropped_tag_goes_and_the_others_and_someone_elses_stay() {
 
 #[test]
 fn a_tag_overwritten_at_the_target_stays() {
-    let (src, _) = source(2);
-    let dst = Registry::start();
-    let ws = pruning(&dst, "");
-    assert_eq!(load(&ws, &src, &["1", "2"], &[]).code, 0);
+    let Mirrored {
+        src,
+        digests: _,
+        dst,
+        ws,
+    } = mirrored(2, "");
     let overwritten = small_image(&dst, "mirror/app", "2");
 
     let report = load(&ws, &src, &["1"], &[]).json();
@@ -163,10 +190,12 @@ fn two_tags_of_one_digest_keep_the_content_of_the_one_that_stays() {
 
 #[test]
 fn an_incomplete_listing_prunes_nothing_and_says_why() {
-    let (src, digests) = source(2);
-    let dst = Registry::start();
-    let ws = pruning(&dst, "    syncerScriptTimeout: 1s\n");
-    assert_eq!(load(&ws, &src, &["1", "2"], &[]).code, 0);
+    let Mirrored {
+        src,
+        digests,
+        dst,
+        ws,
+    } = mirrored(2, "    syncerScriptTimeout: 1s\n");
     let listed = format!("echo '{}/app:1'\n", src.host);
     let cases = [
         (
@@ -273,10 +302,12 @@ fn a_registry_without_deletes_is_warned_of_once_and_the_run_succeeds() {
 
 #[test]
 fn a_dry_run_lists_exactly_what_the_real_run_removes() {
-    let (src, _) = source(4);
-    let dst = Registry::start();
-    let ws = pruning(&dst, "");
-    assert_eq!(load(&ws, &src, &["1", "2", "3", "4"], &[]).code, 0);
+    let Mirrored {
+        src,
+        digests: _,
+        dst,
+        ws,
+    } = mirrored(4, "");
     small_image(&dst, "mirror/app", "4");
 
     let dry = load(&ws, &src, &["1"], &["--dry-run"]);
@@ -350,10 +381,12 @@ fn the_docker_engine_mirrors_and_picture_book_prunes_what_it_pushed() {
 
 #[test]
 fn the_daemon_prunes_on_schedule_and_run_with_prune_false_does_not() {
-    let (src, digests) = source(3);
-    let dst = Registry::start();
-    let ws = pruning(&dst, "");
-    assert_eq!(load(&ws, &src, &["1", "2", "3"], &[]).code, 0);
+    let Mirrored {
+        src,
+        digests,
+        dst,
+        ws,
+    } = mirrored(3, "");
     let list = |tags: &[&str]| {
         let listed: Vec<String> = tags
             .iter()
@@ -515,10 +548,12 @@ fn a_signed_image_goes_with_its_signatures_and_a_foreign_entry_stays() {
 
 #[test]
 fn an_images_entry_that_cannot_be_listed_prunes_nothing() {
-    let (src, digests) = source(2);
-    let dst = Registry::start();
-    let ws = pruning(&dst, "");
-    assert_eq!(load(&ws, &src, &["1", "2"], &[]).code, 0);
+    let Mirrored {
+        src,
+        digests,
+        dst,
+        ws,
+    } = mirrored(2, "");
     ws.config(&native(
         &dst,
         &format!(
