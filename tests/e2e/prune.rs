@@ -6,11 +6,15 @@
 //! what the real run removes. Proven at real distribution registries, one
 //! with `storage.delete.enabled` and one without.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
+use tiny_http::Method;
 
 use crate::fixtures;
+use crate::front::{Front, Reply};
 use crate::harness::{Outcome, Registry, Workspace, eventually};
 use crate::limits::small_image;
 use crate::native::native;
@@ -572,4 +576,94 @@ fn an_images_entry_that_cannot_be_listed_prunes_nothing() {
         "{report}"
     );
     assert_eq!(at(&dst, "2").as_ref(), Some(&digests[1]));
+}
+
+/// A front for `dst` that deletes tags by name, as OCI 1.1 registries do:
+/// a deleted tag answers 404 and leaves the tag list; its manifest stays.
+fn deleting_tags(dst: &Registry) -> Front {
+    let deleted: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let (before, after) = (Arc::clone(&deleted), deleted);
+    Front::start(
+        dst,
+        move |seen| {
+            let (name, reference) = seen
+                .path()
+                .strip_prefix("/v2/")?
+                .split_once("/manifests/")?;
+            let key = format!("{name}:{reference}");
+            let mut deleted = before.lock().unwrap();
+            match seen.method {
+                Method::Put => {
+                    deleted.remove(&key);
+                    None
+                }
+                _ if reference.starts_with("sha256:") => None,
+                Method::Delete if deleted.insert(key.clone()) => Some(Reply {
+                    status: 202,
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                }),
+                _ if deleted.contains(&key) => {
+                    Some(Reply::error(404, "MANIFEST_UNKNOWN", "manifest unknown"))
+                }
+                _ => None,
+            }
+        },
+        move |seen, reply| {
+            let Some(name) = seen
+                .path()
+                .strip_prefix("/v2/")
+                .and_then(|p| p.strip_suffix("/tags/list"))
+            else {
+                return;
+            };
+            let deleted = after.lock().unwrap();
+            let mut list: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+            if let Some(tags) = list["tags"].as_array_mut() {
+                tags.retain(|t| !deleted.contains(&format!("{name}:{}", t.as_str().unwrap_or(""))));
+            }
+            reply.body = list.to_string().into_bytes();
+        },
+    )
+}
+
+#[test]
+fn a_registry_that_deletes_tags_loses_the_tag_and_keeps_the_shared_content() {
+    let (src, digests) = source(1);
+    let (media_type, _, body) = fixtures::manifest_raw(&src, "app", "1").unwrap();
+    let same = fixtures::Blob::new(&media_type, body);
+    assert_eq!(fixtures::put_manifest(&src, "app", "same", &same).0, 201);
+    let dst = Registry::start();
+    let front = deleting_tags(&dst);
+    let ws = Workspace::new();
+    ws.config(&format!(
+        "registries:\n  - hostname: '{}'\n    repository: mirror\n    syncerScript: sync.sh\n    engine: native\n    prune: true\n",
+        front.host
+    ));
+    assert_eq!(load(&ws, &src, &["1", "same"], &[]).code, 0);
+
+    let dry = load(&ws, &src, &["1"], &["--dry-run"]).json();
+    assert_eq!(tags(&dry, "pruned"), ["same"], "{dry}");
+    let told = dry["registries"][0]["pruned"][0]["reason"]
+        .as_str()
+        .unwrap();
+    assert!(
+        told.contains("kept instead if") && told.contains("deletes only by digest"),
+        "a dry run cannot tell how the target deletes, and says so: {told}"
+    );
+
+    let real = load(&ws, &src, &["1"], &[]).json();
+    assert_eq!(tags(&real, "pruned"), ["same"], "{real}");
+    assert_eq!(front.count("DELETE", "/v2/mirror/app/manifests/same"), 1);
+    assert_eq!(
+        front.count("DELETE", "/v2/mirror/app/manifests/sha256:"),
+        0,
+        "the tag went, not its content"
+    );
+    let front_view = fixtures::ApiRemote(&front.host);
+    assert!(fixtures::manifest_raw(&front_view, "mirror/app", "same").is_none());
+    assert_eq!(
+        fixtures::manifest_raw(&front_view, "mirror/app", "1").map(|(_, d, _)| d),
+        Some(digests[0].clone())
+    );
 }
