@@ -98,6 +98,27 @@ fn warnings(report: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that `report` pruned nothing and warned why, naming `why`.
+fn nothing_pruned(report: &Value, why: &str) {
+    assert!(tags(report, "pruned").is_empty(), "{report}");
+    assert!(
+        warnings(report)
+            .iter()
+            .any(|w| w.starts_with("nothing pruned") && w.contains(why)),
+        "no warning naming {why:?}: {report}"
+    );
+}
+
+/// `src` with one image as `app:1`, and as `app:same` too; its digests.
+fn one_image_twice() -> (Registry, Vec<String>) {
+    let (src, digests) = source(1);
+    let (media_type, _, body) = fixtures::manifest_raw(&src, "app", "1").unwrap();
+    let same = fixtures::Blob::new(&media_type, body);
+    let (status, answer) = fixtures::put_manifest(&src, "app", "same", &same);
+    assert_eq!(status, 201, "{answer}");
+    (src, digests)
+}
+
 fn at(dst: &Registry, tag: &str) -> Option<String> {
     dst.manifest_digest("mirror/app", tag)
 }
@@ -162,11 +183,7 @@ fn a_tag_overwritten_at_the_target_stays() {
 
 #[test]
 fn two_tags_of_one_digest_keep_the_content_of_the_one_that_stays() {
-    let (src, digests) = source(1);
-    let (media_type, _, body) = fixtures::manifest_raw(&src, "app", "1").unwrap();
-    let same = fixtures::Blob::new(&media_type, body);
-    let (status, answer) = fixtures::put_manifest(&src, "app", "same", &same);
-    assert_eq!(status, 201, "{answer}");
+    let (src, digests) = one_image_twice();
     let dst = Registry::start();
     let ws = pruning(&dst, "");
     assert_eq!(load(&ws, &src, &["1", "same"], &[]).code, 0);
@@ -230,14 +247,7 @@ fn an_incomplete_listing_prunes_nothing_and_says_why() {
             .args(["load", "--all", "--json"])
             .run();
         assert_eq!(out.code, code, "{name}: {out:?}");
-        let report = out.json();
-        assert!(tags(&report, "pruned").is_empty(), "{name}: {report}");
-        assert!(
-            warnings(&report)
-                .iter()
-                .any(|w| w.starts_with("nothing pruned") && w.contains(why)),
-            "{name}: {report}"
-        );
+        nothing_pruned(&out.json(), why);
         assert_eq!(at(&dst, "2").as_ref(), Some(&digests[1]), "{name}");
     }
 }
@@ -484,13 +494,7 @@ fn load_from_prunes_what_the_layout_no_longer_lists_unless_it_is_cut_short() {
     let cut = smaller.with_file_name("cut.tar");
     std::fs::write(&cut, &bytes[..bytes.len() - 1536]).unwrap();
     let report = load_from(&cut).json();
-    assert!(tags(&report, "pruned").is_empty(), "{report}");
-    assert!(
-        warnings(&report)
-            .iter()
-            .any(|w| w.starts_with("nothing pruned") && w.contains("is cut short")),
-        "{report}"
-    );
+    nothing_pruned(&report, "is cut short");
     assert_eq!(at(&dst, "2").as_ref(), Some(&digests[1]));
 
     let out = load_from(&smaller);
@@ -568,13 +572,7 @@ fn an_images_entry_that_cannot_be_listed_prunes_nothing() {
     let out = load(&ws, &src, &["1"], &[]);
     assert_eq!(out.code, 1, "the entry fails the run: {out:?}");
     let report = out.json();
-    assert!(tags(&report, "pruned").is_empty(), "{report}");
-    assert!(
-        warnings(&report)
-            .iter()
-            .any(|w| w.starts_with("nothing pruned") && w.contains("images[0]")),
-        "{report}"
-    );
+    nothing_pruned(&report, "images[0]");
     assert_eq!(at(&dst, "2").as_ref(), Some(&digests[1]));
 }
 
@@ -629,10 +627,7 @@ fn deleting_tags(dst: &Registry) -> Front {
 
 #[test]
 fn a_registry_that_deletes_tags_loses_the_tag_and_keeps_the_shared_content() {
-    let (src, digests) = source(1);
-    let (media_type, _, body) = fixtures::manifest_raw(&src, "app", "1").unwrap();
-    let same = fixtures::Blob::new(&media_type, body);
-    assert_eq!(fixtures::put_manifest(&src, "app", "same", &same).0, 201);
+    let (src, digests) = one_image_twice();
     let dst = Registry::start();
     let front = deleting_tags(&dst);
     let ws = Workspace::new();
