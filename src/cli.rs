@@ -70,6 +70,8 @@ pub struct LoadOptions {
     pub wait: Duration,
     /// `--from DIR|FILE.tar`: the layout to load instead of the sources.
     pub from: Option<PathBuf>,
+    /// `--prune`: prune every selected registry, whatever its `prune`.
+    pub prune: bool,
 }
 
 /// Options of `export`.
@@ -153,7 +155,11 @@ Options:
   -n, --dry-run          Run the syncer scripts and print the plan: each source,
                          its target, and whether it is up to date and why;
                          pull and push nothing
-  -f, --force            Mirror every image, even those already up to date
+  -f, --force            Mirror every image, even those already up to date;
+                         with pruning, prune past pruneLimit
+      --prune            After mirroring, remove at the target the tags
+                         picture-book mirrored there that the listing no
+                         longer names (as the registry key prune: true)
   -w, --wait <DURATION>  How long to wait while another picture-book runs a
                          registry (90s, 10m, 1h; 0: not at all) [default: 30m]
       --from <PATH>      Push the images of an OCI layout (a directory or a
@@ -314,6 +320,7 @@ struct Flags {
     dry_run: bool,
     json: bool,
     force: bool,
+    prune: bool,
     quiet: bool,
     verbose: u32,
     /// The first free argument.
@@ -367,6 +374,7 @@ impl Flags {
             dry_run: args.contains(["-n", "--dry-run"]),
             json: args.contains("--json"),
             force: args.contains(["-f", "--force"]),
+            prune: args.contains("--prune"),
             quiet: args.contains(["-q", "--quiet"]),
             verbose: 0,
             command: None,
@@ -479,6 +487,7 @@ impl Flags {
             force: self.force,
             wait: self.wait.unwrap_or(DEFAULT_WAIT),
             from: self.from,
+            prune: self.prune,
         }))
     }
 
@@ -492,6 +501,7 @@ impl Flags {
                 ("--force", self.force),
                 ("--wait", self.wait.is_some()),
                 ("--from", self.from.is_some()),
+                ("--prune", self.prune),
             ],
         )?;
         let selection = self.selection("export")?;
@@ -541,7 +551,7 @@ impl Flags {
 
     /// The options of `load` (`export` takes some of them too), each with
     /// whether it was given, in the order a misplaced one is reported.
-    fn load_flags(&self) -> [(&'static str, bool); 7] {
+    fn load_flags(&self) -> [(&'static str, bool); 8] {
         [
             ("--registry", self.registry.is_some()),
             ("--all", self.all),
@@ -550,6 +560,7 @@ impl Flags {
             ("--force", self.force),
             ("--wait", self.wait.is_some()),
             ("--from", self.from.is_some()),
+            ("--prune", self.prune),
         ]
     }
 }
@@ -698,6 +709,7 @@ mod tests {
                 force: false,
                 wait: DEFAULT_WAIT,
                 from: None,
+                prune: false,
             })
         );
         let waits = parse_str(&["load", "--all", "--wait", "90s"]).unwrap();
@@ -716,11 +728,19 @@ mod tests {
             "--wait belongs to 'load', not 'sync'"
         );
         assert_eq!(cli.state_dir, Some(PathBuf::from("/s")));
-        let forced = parse_str(&["load", "--all", "--force"]).unwrap();
+        let forced = parse_str(&["load", "--all", "--force", "--prune"]).unwrap();
         assert!(matches!(
             forced.command,
-            Command::Load(LoadOptions { force: true, .. })
+            Command::Load(LoadOptions {
+                force: true,
+                prune: true,
+                ..
+            })
         ));
+        assert_eq!(
+            usage_error(&["sync", "--prune"]),
+            "--prune belongs to 'load', not 'sync'"
+        );
         let cli = parse_str(&["--config", "/x.yaml", "load", "--all", "-vv"]).unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("/x.yaml")));
         assert_eq!(cli.verbosity, Verbosity::Trace);

@@ -13,6 +13,11 @@ pub fn sha256(bytes: &[u8]) -> String {
     hasher.finish()
 }
 
+/// `sha256:0123456789ab`: a digest cut short for messages.
+pub fn short(digest: &str) -> &str {
+    digest.get(..19).unwrap_or(digest)
+}
+
 /// A sha256 being computed.
 pub struct Hasher(Context);
 

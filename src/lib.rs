@@ -193,7 +193,10 @@ fn tags_access(
 /// `load`: mirror the selected registries once, one after another (from
 /// the layout `--from` names, when it is given).
 fn load(cli: &Cli, options: &LoadOptions) -> Result<ExitCode, Error> {
-    let config = config::load(&config::locate(cli.config.as_deref())?)?;
+    let mut config = config::load(&config::locate(cli.config.as_deref())?)?;
+    for registry in &mut config.registries {
+        registry.prune |= options.prune;
+    }
     if !options.dry_run {
         flock::usable_dir(&state_dir(cli, &config))
             .map_err(|problem| Error::StateDirUnusable { problem })?;

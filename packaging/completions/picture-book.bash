@@ -5,7 +5,7 @@ _picture_book() {
     _init_completion || return
 
     local global="-c --config --state-dir -v --verbose -q --quiet -h --help -V --version"
-    local load="-r --registry -a --all -n --dry-run -f --force -w --wait --json --from"
+    local load="-r --registry -a --all -n --dry-run -f --force -w --wait --json --from --prune"
     local export="-r --registry -a --all -n --dry-run --json --archive"
     local tags="-r --registry --semver --match --exclude --latest --all-tags --json"
 

@@ -80,6 +80,8 @@ pub const MAX_RETRIES: u32 = 10;
 /// The most `rateLimitMin` accepted (Docker Hub's largest limits are in
 /// the thousands).
 pub const MAX_RATE_LIMIT_MIN: u64 = 100_000;
+/// The most `pruneLimit` accepted.
+pub const MAX_PRUNE_LIMIT: u64 = 1_000_000;
 /// The API port when `api.port` is not set.
 pub const DEFAULT_API_PORT: u16 = 8001;
 /// How many characters of a problem a message shows: a value pasted by
@@ -169,6 +171,12 @@ pub struct Registry {
     pub create_repository_script: Option<PathBuf>,
     /// What to mirror besides what the syncer script lists (`images`).
     pub images: Vec<Image>,
+    /// Remove at the target, after a run, the tags picture-book mirrored
+    /// there that the listing no longer names (`prune`; `load --prune`).
+    pub prune: bool,
+    /// The most tags one run prunes (`pruneLimit`); None for the default,
+    /// a tenth of what is mirrored there, at least 5.
+    pub prune_limit: Option<usize>,
 }
 
 /// One entry of a registry's `images`: a source, and for a repository the

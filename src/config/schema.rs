@@ -84,6 +84,8 @@ level! {
         "rateLimitMin" => rate_limit_min: Option<u64>,
         "createRepositoryScript" => create_repository_script: Option<PathBuf>,
         "images" => images: Option<Vec<RawImage>>,
+        "prune" => prune: Option<bool>,
+        "pruneLimit" => prune_limit: Option<u64>,
     }
 }
 

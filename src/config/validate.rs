@@ -17,7 +17,7 @@ use crate::config::schema::{RawApi, RawRegistry};
 use crate::config::values::{parse_duration, parse_size, read_secret_file, usable_token};
 use crate::config::{
     Api, Choice, Config, DEFAULT_API_PORT, DEFAULT_PARALLEL, DEFAULT_RETRIES,
-    DEFAULT_SCRIPT_TIMEOUT, DEFAULT_TRANSFER_TIMEOUT, DisplayMode, MAX_PARALLEL,
+    DEFAULT_SCRIPT_TIMEOUT, DEFAULT_TRANSFER_TIMEOUT, DisplayMode, MAX_PARALLEL, MAX_PRUNE_LIMIT,
     MAX_RATE_LIMIT_MIN, MAX_RETRIES, MAX_TIMEOUT, Registry,
 };
 use crate::credentials::DockerAuth;
@@ -225,6 +225,10 @@ impl<'a> Validator<'a> {
             referrers: r.referrers.unwrap_or(false),
             referrer_types: self.referrer_types(r.referrer_types.unwrap_or_default()),
             images,
+            prune: r.prune.unwrap_or(false),
+            prune_limit: r
+                .prune_limit
+                .map(|n| self.count("pruneLimit", Some(n), 1, MAX_PRUNE_LIMIT, 1) as usize),
         };
         if let Ok(engine) = engine {
             self.native_only(engine, &registry);
@@ -566,6 +570,22 @@ api:
             );
         }
         assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    }
+
+    #[test]
+    fn prune_is_off_unless_set_and_its_limit_is_positive() {
+        let dir = Dir::new("prune");
+        let bad = "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\n    prune: true\n    pruneLimit: 0\n";
+        assert_eq!(
+            dir.problems(bad),
+            ["registries[0].pruneLimit: 0 is out of range 1-1000000"]
+        );
+        let plain = "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\n";
+        let r = &dir.parse(plain).unwrap().registries[0];
+        assert_eq!((r.prune, r.prune_limit), (false, None));
+        let set = "registries:\n  - hostname: a.example.com\n    syncerScript: sync.sh\n    prune: true\n    pruneLimit: 3\n";
+        let r = &dir.parse(set).unwrap().registries[0];
+        assert_eq!((r.prune, r.prune_limit), (true, Some(3)));
     }
 
     #[test]

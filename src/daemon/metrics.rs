@@ -18,6 +18,7 @@ pub type Row = (Status, [u64; RunOutcome::ALL.len()]);
 pub fn text(rows: &[Row]) -> String {
     let mut out = String::new();
     runs(&mut out, rows);
+    pruned(&mut out, rows);
     last_run(&mut out, rows);
     next_run(&mut out, rows);
     rate_limits(&mut out, rows);
@@ -73,6 +74,17 @@ fn runs(out: &mut String, rows: &[Row]) {
         "counter",
         "Due times skipped because the previous run was still in progress.",
         rows.iter().map(|(s, _)| (reg(s), s.skipped_runs as f64)),
+    );
+}
+
+/// Tags pruned since the daemon started.
+fn pruned(out: &mut String, rows: &[Row]) {
+    family(
+        out,
+        "pruned_total",
+        "counter",
+        "Tags removed at the target because the listing no longer names them.",
+        rows.iter().map(|(s, _)| (reg(s), s.pruned as f64)),
     );
 }
 
@@ -213,6 +225,7 @@ mod tests {
             last_skipped: None,
             created: "2026-01-05T10:00:00+00:00".into(),
             last_run: None,
+            pruned: 0,
         }
     }
 
@@ -244,7 +257,10 @@ mod tests {
                     window_seconds: 21600,
                 }],
                 selections: Vec::new(),
+                pruned: Vec::new(),
+                prune_skipped: Vec::new(),
             }),
+            pruned: 7,
             ..status(hostname)
         }
     }
@@ -277,6 +293,13 @@ mod tests {
             ]
         );
         assert_eq!(
+            lines(&text, "pruned_total"),
+            [
+                "picture_book_pruned_total{registry=\"a.example.com\"} 0",
+                "picture_book_pruned_total{registry=\"b:5000\"} 7",
+            ]
+        );
+        assert_eq!(
             lines(&text, "last_run_images"),
             [
                 "picture_book_last_run_images{registry=\"a.example.com\",result=\"mirrored\"} 0",
@@ -298,6 +321,7 @@ mod tests {
             [
                 "runs_total counter",
                 "runs_skipped_total counter",
+                "pruned_total counter",
                 "last_run_images gauge",
                 "last_run_start_timestamp_seconds gauge",
                 "last_run_bytes gauge",
@@ -362,7 +386,7 @@ mod tests {
     #[test]
     fn no_synchronizer_leaves_the_families_empty() {
         let text = text(&[]);
-        assert_eq!(text.lines().count(), 22, "{text}");
+        assert_eq!(text.lines().count(), 24, "{text}");
         assert!(text.lines().all(|l| l.starts_with('#')));
     }
 }

@@ -179,12 +179,17 @@ impl Daemon {
         }))
     }
 
-    /// `run`: start a run now.
-    pub fn run_now(&self, host: &str) -> Result<Value, Refusal> {
+    /// `run`: start a run now; it prunes nothing unless `prune` (the
+    /// query's `prune=false` turns it off once).
+    pub fn run_now(&self, host: &str, prune: bool) -> Result<Value, Refusal> {
         let sync = self.find(host)?;
         let held = runlock::holder(&self.tools.state_dir, &sync.hostname);
-        sync.update(|st| st.timing.request_run(st.running.is_some(), held))
-            .map_err(|not_now| conflict(&sync.hostname, not_now))?;
+        sync.update(|st| {
+            st.timing.request_run(st.running.is_some(), held)?;
+            st.no_prune = !prune;
+            Ok(())
+        })
+        .map_err(|not_now| conflict(&sync.hostname, not_now))?;
         log::info!("{}: run requested over the API", sync.hostname);
         Ok(json!({ "hostname": sync.hostname, "message": "run started" }))
     }

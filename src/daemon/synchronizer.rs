@@ -34,6 +34,10 @@ pub struct State {
     pub number_of_syncs: u64,
     /// Runs finished, by outcome (indexed by `RunOutcome as usize`).
     pub outcomes: [u64; RunOutcome::ALL.len()],
+    /// Tags pruned by its runs.
+    pub pruned: u64,
+    /// The run asked for over the API prunes nothing (`prune=false`).
+    pub no_prune: bool,
     pub last_run: Option<RegistryReport>,
 }
 
@@ -61,6 +65,8 @@ impl Synchronizer {
                 running: None,
                 number_of_syncs: 0,
                 outcomes: [0; RunOutcome::ALL.len()],
+                pruned: 0,
+                no_prune: false,
                 last_run: None,
             }),
             wake: Condvar::new(),

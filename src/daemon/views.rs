@@ -14,6 +14,7 @@ use crate::engine::Stats;
 use crate::flock::{self as runlock, Holder};
 use crate::listing::entries::{Selection, some_entry};
 use crate::registry::limits::Shown;
+use crate::run::prune::decide::Verdict;
 use crate::run::report::{Outcome, RegistryReport, RunOutcome};
 
 /// The status of a synchronizer, as the API shows it.
@@ -43,6 +44,9 @@ pub struct Status {
     pub last_skipped: Option<LastSkip>,
     pub created: String,
     pub last_run: Option<LastRun>,
+    /// Tags pruned since the daemon started, for `/metrics`.
+    #[serde(skip)]
+    pub pruned: u64,
 }
 
 /// A synchronizer's last run, as the API shows it.
@@ -71,6 +75,11 @@ pub struct LastRun {
     /// What each `images` entry with rules chose.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub selections: Vec<Selection>,
+    /// With `prune`: the tags pruned, and those kept although unlisted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<Verdict>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prune_skipped: Vec<Verdict>,
 }
 
 /// An image that failed in the last run.
@@ -117,6 +126,7 @@ pub fn status(sync: &Synchronizer, state_dir: &Path) -> Status {
         last_skipped: timing.last_skip.clone(),
         created: rfc3339(&sync.created),
         last_run: st.last_run.as_ref().map(last_run),
+        pruned: st.pruned,
     }
 }
 
@@ -147,6 +157,8 @@ fn last_run(r: &RegistryReport) -> LastRun {
             .collect(),
         rate_limits: r.rate_limits.clone(),
         selections: r.selections.clone(),
+        pruned: r.pruned.clone(),
+        prune_skipped: r.prune_skipped.clone(),
     }
 }
 

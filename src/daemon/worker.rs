@@ -86,7 +86,9 @@ fn wait_until_due(sync: &Synchronizer) -> Option<(Registry, Due)> {
         n: 0,
         of: 0,
     });
-    Some((st.registry.clone(), due))
+    let mut registry = st.registry.clone();
+    registry.prune &= !std::mem::take(&mut st.no_prune);
+    Some((registry, due))
 }
 
 /// Records a run that ended, with the due times that passed during it.
@@ -105,6 +107,7 @@ fn ended(sync: &Synchronizer, due: &Due, report: RegistryReport) {
         st.running = None;
         st.number_of_syncs += 1;
         st.outcomes[report.outcome as usize] += 1;
+        st.pruned += report.pruned.len() as u64;
         st.last_run = Some(report);
         st.timing.ended(due, finished)
     });

@@ -20,7 +20,7 @@ pub mod native;
 pub mod podman;
 pub mod tool;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Condvar, Mutex};
 
 pub use crate::config::Choice;
@@ -200,6 +200,38 @@ pub struct Moved {
     /// With `referrers`: what the referrers of each subject (the image, the
     /// children of an index) were, as fingerprints to compare next time.
     pub referred: BTreeMap<String, String>,
+    /// With `referrers`: what was copied (or found in place) as referring
+    /// to each subject whose referrers were brought.
+    pub copied: BTreeMap<String, Copied>,
+}
+
+/// What picture-book copied as referring to one subject.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Copied {
+    /// OCI referrers, by digest (listed by the referrers API, or in the
+    /// fallback index `sha256-<hex>`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub listed: BTreeSet<String>,
+    /// cosign's tags (`sha256-<hex>.sig`), with their digests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tagged: BTreeMap<String, String>,
+}
+
+impl Copied {
+    /// Adds what `other` holds.
+    pub fn add(&mut self, other: &Copied) {
+        self.listed.extend(other.listed.iter().cloned());
+        self.tagged
+            .extend(other.tagged.iter().map(|(t, d)| (t.clone(), d.clone())));
+    }
+}
+
+/// `into` with what `more` holds for each subject added.
+pub fn add_copied(into: &mut BTreeMap<String, Copied>, more: &BTreeMap<String, Copied>) {
+    for (subject, copied) in more {
+        into.entry(subject.clone()).or_default().add(copied);
+    }
 }
 
 /// What the native engine counts of a move (all zero for the CLI engines).

@@ -2,8 +2,9 @@
 //! Docker Registry V2), split by job: `transport` (TLS, schemes, timeouts,
 //! the retries of small requests), `backoff` (the retry loop and waits that
 //! those retries and `run::retry` share), `auth` (challenges and tokens),
-//! `manifests` (exact bytes, media type and digest) and `blobs` (HEAD,
-//! mount, streamed and chunked upload). This file holds the client that
+//! `manifests` (exact bytes, media type and digest), `blobs` (HEAD,
+//! mount, streamed and chunked upload) and `delete` (manifests by tag or
+//! digest). This file holds the client that
 //! ties them together, the repositories it addresses, and the errors it
 //! makes of what registries answer. Deciding what to copy is for `engine`
 //! and `freshness`.
@@ -11,6 +12,7 @@
 pub mod auth;
 pub mod backoff;
 pub mod blobs;
+pub mod delete;
 pub mod limits;
 pub mod manifests;
 pub mod quirks;
@@ -23,6 +25,7 @@ use serde_json::Value;
 use ureq::http;
 
 pub use auth::Challenge;
+pub use delete::Deletion;
 pub use manifests::Manifest;
 use transport::{Body, Request, Transport};
 

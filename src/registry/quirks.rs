@@ -22,6 +22,11 @@ pub enum Quirk {
     NoSingleUpload,
     /// It refused a chunk `PATCH` (400, 405, 415): whole `PUT`s go there.
     NoChunkedUpload,
+    /// It deleted a tag by name (OCI 1.1).
+    TagDelete,
+    /// It answered a tag `DELETE` with 400: it deletes manifests by digest
+    /// only, and every tag of the digest with them.
+    NoTagDelete,
 }
 
 /// The quirks seen so far, by host.

@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use chrono::Local;
 
 use crate::credentials::Credentials;
+use crate::digest::short;
 use crate::display::rfc3339;
-use crate::engine::{Access, Freshness};
+use crate::engine::{Access, Freshness, Moved, add_copied};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{Client, Repository};
@@ -262,19 +263,13 @@ impl Checker<'_> {
     }
 
     /// Records a successful mirror: the source digest seen before the pull
-    /// and the digest the push gave the target (or, failing that, a `HEAD`).
-    pub fn record_mirrored(
-        &self,
-        source: &Reference,
-        target: &str,
-        seen: &Seen,
-        pushed: Option<&str>,
-        referred: &BTreeMap<String, String>,
-    ) {
+    /// and the digest the push gave the target (or, failing that, a `HEAD`),
+    /// and, with `referrers`, what refers to it there.
+    pub fn record_mirrored(&self, source: &Reference, target: &str, seen: &Seen, moved: &Moved) {
         let Some(source_digest) = &seen.source_digest else {
             return;
         };
-        let target_digest = match pushed {
+        let target_digest = match moved.digest.as_deref() {
             Some(d) => Some(d.to_string()),
             None => {
                 let (_, dst_repo, tag) = self.repositories(source, target);
@@ -286,7 +281,11 @@ impl Checker<'_> {
         };
         if let Some(target_digest) = target_digest {
             let mut record = record(source, source_digest, &target_digest);
-            record.referrers = referred.clone();
+            record.referrers = moved.referred.clone();
+            if let Some(earlier) = self.state.get(target) {
+                record.referrers_copied = earlier.referrers_copied;
+            }
+            add_copied(&mut record.referrers_copied, &moved.copied);
             self.state.set(target, record);
         }
     }
@@ -315,22 +314,19 @@ impl Checker<'_> {
 
     /// Records what refers to `target`'s subjects now, for an image that was
     /// up to date: in its record, or in a new one (the native engine needs
-    /// none to tell an image up to date, the referrers' fingerprints do).
-    pub fn record_referred(
-        &self,
-        source: &Reference,
-        target: &str,
-        seen: &Seen,
-        referred: BTreeMap<String, String>,
-    ) {
+    /// none to tell an image up to date, the referrers' fingerprints do),
+    /// with what was copied for them added.
+    pub fn record_referred(&self, source: &Reference, target: &str, seen: &Seen, moved: &Moved) {
         let existing = self.state.get(target);
         let mut record = match (existing, &seen.source_digest) {
             (Some(r), _) => r,
             (None, Some(digest)) => record(source, digest, digest),
             (None, None) => return,
         };
-        if record.referrers != referred {
-            record.referrers = referred;
+        let before = record.clone();
+        record.referrers = moved.referred.clone();
+        add_copied(&mut record.referrers_copied, &moved.copied);
+        if record != before {
             self.state.set(target, record);
         }
     }
@@ -388,12 +384,8 @@ fn record(source: &Reference, source_digest: &str, target_digest: &str) -> Recor
         target_digest: target_digest.to_string(),
         recorded: rfc3339(&Local::now()),
         referrers: BTreeMap::new(),
+        referrers_copied: BTreeMap::new(),
     }
-}
-
-/// `sha256:0123456789ab` for messages.
-fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(19)]
 }
 
 #[cfg(test)]

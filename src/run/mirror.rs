@@ -3,7 +3,8 @@
 //! `Source` or `Sink` is one; see `readiness`), the registry's lock (see
 //! `flock`), the plan of what the syncer script or the layout lists (see
 //! `plan`), the state file and the run's `Access`; then the images go to
-//! the worker pool (`workers`), and what the run learnt is saved. `load`
+//! the worker pool (`workers`), the tags the listing dropped are pruned
+//! (`prune`, with `prune`), and what the run learnt is saved. `load`
 //! calls this once per registry and the daemon once per scheduled run.
 
 use std::path::Path;
@@ -25,6 +26,7 @@ use crate::reference::Reference;
 use crate::registry::Client;
 use crate::run::freshness::Checker;
 use crate::run::plan::{Planned, plan, plan_layout};
+use crate::run::prune::{self, Listed, Pruning};
 use crate::run::report::{ImageReport, Outcome, RegistryReport, RunOutcome};
 use crate::run::state::StateFile;
 use crate::run::workers::Run;
@@ -128,12 +130,17 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
     report.engine = Some(capabilities.name);
     report.moved = capabilities.counts.then(Stats::default);
     let access = Access::of(registry, from.is_registry());
-    let planned = match from {
-        Source::Layout(layout) => {
-            plan_layout(registry, capabilities.naming, layout.entries(), &mut report)
-        }
+    let (planned, incomplete) = match from {
+        Source::Layout(layout) => (
+            plan_layout(registry, capabilities.naming, layout.entries(), &mut report),
+            prune::layout_incomplete(&registry.hostname, layout),
+        ),
         Source::Registry => match listed(registry, ctx, &access, &mut report) {
-            Ok(listing) => plan(registry, capabilities.naming, listing, &mut report),
+            Ok(listing) => {
+                let incomplete = prune::incomplete(&listing, &report);
+                let planned = plan(registry, capabilities.naming, listing, &mut report);
+                (planned, incomplete)
+            }
             Err(e) => return Ok(unlisted(registry, ctx, &e, report).finish(started)),
         },
     };
@@ -158,6 +165,10 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
         planned.len(),
     );
     let panics = run.work_all(&planned);
+    if panics.is_empty() {
+        let listed = Listed::of(&planned, incomplete);
+        prune_dropped(registry, ctx, (&access, &state), listed, &mut report);
+    }
     report.rate_limits = rate_limits(ctx.client, &planned, &access);
     save_state(registry, ctx, &state, &memory);
     drop(lock);
@@ -238,7 +249,36 @@ fn unlisted(
             report.error = Some(e.to_string());
         }
     }
+    prune::unlisted(registry, &mut report);
     report
+}
+
+/// With `prune`, removes at the target what `listed` no longer names (see
+/// `prune`), unless the run exports or was stopped.
+fn prune_dropped(
+    registry: &Registry,
+    ctx: &Context<'_>,
+    (access, state): (&Access, &StateFile),
+    mut listed: Listed,
+    report: &mut RegistryReport,
+) {
+    if !ctx.mode.sink().is_registry() {
+        return;
+    }
+    if let Some(why) = (ctx.stop)() {
+        listed
+            .incomplete
+            .push(format!("the run was stopped ({why})"));
+    }
+    let pruning = Pruning {
+        registry,
+        client: ctx.client,
+        access,
+        state,
+        dry_run: ctx.dry_run,
+        force: ctx.force,
+    };
+    prune::prune(&pruning, &listed, report);
 }
 
 /// The outcome of a run that did not get its lock: the holder, or a failed

@@ -4,7 +4,8 @@
 //! (`freshness`, with what earlier runs recorded in `state`), the target
 //! repositories made ready (`repositories`), the moves on the worker pool
 //! (`workers`) with their retries (`retry`), all set up by `mirror`, and
-//! what the run tells (`report`, and `down` for a registry that is down).
+//! what the run tells (`report`, and `down` for a registry that is down);
+//! last, with `prune`, the tags the listing dropped go (`prune`).
 //! Where images come from is `listing`'s business, how they move and who
 //! picture-book is at each host (`Access`) are `engine`'s, and when runs
 //! happen is `daemon`'s.
@@ -13,6 +14,7 @@ pub mod down;
 pub mod freshness;
 pub mod mirror;
 pub mod plan;
+pub mod prune;
 pub mod readiness;
 pub mod report;
 pub mod repositories;

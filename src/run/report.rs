@@ -7,11 +7,13 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Local};
 use serde::Serialize;
 
+use crate::digest::short;
 use crate::display::{human_bytes, rfc3339};
 use crate::engine::{Plan, Stats};
 use crate::exit::ExitCode;
 use crate::listing::entries::{Selection, some_entry};
 use crate::listing::script::entry_name;
+use crate::run::prune::decide::Verdict;
 
 /// What became of one listed image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -248,6 +250,14 @@ pub struct RegistryReport {
     pub selections: Vec<Selection>,
     /// Every listed line, in order.
     pub images: Vec<ImageReport>,
+    /// With `prune`: the tags removed at the target (in a dry run, that
+    /// would be), as the listing no longer names them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<Verdict>,
+    /// With `prune`: the tags the listing no longer names that were kept,
+    /// each with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prune_skipped: Vec<Verdict>,
 }
 
 impl RegistryReport {
@@ -270,6 +280,8 @@ impl RegistryReport {
             rate_limits: Vec::new(),
             selections: Vec::new(),
             images: Vec::new(),
+            pruned: Vec::new(),
+            prune_skipped: Vec::new(),
         }
     }
 
@@ -386,6 +398,7 @@ impl Report {
             for i in &r.images {
                 self.image_summary(i, &mut out);
             }
+            self.prune_summary(r, &mut out);
         }
         self.layout_summary(&mut out);
         out
@@ -483,6 +496,30 @@ impl Report {
                 let _ = writeln!(out, "  not attempted: {}", i.source);
             }
             _ => {}
+        }
+    }
+
+    /// The lines of what registry `r` pruned (or would), and of what it
+    /// kept although unlisted, each with its digest and why.
+    fn prune_summary(&self, r: &RegistryReport, out: &mut String) {
+        let verb = if self.dry_run {
+            "would prune"
+        } else {
+            "pruned"
+        };
+        for (what, list) in [
+            (verb, &r.pruned),
+            ("kept although unlisted", &r.prune_skipped),
+        ] {
+            for v in list {
+                let _ = writeln!(
+                    out,
+                    "  {what}: {} ({}): {}",
+                    v.tag,
+                    short(&v.digest),
+                    v.reason
+                );
+            }
         }
     }
 
@@ -693,6 +730,46 @@ mod tests {
              failed: entry 3: alpine:3: denied\n  \
              not attempted: alpine:3\n\
              loaded from s.tar\n"
+        );
+    }
+
+    #[test]
+    fn pruned_and_kept_tags_are_in_the_summary_and_the_json() {
+        let mut r = report(vec![image(Outcome::UpToDate, None)], None);
+        let verdict = |tag: &str, reason: &str| Verdict {
+            tag: format!("r.io/m/alpine:{tag}"),
+            digest: format!("sha256:{tag}0123456789abcdef"),
+            reason: reason.into(),
+        };
+        r.registries[0]
+            .pruned
+            .push(verdict("1", "no longer listed"));
+        r.registries[0]
+            .prune_skipped
+            .push(verdict("2", "changed at the target"));
+        let summary = r.summary();
+        assert!(
+            summary.contains("  pruned: r.io/m/alpine:1 (sha256:10123456789a): no longer listed\n"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains(
+                "  kept although unlisted: r.io/m/alpine:2 (sha256:20123456789a): changed at the target\n"
+            ),
+            "{summary}"
+        );
+        r.dry_run = true;
+        assert!(r.summary().contains("  would prune: r.io/m/alpine:1"));
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["registries"][0]["pruned"][0]["tag"], "r.io/m/alpine:1");
+        assert_eq!(
+            v["registries"][0]["pruneSkipped"][0]["reason"],
+            "changed at the target"
+        );
+        assert_eq!(
+            r.exit_code(),
+            ExitCode::Success,
+            "pruning does not change the exit status"
         );
     }
 

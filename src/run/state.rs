@@ -5,7 +5,8 @@
 //! process's records into what the file holds then, so that no record of
 //! another writer is lost; a file that cannot be read is logged and treated
 //! as empty, never fatal, and a directory that cannot be written is told
-//! once. Deciding what the records mean is `freshness`'s business.
+//! once. Deciding what the records mean is `freshness`'s business, and
+//! `prune`'s, which forgets the records of the tags it removed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::Copied;
 use crate::error::Error;
 use crate::flock::{dir_problem, file_stem, usable_dir};
 use crate::mutex::lock;
@@ -89,6 +91,11 @@ pub struct Record {
     /// image, the children of an index) when it was last looked at.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub referrers: BTreeMap<String, String>,
+    /// With `referrers`: what picture-book copied to the target as
+    /// referring to each subject, so that pruning the image takes exactly
+    /// that with it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub referrers_copied: BTreeMap<String, Copied>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -229,6 +236,21 @@ impl StateFile {
         }
     }
 
+    /// Every record, by target.
+    pub fn records(&self) -> BTreeMap<String, Record> {
+        self.lock().doc.images.clone()
+    }
+
+    /// Forgets `target` (pruned, or gone from the registry): the next write
+    /// removes it from the file too.
+    pub fn forget(&self, target: &str) {
+        let mut inner = self.lock();
+        if inner.doc.images.remove(target).is_some() {
+            inner.changed.insert(target.to_string());
+            inner.generation += 1;
+        }
+    }
+
     /// The authentication challenges remembered, by host.
     pub fn challenges(&self) -> Vec<(String, Challenge)> {
         self.lock()
@@ -351,13 +373,15 @@ impl StateFile {
 }
 
 /// What the file holds now (`disk`), with this process's records of the
-/// `changed` targets and its challenges laid over it.
+/// `changed` targets (or their absence, when it forgot them) and its
+/// challenges laid over it.
 fn merge(disk: Document, mine: Document, changed: &BTreeSet<String>) -> Document {
     let mut images = disk.images;
     for target in changed {
-        if let Some(record) = mine.images.get(target) {
-            images.insert(target.clone(), record.clone());
-        }
+        match mine.images.get(target) {
+            Some(record) => images.insert(target.clone(), record.clone()),
+            None => images.remove(target),
+        };
     }
     let mut challenges = disk.challenges;
     challenges.extend(mine.challenges);
@@ -393,6 +417,7 @@ mod tests {
             target_digest: format!("sha256:t{n}"),
             recorded: "2026-01-01T00:00:00+00:00".into(),
             referrers: BTreeMap::new(),
+            referrers_copied: BTreeMap::new(),
         }
     }
 
@@ -508,6 +533,31 @@ mod tests {
             "the first writer's record is kept"
         );
         assert_eq!(both.get("b"), Some(record(2)));
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_forgotten_record_leaves_the_file_and_others_stay() {
+        let d = dir("forget");
+        let first = StateFile::load(&d, "r.example.com");
+        first.set("a", record(1));
+        first.set("b", record(2));
+        first.save().unwrap();
+        let second = StateFile::load(&d, "r.example.com");
+        second.set("c", record(3));
+        second.save().unwrap();
+        first.forget("a");
+        first.forget("never");
+        first.save().unwrap();
+        let now = StateFile::load(&d, "r.example.com");
+        assert_eq!(now.get("a"), None, "forgotten");
+        assert_eq!(now.get("b"), Some(record(2)));
+        assert_eq!(
+            now.get("c"),
+            Some(record(3)),
+            "another writer's record stays"
+        );
+        assert_eq!(now.records().len(), 2);
         fs::remove_dir_all(d).unwrap();
     }
 

@@ -259,13 +259,8 @@ impl<'a> Run<'a> {
 
     /// Records a mirrored image in the state file.
     fn recorded(&self, image: &Planned, seen: &Seen, moved: &Moved) {
-        self.checker.record_mirrored(
-            &image.reference,
-            &image.target,
-            seen,
-            moved.digest.as_deref(),
-            &moved.referred,
-        );
+        self.checker
+            .record_mirrored(&image.reference, &image.target, seen, moved);
         if let Err(e) = self.state.save_now_and_then() {
             log::warn!("{}: {e}", self.registry.hostname);
         }
@@ -377,7 +372,7 @@ impl<'a> Run<'a> {
         match result {
             Ok(moved) => {
                 self.checker
-                    .record_referred(&image.reference, &image.target, seen, moved.referred);
+                    .record_referred(&image.reference, &image.target, seen, &moved);
                 if let Err(e) = self.state.save_now_and_then() {
                     log::warn!("{}: {e}", self.registry.hostname);
                 }

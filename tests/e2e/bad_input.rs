@@ -83,6 +83,8 @@ const WRONG_TYPE: &[(&str, &str)] = &[
     ("immutable", "[x]"),
     ("referrers", "sometimes"),
     ("referrerTypes", "application/x"),
+    ("prune", "sometimes"),
+    ("pruneLimit", "ten"),
     ("enabled", "maybe"),
     ("address", "[127.0.0.1]"),
     ("port", "http"),
@@ -552,5 +554,20 @@ fn good_lines_among_garbage_are_mirrored() {
         out.all().len() < 50_000,
         "{} bytes of output",
         out.all().len()
+    );
+}
+
+#[test]
+fn a_prune_limit_of_zero_is_refused_naming_the_key() {
+    let ws = Workspace::new();
+    ws.list_script("sync.sh", &["alpine:3.19".to_string()]);
+    ws.config(
+        "registries:\n  - hostname: reg.example.com\n    syncerScript: sync.sh\n    prune: true\n    pruneLimit: 0\n",
+    );
+    let out = ws.run_without_daemon(&["--config", "config.yaml", "load", "--all", "--prune"]);
+    assert_eq!(out.code, i32::from(ExitCode::Usage.code()), "{out:?}");
+    says(
+        &out.stderr,
+        "registries[0].pruneLimit: 0 is out of range 1-1000000",
     );
 }

@@ -324,19 +324,30 @@ impl Registry {
 
     /// An anonymous registry.
     pub fn start() -> Registry {
-        Registry::launch(None)
+        Registry::launch(None, true)
+    }
+
+    /// An anonymous registry that refuses deletes (`storage.delete.enabled`
+    /// left out, as by default).
+    pub fn without_deletes() -> Registry {
+        Registry::launch(None, false)
     }
 
     /// A registry that requires `user`/`pass` (htpasswd, bcrypt).
     pub fn with_auth(user: &str, pass: &str) -> Registry {
-        Registry::launch(Some((user.to_string(), pass.to_string())))
+        Registry::launch(Some((user.to_string(), pass.to_string())), true)
     }
 
-    fn launch(creds: Option<(String, String)>) -> Registry {
+    fn launch(creds: Option<(String, String)>, deletes: bool) -> Registry {
         let dir = fresh_dir("registry");
         let port = free_port();
+        let delete = if deletes {
+            "  delete:\n    enabled: true\n"
+        } else {
+            ""
+        };
         let mut cfg = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n{delete}http:\n  addr: 127.0.0.1:{port}\n",
             dir.join("data").display()
         );
         if let Some((user, pass)) = &creds {

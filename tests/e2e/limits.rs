@@ -14,7 +14,7 @@ use crate::sync::{Daemon, registry_entry};
 
 /// Pushes a small single-platform image (one manifest, one `GET` to pull)
 /// to `src` as `repo:tag`; returns its digest.
-fn small_image(src: &Registry, repo: &str, tag: &str) -> String {
+pub fn small_image(src: &Registry, repo: &str, tag: &str) -> String {
     let [config, layer, manifest] = fixtures::small_image();
     fixtures::push_via_api(src, repo, tag, &[&config, &layer], &[&manifest]);
     manifest.digest

@@ -18,6 +18,7 @@ mod limits;
 mod load;
 mod native;
 mod podman;
+mod prune;
 mod quirks;
 mod referrers;
 mod referrers_front;

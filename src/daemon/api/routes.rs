@@ -196,7 +196,13 @@ fn ops(method: &Method, query: &Query, daemon: &Daemon) -> Reply {
         Some("details") => daemon.details(host),
         Some("pause") => daemon.pause(host),
         Some("resume") => daemon.resume(host),
-        Some("run") => daemon.run_now(host),
+        Some("run") => match query.get("prune") {
+            None | Some("true") => daemon.run_now(host, true),
+            Some("false") => daemon.run_now(host, false),
+            Some(other) => Err(Refusal::Invalid(format!(
+                "prune: '{other}' is not true or false"
+            ))),
+        },
         Some("schedule") => match query.get("period").filter(|p| !p.trim().is_empty()) {
             Some(period) => daemon.set_schedule(host, period),
             None => Err(Refusal::Invalid(

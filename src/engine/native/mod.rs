@@ -89,6 +89,7 @@ impl Engine for Native {
             digest: None,
             stats,
             referred,
+            copied: referring.brought(),
         })
     }
 }
@@ -188,12 +189,14 @@ impl<'a> Copy<'a> {
     fn finish(&self, tree: Tree) -> Result<Moved, Failed> {
         let mut referred = BTreeMap::new();
         let mut copied = 0;
+        let mut brought = BTreeMap::new();
         if self.job.registry.referrers {
             let mut subjects = vec![tree.top.digest.clone()];
             subjects.extend(tree.children.iter().map(|c| c.digest.clone()));
             let referring = referrers::Referring::new(self);
             referred = referring.bring(&subjects, &BTreeMap::new())?;
             copied = referring.copied();
+            brought = referring.brought();
         }
         let mut stats = lock(&self.stats).clone();
         stats.platforms = tree.platforms;
@@ -203,6 +206,7 @@ impl<'a> Copy<'a> {
             digest: Some(tree.top.digest),
             stats,
             referred,
+            copied: brought,
         })
     }
 

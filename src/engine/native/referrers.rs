@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::{Copy, Tree};
 use crate::digest;
-use crate::engine::{Failed, Sink, Source, Step, attempt};
+use crate::engine::{Copied, Failed, Sink, Source, Step, attempt};
 use crate::error::Error;
 use crate::mutex::lock;
 use crate::registry::manifests::{OCI_INDEX, Referrers, Stored};
@@ -36,6 +36,8 @@ pub(super) struct Referring<'c> {
     copy: &'c Copy<'c>,
     /// How many manifests were copied.
     copied: Mutex<usize>,
+    /// What was copied (or found in place) for each subject.
+    brought: Mutex<BTreeMap<String, Copied>>,
 }
 
 /// What a subject's referrers are, found at the source.
@@ -57,7 +59,15 @@ impl<'c> Referring<'c> {
         Referring {
             copy,
             copied: Mutex::new(0),
+            brought: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// What was copied (or found at the target already) as referring to
+    /// each subject whose referrers were brought: what pruning the image
+    /// takes with it.
+    pub(super) fn brought(&self) -> BTreeMap<String, Copied> {
+        lock(&self.brought).clone()
     }
 
     /// How many manifests that refer to the image were copied.
@@ -239,9 +249,11 @@ impl<'c> Referring<'c> {
             if let Some(entry) = self.copy_manifest(subject, digest, digest, depth)? {
                 for_fallback.push(entry);
             }
+            self.note(subject, |c| c.listed.insert(digest.to_string()));
         }
         for (tag, digest) in &found.cosign {
             self.copy_manifest(subject, tag, digest, depth)?;
+            self.note(subject, |c| c.tagged.insert(tag.clone(), digest.clone()));
         }
         if !for_fallback.is_empty() {
             self.merge_fallback(subject, for_fallback)?;
@@ -300,6 +312,11 @@ impl<'c> Referring<'c> {
             self.copy_found(&manifest.digest, &found, depth + 1)?;
         }
         Ok(entry)
+    }
+
+    /// Notes with `add` what was brought for `subject`.
+    fn note<T>(&self, subject: &str, add: impl FnOnce(&mut Copied) -> T) {
+        add(lock(&self.brought).entry(subject.to_string()).or_default());
     }
 
     /// The descriptor of `m` as a referrers index lists it.
