@@ -87,7 +87,8 @@ fn start_watchdog(dir: &Path) {
         .expect("start watchdog");
 }
 
-fn remember_pid(pid: u32) {
+/// Lists `pid` for the watchdog to stop when the test binary exits.
+pub fn remember_pid(pid: u32) {
     use std::io::Write;
     let mut f = fs::OpenOptions::new()
         .create(true)

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `picture-book` binary against a real docker
 //! daemon and real registries on 127.0.0.1, all started by `harness`.
 
+mod browser;
 mod fixtures;
 mod front;
 mod harness;
@@ -21,6 +22,7 @@ mod quirks;
 mod referrers;
 mod referrers_front;
 mod several;
+mod status;
 mod storage;
 mod sync;
 mod tags;

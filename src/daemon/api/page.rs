@@ -77,7 +77,10 @@ mod tests {
         assert!(script.contains("function refresh()"), "{script:.80}");
         assert!(inline(PAGE, "style").contains(".registry"));
         let csp = policy();
-        assert!(csp.contains(&format!("script-src '{}';", hash(script))), "{csp}");
+        assert!(
+            csp.contains(&format!("script-src '{}';", hash(script))),
+            "{csp}"
+        );
         assert!(csp.contains("frame-ancestors 'none'"));
         assert!(!csp.contains("unsafe"), "{csp}");
     }
@@ -102,7 +105,10 @@ mod tests {
         }
         assert!(PAGE.contains("<noscript>"));
         let headers = reply().headers;
-        for (name, value) in [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY")] {
+        for (name, value) in [
+            ("X-Content-Type-Options", "nosniff"),
+            ("X-Frame-Options", "DENY"),
+        ] {
             assert!(headers.contains(&(name, value.to_string())), "{headers:?}");
         }
     }
