@@ -276,6 +276,15 @@ fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// Runs docker against the shared daemon once, for a test that judges its
+/// outcome (a program run in a container).
+pub fn docker_once(args: &[&str]) -> Output {
+    docker_cmd(&dockerd().host)
+        .args(args)
+        .output()
+        .expect("run docker")
+}
+
 /// Runs docker against the shared daemon; true when it succeeded.
 pub fn docker_ok(args: &[&str]) -> bool {
     docker_cmd(&dockerd().host)
