@@ -67,7 +67,7 @@ impl Browser {
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": options,
-            "goog:loggingPrefs": {"performance": "ALL"},
+            "goog:loggingPrefs": {"performance": "ALL", "browser": "ALL"},
         }}});
         let (status, answer) = browser.request("POST", "/session", Some(capabilities));
         assert_eq!(status, 200, "no WebDriver session: {answer}");
@@ -187,13 +187,30 @@ impl Browser {
             .unwrap()
     }
 
+    /// The messages of chromium's log `kind` since the last call.
+    fn log(&self, kind: &str) -> Vec<String> {
+        let entries = self.command("/se/log", Some(json!({ "type": kind })));
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["message"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// What the pages wrote to the console, and the errors they met
+    /// (a script that failed, a policy that refused something), since the
+    /// last call.
+    pub fn console(&self) -> Vec<String> {
+        self.log("browser")
+    }
+
     /// URL and `Authorization` header of every request the page sent since
     /// the last call.
     pub fn requests(&self) -> Vec<(String, Option<String>)> {
-        let entries = self.command("/se/log", Some(json!({"type": "performance"})));
         let mut sent = Vec::new();
-        for entry in entries.as_array().unwrap() {
-            let message: Value = serde_json::from_str(entry["message"].as_str().unwrap()).unwrap();
+        for entry in self.log("performance") {
+            let message: Value = serde_json::from_str(&entry).unwrap();
             let message = &message["message"];
             if message["method"] != "Network.requestWillBeSent" {
                 continue;

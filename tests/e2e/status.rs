@@ -105,6 +105,22 @@ fn the_status_page_shows_and_controls_every_registry() {
     b.wait_for("#message", refusal, minute);
     assert_eq!(load.wait(minute).code, 1, "one image is missing");
 
+    let console = b.console();
+    let errors: Vec<_> = console
+        .iter()
+        .filter(|m| !m.contains("Failed to load resource"))
+        .collect();
+    assert!(errors.is_empty(), "the page met errors: {errors:#?}");
+    assert!(
+        console.iter().any(|m| m.contains("409 (Conflict)")),
+        "{console:#?}"
+    );
+    let border = b.script(&format!(
+        "return getComputedStyle(document.querySelector('{}')).borderLeftStyle;",
+        section(&failing, "")
+    ));
+    assert_eq!(border, "solid", "the page's style was refused");
+
     let sent = b.requests();
     let bearer = Some(format!("Bearer {TOKEN}"));
     let data: Vec<_> = sent

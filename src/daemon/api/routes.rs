@@ -559,6 +559,8 @@ mod tests {
         );
         assert_eq!(get(&d, "/list?type=configured").status, 401);
         assert_eq!(route(&Method::Post, "/", None, &d).status, 405);
+        assert_eq!(route(&Method::Head, "/", None, &d).status, 200);
+        assert_eq!(route(&Method::Options, "/", None, &d).status, 204);
         assert_eq!(get(&d, "/index.html").status, 401, "only / is open");
         fs::remove_dir_all(dir).unwrap();
     }
