@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::display::Verbosity;
 use crate::error::Error;
-use crate::listing::select::{RuleText, Rules};
+use crate::selection::rules::{RuleText, Rules};
 
 /// The program's version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -116,6 +116,14 @@ pub enum Error {
         /// The most a run takes.
         limit: usize,
     },
+    /// The syncer script and the `images` entries together list more than
+    /// a run takes.
+    ListTooLong {
+        /// How many images (and lines that are not images) they listed.
+        listed: usize,
+        /// The most a run takes.
+        limit: usize,
+    },
     /// A child process was stopped because picture-book is shutting down.
     Interrupted {
         /// The command, e.g. `docker pull alpine:3.19` or the script's path.
@@ -409,6 +417,10 @@ impl fmt::Display for Error {
                 "syncer script {} wrote more than {} MiB to {stream} and was killed; nothing was mirrored",
                 script.display(),
                 limit >> 20
+            ),
+            Error::ListTooLong { listed, limit } => write!(
+                f,
+                "the syncer script and images list {listed} images together, more than the {limit} one run takes; nothing was mirrored (choose fewer tags, or split them over several registries)"
             ),
             Error::ScriptListTooLong {
                 script,

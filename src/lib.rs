@@ -1,10 +1,14 @@
 //! picture-book mirrors container images into container registries: for each
-//! configured target registry, a listing (its syncer script) names images,
+//! configured target registry, a listing (its syncer script and its
+//! `images`) names images,
 //! and an engine moves them. This crate root wires the commands together.
 //! The modules are layers; each imports only from those below it:
 //! - leaves: `reference`, `platform`, `digest`, `secret`, `error`, `exit`,
 //!   `mutex`, `flock` (the run lock), `process` (the one spawner) and
-//!   `descendants`, `signals`, `credentials`, `display`;
+//!   `descendants`, `signals`, `credentials`, `display`, `commands` (what
+//!   may be run as a script);
+//! - `selection`: how tags read as versions, and the rules that choose
+//!   among them;
 //! - `config`: the file, checked into the types everything else reads;
 //! - `registry` (the registry HTTP client, split by job) and `layout` (OCI
 //!   image layouts);
@@ -16,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod credentials;
 pub mod daemon;
@@ -35,6 +40,7 @@ pub mod reference;
 pub mod registry;
 pub mod run;
 pub mod secret;
+pub mod selection;
 pub mod signals;
 
 use std::io::Write;
@@ -116,10 +122,6 @@ fn check(cli: &Cli) -> Result<ExitCode, Error> {
     Ok(ExitCode::Success)
 }
 
-/// The most tags `tags` lists from one repository: a bound on memory, and
-/// the end of a `Link` that loops.
-const MAX_LISTED_TAGS: usize = 100_000;
-
 /// `tags`: list a repository's tags, choose among them by the rules, and
 /// print the choice one reference per line (or every decision, `--json`).
 fn tags(cli: &Cli, options: &TagsOptions) -> Result<ExitCode, Error> {
@@ -133,7 +135,8 @@ fn tags(cli: &Cli, options: &TagsOptions) -> Result<ExitCode, Error> {
     }
     let rules = cli::tag_rules(&options.rules)?;
     let (repo, creds) = tags_access(cli, options, &reference)?;
-    let listed = Client::default().all_tags(&repo, creds.as_ref(), MAX_LISTED_TAGS)?;
+    let listed =
+        Client::default().all_tags(&repo, creds.as_ref(), listing::entries::MAX_LISTED_TAGS)?;
     let decisions = rules.choose(&listed);
     let name = reference.name();
     let out = if options.json {

@@ -7,7 +7,8 @@
 //! values into these types, reporting every problem with its key path;
 //! `values` reads durations, sizes and secret files; `view` is the API's
 //! redacted view of a registry. Nothing runs on a bad config. Commands the
-//! file names are checked by `commands`, schedules by `schedule`.
+//! file names are checked by the top-level `commands`, schedules by
+//! `schedule`.
 //!
 //! Adding a key touches three places in this folder:
 //! 1. `schema.rs`: one line in its level's table, the key beside its raw
@@ -28,7 +29,6 @@
 //! Outside the folder, the README documents the key (tests/e2e/docs.rs
 //! checks that it does) and tests/e2e/bad_input.rs gives it a bad value.
 
-pub mod commands;
 mod salvage;
 pub mod schedule;
 mod schema;
@@ -38,6 +38,7 @@ mod view;
 
 #[cfg(test)]
 mod fixture;
+mod images;
 
 use std::fs;
 use std::net::IpAddr;
@@ -51,9 +52,11 @@ use crate::credentials::DockerAuth;
 pub use crate::display::DisplayMode;
 use crate::error::Error;
 use crate::platform::Platform;
+use crate::reference::Reference;
 use crate::secret::Secret;
+use crate::selection::rules::{Immutable, RuleText, Rules};
 
-pub use schema::{API_KEYS, REGISTRY_KEYS, TOP_KEYS};
+pub use schema::{API_KEYS, IMAGE_KEYS, REGISTRY_KEYS, TOP_KEYS};
 pub use values::{MAX_TOKEN_LEN, parse_duration};
 
 /// The environment variable that names the configuration file.
@@ -120,9 +123,10 @@ pub struct Registry {
     /// When `picture-book sync` runs it; `None` means only on demand.
     #[serde(rename = "syncPeriod", serialize_with = "view::schedule")]
     pub schedule: Option<Schedule>,
-    /// The syncer script, as an absolute path.
-    #[serde(rename = "syncerScript", serialize_with = "view::path")]
-    pub script: PathBuf,
+    /// The syncer script, as an absolute path; none when `images` alone
+    /// lists what to mirror.
+    #[serde(rename = "syncerScript", serialize_with = "view::some_path")]
+    pub script: Option<PathBuf>,
     /// Its arguments, already split into words.
     #[serde(skip)]
     pub script_args: Vec<String>,
@@ -163,6 +167,30 @@ pub struct Registry {
     /// not create on push (`createRepositoryScript`), as an absolute path.
     #[serde(serialize_with = "view::some_path")]
     pub create_repository_script: Option<PathBuf>,
+    /// What to mirror besides what the syncer script lists (`images`).
+    pub images: Vec<Image>,
+}
+
+/// One entry of a registry's `images`: a source, and for a repository the
+/// rules that choose among its tags. Its `Serialize` is the API's view:
+/// the keys as written.
+#[derive(Debug, Clone, Serialize)]
+pub struct Image {
+    /// A repository, or exactly one tag or digest (as a script line).
+    #[serde(serialize_with = "view::text")]
+    pub source: Reference,
+    /// The rules as written.
+    #[serde(flatten)]
+    pub written: RuleText,
+    /// The rules checked; none for a tag or a digest, or a repository
+    /// given without any (which means its `latest`, as a script line).
+    #[serde(skip)]
+    pub rules: Option<Rules>,
+    /// Which of the tags it mirrors cost no request once recorded.
+    pub immutable: Immutable,
+    /// The line of its `source` key in the file, when it could be told.
+    #[serde(skip)]
+    pub line: Option<usize>,
 }
 
 /// The engine a registry's images move with (its `engine` key).
@@ -249,7 +277,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
             .collect(),
     };
     let read = salvage::read(text).map_err(|problem| invalid(vec![problem]))?;
-    validate::config(read, path).map_err(invalid)
+    let mut config = validate::config(read, path).map_err(invalid)?;
+    images::locate(text, &mut config.registries);
+    Ok(config)
 }
 
 impl Config {
@@ -278,7 +308,7 @@ mod tests {
         assert_eq!(r.hostname, "my-registry.com");
         assert_eq!(r.repository, "test-images");
         assert!(r.pull_auth.is_none() && r.push_auth.is_none());
-        assert_eq!(r.script, dir.0.join("sync.sh"));
+        assert_eq!(r.script, Some(dir.0.join("sync.sh")));
         assert_eq!(r.script_timeout, DEFAULT_SCRIPT_TIMEOUT);
         assert!(!r.delete_local_images);
         assert_eq!(c.display, DisplayMode::Spinner);

@@ -196,7 +196,7 @@ fn entry_error<T: DeserializeOwned>(key: &str, entry: &Value, fields: &[&str]) -
     let msg = msg.split(" at line ").next().unwrap_or(&msg);
     let names_field = fields.iter().any(|f| {
         msg.strip_prefix(f)
-            .is_some_and(|rest| rest.starts_with(": "))
+            .is_some_and(|rest| rest.starts_with(": ") || rest.starts_with(['[', '.']))
     });
     if names_field {
         format!("{key}.{msg}")

@@ -83,7 +83,37 @@ level! {
         "referrerTypes" => referrer_types: Option<Vec<String>>,
         "rateLimitMin" => rate_limit_min: Option<u64>,
         "createRepositoryScript" => create_repository_script: Option<PathBuf>,
+        "images" => images: Option<Vec<RawImage>>,
     }
+}
+
+level! {
+    /// The keys of an entry of a registry's `images`.
+    pub const IMAGE_KEYS;
+    /// One entry of `images`: a source, and the rules that choose among
+    /// its tags.
+    pub struct RawImage {
+        "source" => source: Option<String>,
+        #[serde(default, deserialize_with = "scalar_text")]
+        "semver" => semver: Option<String>,
+        #[serde(default, deserialize_with = "scalar_text")]
+        "match" => matching: Option<String>,
+        #[serde(default, deserialize_with = "texts")]
+        "exclude" => exclude: Option<Vec<String>>,
+        "latest" => latest: Option<u64>,
+        "allTags" => all_tags: Option<bool>,
+        #[serde(default, deserialize_with = "flag_or_text")]
+        "immutable" => immutable: Option<RawImmutable>,
+    }
+}
+
+/// `immutable` as written: a flag, or a pattern of the tags it marks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum RawImmutable {
+    /// `true` or `false`.
+    Flag(bool),
+    /// A pattern.
+    Pattern(String),
 }
 
 level! {
@@ -101,36 +131,32 @@ level! {
     }
 }
 
-/// Reads any YAML scalar as text (so `authToken: 1234` is a token, and a
-/// type error never echoes a secret's value), and null as absent.
-fn scalar_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    struct Text;
-    impl<'de> Visitor<'de> for Text {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
+/// The visits of a visitor that reads every number as its text, as
+/// `visit_str` reads it.
+macro_rules! numbers_as_text {
+    () => {
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
+            self.visit_str(&v.to_string())
         }
         fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
+            self.visit_str(&v.to_string())
         }
         fn visit_i128<E: de::Error>(self, v: i128) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
+            self.visit_str(&v.to_string())
         }
         fn visit_u128<E: de::Error>(self, v: u128) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
+            self.visit_str(&v.to_string())
         }
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
+            self.visit_str(&v.to_string())
         }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
+    };
+}
+
+/// The visits of a visitor (`$visitor`, whose value is an `Option`) that
+/// reads null as absent.
+macro_rules! absent_as_none {
+    ($visitor:ident) => {
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
             Ok(None)
         }
@@ -138,10 +164,85 @@ fn scalar_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
             Ok(None)
         }
         fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_any(Text)
+            d.deserialize_any($visitor)
         }
+    };
+}
+
+/// Reads any YAML scalar as text: numbers and booleans too.
+struct ScalarText;
+
+impl<'de> Visitor<'de> for ScalarText {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
     }
-    d.deserialize_any(Text)
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+    numbers_as_text!();
+    absent_as_none!(ScalarText);
+}
+
+impl<'de> de::DeserializeSeed<'de> for ScalarText {
+    type Value = Option<String>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(ScalarText)
+    }
+}
+
+/// Reads any YAML scalar as text (so `authToken: 1234` is a token, and a
+/// type error never echoes a secret's value), and null as absent.
+fn scalar_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    d.deserialize_any(ScalarText)
+}
+
+/// Reads one text, or a list of texts (`exclude: -rc` and
+/// `exclude: [-rc, -beta]` alike), numbers as text; null as absent.
+fn texts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    struct Texts;
+    impl<'de> Visitor<'de> for Texts {
+        type Value = Option<Vec<String>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a pattern or a list of patterns")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(vec![v.to_string()]))
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut all = Vec::new();
+            while let Some(Some(text)) = seq.next_element_seed(ScalarText)? {
+                all.push(text);
+            }
+            Ok(Some(all))
+        }
+        numbers_as_text!();
+        absent_as_none!(Texts);
+    }
+    d.deserialize_any(Texts)
+}
+
+/// Reads `true`, `false`, or another scalar as a pattern; null as absent.
+fn flag_or_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RawImmutable>, D::Error> {
+    struct FlagOrText;
+    impl<'de> Visitor<'de> for FlagOrText {
+        type Value = Option<RawImmutable>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("true, false or a pattern")
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(Some(RawImmutable::Flag(v)))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(RawImmutable::Pattern(v.to_string())))
+        }
+        numbers_as_text!();
+        absent_as_none!(FlagOrText);
+    }
+    d.deserialize_any(FlagOrText)
 }
 
 #[cfg(test)]

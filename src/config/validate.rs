@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::commands;
 use crate::config::salvage::Readable;
 use crate::config::schedule::Schedule;
 use crate::config::schema::{RawApi, RawRegistry};
@@ -17,7 +18,7 @@ use crate::config::values::{parse_duration, parse_size, read_secret_file, usable
 use crate::config::{
     Api, Choice, Config, DEFAULT_API_PORT, DEFAULT_PARALLEL, DEFAULT_RETRIES,
     DEFAULT_SCRIPT_TIMEOUT, DEFAULT_TRANSFER_TIMEOUT, DisplayMode, MAX_PARALLEL,
-    MAX_RATE_LIMIT_MIN, MAX_RETRIES, MAX_TIMEOUT, Registry, commands,
+    MAX_RATE_LIMIT_MIN, MAX_RETRIES, MAX_TIMEOUT, Registry,
 };
 use crate::credentials::DockerAuth;
 use crate::platform::Platform;
@@ -121,7 +122,7 @@ fn engine(raw: Option<&str>) -> Result<Choice, String> {
 
 /// Checks the keys of one section (a registry entry, `api`) and collects
 /// their problems under its key path.
-struct Validator<'a> {
+pub(super) struct Validator<'a> {
     key: String,
     problems: &'a mut Vec<String>,
 }
@@ -134,12 +135,22 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn problem(&mut self, field: &str, msg: impl fmt::Display) {
+    pub(super) fn problem(&mut self, field: &str, msg: impl fmt::Display) {
         self.problems.push(format!("{}.{field}: {msg}", self.key));
     }
 
+    /// The whole key path of `field`.
+    pub(super) fn path(&self, field: &str) -> String {
+        format!("{}.{field}", self.key)
+    }
+
+    /// Records a problem that names its key path itself.
+    pub(super) fn said(&mut self, problem: String) {
+        self.problems.push(problem);
+    }
+
     /// The value, or None with the problem recorded.
-    fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+    pub(super) fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
         result.map_err(|e| self.problem(field, e)).ok()
     }
 
@@ -154,6 +165,8 @@ impl<'a> Validator<'a> {
     fn registry(&mut self, r: RawRegistry, base: &Path) -> Registry {
         let engine = engine(r.engine.as_deref());
         let args = r.syncer_script_args.unwrap_or_default();
+        let listed = r.images.as_ref().is_some_and(|i| !i.is_empty());
+        let images = self.images(r.images);
         let registry = Registry {
             config_file: PathBuf::new(),
             hostname: self.hostname(r.hostname),
@@ -171,7 +184,7 @@ impl<'a> Validator<'a> {
                 base,
             ),
             schedule: self.schedule(r.sync_period),
-            script: self.script(r.syncer_script, base),
+            script: self.script(r.syncer_script, base, listed),
             script_args: self.value(
                 "syncerScriptArgs",
                 commands::split_words(&args).and_then(commands::check_args),
@@ -211,6 +224,7 @@ impl<'a> Validator<'a> {
             chunk_size: self.chunk_size(r.chunk_size.as_deref()),
             referrers: r.referrers.unwrap_or(false),
             referrer_types: self.referrer_types(r.referrer_types.unwrap_or_default()),
+            images,
         };
         if let Ok(engine) = engine {
             self.native_only(engine, &registry);
@@ -393,16 +407,19 @@ impl<'a> Validator<'a> {
         self.check("createRepositoryScript", commands::executable(&path))
     }
 
-    /// The `syncerScript` key: an executable, required.
-    fn script(&mut self, script: Option<PathBuf>, base: &Path) -> PathBuf {
+    /// The `syncerScript` key: an executable, required unless `images`
+    /// lists something.
+    fn script(&mut self, script: Option<PathBuf>, base: &Path, images: bool) -> Option<PathBuf> {
         let Some(script) = script.filter(|s| !s.as_os_str().is_empty()) else {
-            self.problem(
-                "syncerScript",
-                "is required: the executable that prints the images to mirror",
-            );
-            return PathBuf::new();
+            if !images {
+                self.problem(
+                    "syncerScript",
+                    "is required unless images lists what to mirror: the executable that prints the images to mirror",
+                );
+            }
+            return None;
         };
-        self.value("syncerScript", commands::executable(&base.join(script)))
+        self.check("syncerScript", commands::executable(&base.join(script)))
     }
 
     /// The `api` section; its token only when authentication is on.

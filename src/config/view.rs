@@ -51,9 +51,12 @@ pub(super) fn duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Er
     s.serialize_str(&crate::error::human_duration(*d))
 }
 
-/// A path, any bytes that are not UTF-8 replaced.
-pub(super) fn path<S: Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&path.to_string_lossy())
+/// A value by its `Display` form.
+pub(super) fn text<T: std::fmt::Display, S: Serializer>(
+    value: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
 }
 
 /// A path when there is one, else null.
@@ -77,15 +80,15 @@ mod tests {
     #[test]
     fn the_view_shows_every_key_and_no_secret() {
         let dir = Dir::new("view");
-        let yaml = "registries:\n  - hostname: a.example.com\n    repository: team\n    pushAuthConfig: '{\"auths\":{}}'\n    syncPeriod: '@daily'\n    syncerScript: sync.sh\n    syncerScriptArgs: -x 'y z'\n    syncerScriptTimeout: 90\n    deleteLocalImages: true\n    parallel: 4\n    retries: 1\n    transferTimeout: 1h30m\n    insecure: true\n    insecureRegistries: [Q.io]\n    engine: native\n    platforms: [linux/arm/v7, linux/amd64]\n    chunkSize: 8MiB\n    referrers: true\n    referrerTypes: [a/b]\n    rateLimitMin: 7\n    createRepositoryScript: sync.sh\n  - hostname: b.example.com\n    syncerScript: sync.sh\n";
+        let yaml = "registries:\n  - hostname: a.example.com\n    repository: team\n    pushAuthConfig: '{\"auths\":{}}'\n    syncPeriod: '@daily'\n    syncerScript: sync.sh\n    syncerScriptArgs: -x 'y z'\n    syncerScriptTimeout: 90\n    deleteLocalImages: true\n    parallel: 4\n    retries: 1\n    transferTimeout: 1h30m\n    insecure: true\n    insecureRegistries: [Q.io]\n    engine: native\n    platforms: [linux/arm/v7, linux/amd64]\n    chunkSize: 8MiB\n    referrers: true\n    referrerTypes: [a/b]\n    rateLimitMin: 7\n    createRepositoryScript: sync.sh\n    images:\n      - source: q.io/a/b\n        semver: '>=1'\n        exclude: -rc\n        latest: 2\n        immutable: ^1\\.\n      - source: q.io/a/c:1\n        immutable: true\n  - hostname: b.example.com\n    syncerScript: sync.sh\n";
         let config = dir.parse(yaml).unwrap();
         let script = dir.0.join("sync.sh");
         let script = script.display();
         let full = format!(
-            r#"{{"chunkSize":8388608,"createRepositoryScript":"{script}","deleteLocalImages":true,"engine":"native","hostname":"a.example.com","insecure":true,"insecureRegistries":["q.io"],"parallel":4,"platforms":["linux/arm/v7","linux/amd64"],"pullAuthConfig":"","pushAuthConfig":"<redacted>","rateLimitMin":7,"referrerTypes":["a/b"],"referrers":true,"repository":"team","retries":1,"syncPeriod":"@daily","syncerScript":"{script}","syncerScriptArgs":"-x 'y z'","syncerScriptTimeout":"90s","transferTimeout":"90m"}}"#
+            r#"{{"chunkSize":8388608,"createRepositoryScript":"{script}","deleteLocalImages":true,"engine":"native","hostname":"a.example.com","images":[{{"exclude":["-rc"],"immutable":"^1\\.","latest":2,"semver":">=1","source":"q.io/a/b"}},{{"immutable":true,"source":"q.io/a/c:1"}}],"insecure":true,"insecureRegistries":["q.io"],"parallel":4,"platforms":["linux/arm/v7","linux/amd64"],"pullAuthConfig":"","pushAuthConfig":"<redacted>","rateLimitMin":7,"referrerTypes":["a/b"],"referrers":true,"repository":"team","retries":1,"syncPeriod":"@daily","syncerScript":"{script}","syncerScriptArgs":"-x 'y z'","syncerScriptTimeout":"90s","transferTimeout":"90m"}}"#
         );
         let plain = format!(
-            r#"{{"chunkSize":null,"createRepositoryScript":null,"deleteLocalImages":false,"engine":"docker","hostname":"b.example.com","insecure":false,"insecureRegistries":[],"parallel":2,"platforms":[],"pullAuthConfig":"","pushAuthConfig":"","rateLimitMin":0,"referrerTypes":[],"referrers":false,"repository":"","retries":3,"syncPeriod":null,"syncerScript":"{script}","syncerScriptArgs":"","syncerScriptTimeout":"10m","transferTimeout":"30m"}}"#
+            r#"{{"chunkSize":null,"createRepositoryScript":null,"deleteLocalImages":false,"engine":"docker","hostname":"b.example.com","images":[],"insecure":false,"insecureRegistries":[],"parallel":2,"platforms":[],"pullAuthConfig":"","pushAuthConfig":"","rateLimitMin":0,"referrerTypes":[],"referrers":false,"repository":"","retries":3,"syncPeriod":null,"syncerScript":"{script}","syncerScriptArgs":"","syncerScriptTimeout":"10m","transferTimeout":"30m"}}"#
         );
         assert_eq!(config.registries[0].redacted().to_string(), full);
         assert_eq!(config.registries[1].redacted().to_string(), plain);

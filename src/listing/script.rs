@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::config::commands::check_runnable;
+use crate::commands::check_runnable;
 use crate::error::{self, Error};
 use crate::process::{self, Cancel, Failure, Spec, Stream};
 use crate::reference::Reference;
@@ -28,13 +28,50 @@ pub const CONFIG_VARIABLE: &str = "PICTURE_BOOK_CONFIG";
 /// the script gets the credentials' whereabouts, never the credentials.
 pub const REGISTRY_VARIABLE: &str = "PICTURE_BOOK_REGISTRY";
 
-/// One image reference the script listed.
+/// One image reference listed: by the script, or chosen by an entry of
+/// `images`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
-    /// Its line number in the script's output, from 1.
+    /// Its line number in the script's output, from 1; for an entry of
+    /// `images`, the entry's line in the configuration file (0 when it
+    /// could not be told).
     pub line: usize,
     /// The parsed reference.
     pub reference: Reference,
+    /// The entry of `images` (its index) that chose it; none for a line
+    /// of the script.
+    pub entry: Option<usize>,
+    /// Whether its entry marks it `immutable`.
+    pub immutable: bool,
+}
+
+impl Listed {
+    /// `reference`, listed on `line` by the script.
+    pub fn line(line: usize, reference: Reference) -> Listed {
+        Listed {
+            line,
+            reference,
+            entry: None,
+            immutable: false,
+        }
+    }
+
+    /// Where it was listed, for messages: `line 3`, or `images[1] (line 12
+    /// of the configuration)`.
+    pub fn origin(&self) -> String {
+        match self.entry {
+            None => format!("line {}", self.line),
+            Some(i) => entry_name(i, self.line),
+        }
+    }
+}
+
+/// `images[i]`, with its line in the configuration when it is known.
+pub fn entry_name(i: usize, line: usize) -> String {
+    match line {
+        0 => format!("images[{i}]"),
+        n => format!("images[{i}] (line {n} of the configuration)"),
+    }
 }
 
 /// A line of the script's output that is not an image reference.
@@ -71,10 +108,7 @@ pub fn parse_list(stdout: &str) -> Listing {
         match Reference::parse(text) {
             Ok(reference) => {
                 if seen.insert(reference.clone()) {
-                    listing.images.push(Listed {
-                        line: i + 1,
-                        reference,
-                    });
+                    listing.images.push(Listed::line(i + 1, reference));
                 } else {
                     log::debug!("line {}: {text} is listed again; mirroring it once", i + 1);
                 }

@@ -291,6 +291,20 @@ impl Checker<'_> {
         }
     }
 
+    /// Up to date, without a request, when the state file records `target`
+    /// mirrored from `source` (an immutable tag does not change); None
+    /// when it records nothing for them.
+    pub fn recorded(&self, source: &Reference, target: &str) -> Option<Verdict> {
+        let record = self.state.get(target)?;
+        (record.source == source.identity()).then(|| {
+            Verdict::UpToDate(format!(
+                "immutable: mirrored {} as {}, not asked again",
+                record.recorded,
+                short(&record.target_digest)
+            ))
+        })
+    }
+
     /// What referred to `target`'s subjects when they were last looked at.
     pub fn referred(&self, target: &str) -> BTreeMap<String, String> {
         self.state

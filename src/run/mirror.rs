@@ -17,12 +17,15 @@ use crate::engine::ends::needs_layouts;
 use crate::engine::{Access, Engine, EngineSet, Freshness, RunMemory, Sink, Source, Stats};
 use crate::error::{Error, human_duration};
 use crate::flock::{self as runlock, Holder, Refused, RunLock};
+use crate::listing::entries;
 use crate::listing::script;
+use crate::listing::union::union;
 use crate::process::Cancel;
+use crate::reference::Reference;
 use crate::registry::Client;
 use crate::run::freshness::Checker;
 use crate::run::plan::{Planned, plan, plan_layout};
-use crate::run::report::{RegistryReport, RunOutcome};
+use crate::run::report::{ImageReport, Outcome, RegistryReport, RunOutcome};
 use crate::run::state::StateFile;
 use crate::run::workers::Run;
 
@@ -124,17 +127,17 @@ pub fn run(registry: &Registry, ctx: &Context<'_>) -> Result<RegistryReport, Hol
     let mut report = RegistryReport::start(&registry.hostname, started);
     report.engine = Some(capabilities.name);
     report.moved = capabilities.counts.then(Stats::default);
+    let access = Access::of(registry, from.is_registry());
     let planned = match from {
         Source::Layout(layout) => {
             plan_layout(registry, capabilities.naming, layout.entries(), &mut report)
         }
-        Source::Registry => match listed(registry, ctx) {
+        Source::Registry => match listed(registry, ctx, &access, &mut report) {
             Ok(listing) => plan(registry, capabilities.naming, listing, &mut report),
             Err(e) => return Ok(unlisted(registry, ctx, &e, report).finish(started)),
         },
     };
     let state = load_state(registry, ctx, &mut report);
-    let access = Access::of(registry, from.is_registry());
     let stop = || ctx.stop_requested();
     let checker = Checker {
         client: ctx.client,
@@ -257,15 +260,102 @@ fn not_locked(registry: &Registry, refused: Refused) -> Result<RegistryReport, H
     }
 }
 
+/// What the registry lists: its syncer script's lines, then what its
+/// `images` entries choose (see `listing::entries`). A script that fails
+/// fails the run; when the registry has entries too, they are still
+/// mirrored, and the script's failure is the run's error.
+fn listed(
+    registry: &Registry,
+    ctx: &Context<'_>,
+    access: &Access,
+    report: &mut RegistryReport,
+) -> Result<script::Listing, Error> {
+    let from_script = match &registry.script {
+        None => Ok(script::Listing::default()),
+        Some(path) => run_script(registry, path, ctx),
+    };
+    let from_script = match from_script {
+        Err(e) if !registry.images.is_empty() && !ctx.cancel.is_cancelled() => {
+            log::error!("{}: {e}", registry.hostname);
+            report.error = Some(e.to_string());
+            script::Listing::default()
+        }
+        other => other?,
+    };
+    let chosen = chosen(registry, ctx, access, report);
+    let listing = union(&registry.hostname, from_script, chosen);
+    let listed = listing.images.len() + listing.invalid.len();
+    if listed > script::MAX_IMAGES {
+        return Err(Error::ListTooLong {
+            listed,
+            limit: script::MAX_IMAGES,
+        });
+    }
+    Ok(listing)
+}
+
+/// What `registry`'s `images` entries choose, each entry's choice told in
+/// `report`: an entry that cannot be listed fails, one that chooses
+/// nothing is warned of.
+fn chosen(
+    registry: &Registry,
+    ctx: &Context<'_>,
+    access: &Access,
+    report: &mut RegistryReport,
+) -> Vec<script::Listed> {
+    let host = &registry.hostname;
+    let mut tags_of = |source: &Reference| {
+        let repo = access.source(source);
+        let creds = access.pull(&repo.host);
+        ctx.client
+            .all_tags(&repo, creds.as_ref(), entries::MAX_LISTED_TAGS)
+    };
+    let stop = || ctx.stop_requested();
+    let chosen = entries::list(&registry.images, &mut tags_of, ctx.dry_run, &stop);
+    for selection in &chosen.selections {
+        let name = selection.name();
+        let source = &selection.source;
+        match &selection.error {
+            Some(e) => {
+                log::error!("{host}: {name}: {e}");
+                report.images.push(
+                    ImageReport::new(selection.line, source.clone(), None, Outcome::Failed)
+                        .entry(Some(selection.entry))
+                        .error(e.clone()),
+                );
+            }
+            None if selection.chosen == 0 => {
+                let warning = format!(
+                    "{name}: {source}: no tag chosen of the {} it has",
+                    selection.listed
+                );
+                log::warn!("{host}: {warning}");
+                report.warnings.push(warning);
+            }
+            None => log::info!(
+                "{host}: {name}: {source}: chose {} of {} tags",
+                selection.chosen,
+                selection.listed
+            ),
+        }
+    }
+    report.selections = chosen.selections;
+    chosen.images
+}
+
 /// What the registry's syncer script lists.
-fn listed(registry: &Registry, ctx: &Context<'_>) -> Result<script::Listing, Error> {
+fn run_script(
+    registry: &Registry,
+    path: &Path,
+    ctx: &Context<'_>,
+) -> Result<script::Listing, Error> {
     log::info!(
         "{}: running syncer script {}",
         registry.hostname,
-        registry.script.display()
+        path.display()
     );
     script::run(
-        &registry.script,
+        path,
         &registry.script_args,
         registry.script_timeout,
         ctx.cancel,
@@ -475,7 +565,11 @@ mod tests {
     #[test]
     fn a_stop_while_the_script_runs_ends_it_at_once_as_stopped() {
         let (registry, dir) = registry("script-stop", &[], 0);
-        std::fs::write(&registry.script, "#!/bin/sh\nsleep 90\necho a:1\n").unwrap();
+        std::fs::write(
+            registry.script.as_ref().unwrap(),
+            "#!/bin/sh\nsleep 90\necho a:1\n",
+        )
+        .unwrap();
         let cancel = Arc::new(Cancel::default());
         let later = Arc::clone(&cancel);
         std::thread::spawn(move || {
@@ -500,7 +594,7 @@ mod tests {
     #[test]
     fn a_script_that_fails_while_paused_is_a_failure() {
         let (registry, dir) = registry("script-paused", &[], 0);
-        std::fs::write(&registry.script, "#!/bin/sh\nexit 3\n").unwrap();
+        std::fs::write(registry.script.as_ref().unwrap(), "#!/bin/sh\nexit 3\n").unwrap();
         let report = run_with(&Fake::new(|_, _| Ok(())), &registry, &dir, &|| {
             Some("paused".into())
         });

@@ -21,6 +21,10 @@ pub struct Planned {
     pub reference: Reference,
     /// Where it goes, `host/path:tag`.
     pub target: String,
+    /// The `images` entry that chose it; none for a script line.
+    pub entry: Option<usize>,
+    /// Whether it is marked immutable: once recorded, not asked about.
+    pub immutable: bool,
 }
 
 /// Gives each image of a layout (`load --from`) its target, named from the
@@ -60,7 +64,7 @@ pub fn plan_layout(
         match Reference::parse(name) {
             Ok(reference) => {
                 digests.insert(line, entry.digest.clone());
-                listing.images.push(script::Listed { line, reference });
+                listing.images.push(script::Listed::line(line, reference));
             }
             Err(reason) => listing.invalid.push(script::InvalidLine {
                 line,
@@ -85,39 +89,38 @@ pub fn plan(
     report: &mut RegistryReport,
 ) -> Vec<Planned> {
     let mut planned = Vec::new();
-    let mut filled: HashMap<String, (usize, String, String)> = HashMap::new();
+    let mut filled: HashMap<String, (String, String, String)> = HashMap::new();
     for listed in listing.images {
         let source = listed.reference.to_string();
         let identity = listed.reference.identity();
+        let origin = listed.origin();
         let target = naming.target(&listed.reference, &registry.hostname, &registry.repository);
         match filled.get(&target) {
-            Some((line, _, same)) if *same == identity => {
+            Some((first, _, same)) if *same == identity => {
                 log::debug!(
-                    "{}: line {}: {source} is line {line} again; mirroring it once",
+                    "{}: {origin}: {source} is {first} again; mirroring it once",
                     registry.hostname,
-                    listed.line
                 );
             }
-            Some((line, other, _)) => {
+            Some((first, other, _)) => {
                 let error = format!(
-                    "maps to {target}, which line {line} ({other}) already fills; not mirrored"
+                    "maps to {target}, which {first} ({other}) already fills; not mirrored"
                 );
-                log::error!(
-                    "{}: line {}: {source}: {error}",
-                    registry.hostname,
-                    listed.line
-                );
+                log::error!("{}: {origin}: {source}: {error}", registry.hostname);
                 report.images.push(
                     ImageReport::new(listed.line, source, Some(target), Outcome::Failed)
+                        .entry(listed.entry)
                         .error(error),
                 );
             }
             None => {
-                filled.insert(target.clone(), (listed.line, source, identity));
+                filled.insert(target.clone(), (origin, source, identity));
                 planned.push(Planned {
                     line: listed.line,
                     reference: listed.reference,
                     target,
+                    entry: listed.entry,
+                    immutable: listed.immutable,
                 });
             }
         }

@@ -10,6 +10,8 @@ use serde::Serialize;
 use crate::display::{human_bytes, rfc3339};
 use crate::engine::{Plan, Stats};
 use crate::exit::ExitCode;
+use crate::listing::entries::{Selection, entry_key};
+use crate::listing::script::entry_name;
 
 /// What became of one listed image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -66,8 +68,13 @@ impl RunOutcome {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageReport {
-    /// Its line in the syncer script's output.
+    /// Its line in the syncer script's output; for an image an `images`
+    /// entry chose, the entry's line in the configuration file.
     pub line: usize,
+    /// The `images` entry that chose it (`images[i]`); none for a line of
+    /// the syncer script.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "some_entry")]
+    pub entry: Option<usize>,
     /// The source as listed.
     pub source: String,
     /// Where it goes; absent for a line that is not an image reference.
@@ -111,6 +118,14 @@ pub struct PlanReport {
     pub referrers: Vec<String>,
 }
 
+/// An entry index as its key, `images[i]`.
+fn some_entry<S: serde::Serializer>(entry: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
+    match entry {
+        Some(i) => entry_key(i, s),
+        None => s.serialize_none(),
+    }
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -125,6 +140,7 @@ impl ImageReport {
     ) -> ImageReport {
         ImageReport {
             line,
+            entry: None,
             source,
             target,
             outcome,
@@ -166,6 +182,27 @@ impl ImageReport {
     pub fn reason(mut self, reason: impl Into<String>) -> ImageReport {
         self.reason = Some(reason.into());
         self
+    }
+
+    /// As chosen by the `images` entry `entry` (none: a script line).
+    pub fn entry(mut self, entry: Option<usize>) -> ImageReport {
+        self.entry = entry;
+        self
+    }
+
+    /// Where it was listed: `line 3`, `entry 3` (of a layout), or
+    /// `images[1] (line 12 of the configuration)`.
+    fn origin(&self, line_word: &str) -> String {
+        match self.entry {
+            Some(i) => entry_name(i, self.line),
+            None => format!("{line_word} {}", self.line),
+        }
+    }
+
+    /// The order reports are told in: the script's lines, then each
+    /// entry's images.
+    pub fn order(&self) -> (usize, usize) {
+        (self.entry.map_or(0, |i| i + 1), self.line)
     }
 
     /// With the error that made it fail.
@@ -214,6 +251,9 @@ pub struct RegistryReport {
     /// the run (see `registry::limits`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<crate::registry::limits::Shown>,
+    /// What each `images` entry with rules chose, or why it could not.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub selections: Vec<Selection>,
     /// Every listed line, in order.
     pub images: Vec<ImageReport>,
 }
@@ -236,6 +276,7 @@ impl RegistryReport {
             not_attempted: 0,
             moved: None,
             rate_limits: Vec::new(),
+            selections: Vec::new(),
             images: Vec::new(),
         }
     }
@@ -349,6 +390,7 @@ impl Report {
             for w in &r.warnings {
                 let _ = writeln!(out, "  warning: {w}");
             }
+            self.selections_summary(r, &mut out);
             for i in &r.images {
                 self.image_summary(i, &mut out);
             }
@@ -442,12 +484,34 @@ impl Report {
                 };
                 // A layout's images are numbered by their entry in its index.json.
                 let line = if self.from.is_some() { "entry" } else { "line" };
-                let _ = writeln!(out, "  failed: {line} {}: {}: {e}{tries}", i.line, i.source);
+                let origin = i.origin(line);
+                let _ = writeln!(out, "  failed: {origin}: {}: {e}{tries}", i.source);
             }
             (Outcome::NotAttempted, _, _) => {
                 let _ = writeln!(out, "  not attempted: {}", i.source);
             }
             _ => {}
+        }
+    }
+
+    /// What each `images` entry chose of how many tags; in a dry run,
+    /// every tag with the rule that dropped it, or `chosen`.
+    fn selections_summary(&self, r: &RegistryReport, out: &mut String) {
+        for s in r.selections.iter().filter(|s| s.error.is_none()) {
+            let _ = writeln!(
+                out,
+                "  {}: {}: chose {} of {} tags",
+                s.name(),
+                s.source,
+                s.chosen,
+                s.listed
+            );
+            for d in &s.tags {
+                let _ = match d.rule {
+                    None => writeln!(out, "    {}: chosen", d.tag),
+                    Some(rule) => writeln!(out, "    {}: dropped by {rule}: {}", d.tag, d.reason),
+                };
+            }
         }
     }
 

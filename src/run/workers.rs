@@ -41,7 +41,7 @@ pub struct Run<'a> {
     started: AtomicUsize,
     /// Why the run stopped early, and as what.
     stopped: Mutex<Option<(String, RunOutcome)>>,
-    results: Mutex<Vec<ImageReport>>,
+    results: Mutex<Vec<(usize, ImageReport)>>,
     /// One lock per target repository: two tags of one repository share
     /// layers, and registries can fail concurrent uploads of the same blob.
     repositories: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -104,8 +104,10 @@ impl<'a> Run<'a> {
         if let Some((_, stop_outcome)) = &stopped {
             report.outcome = *stop_outcome;
         }
-        report.images.extend(into_inner(self.results));
-        report.images.sort_by_key(|i| i.line);
+        let mut results = into_inner(self.results);
+        results.sort_by_key(|(n, _)| *n);
+        report.images.extend(results.into_iter().map(|(_, r)| r));
+        report.images.sort_by_key(ImageReport::order);
         let down = into_inner(self.down);
         let failed_hosts = into_inner(self.failed_hosts);
         let down_message = down_message(&down, &report.images)
@@ -113,15 +115,20 @@ impl<'a> Run<'a> {
         if let Some(e) = down_message.as_ref().filter(|_| stopped.is_none()) {
             log::error!("{}: {e}", self.registry.hostname);
         }
-        report.error = stopped.map(|(why, _)| why).or(down_message);
+        report.error = stopped
+            .map(|(why, _)| why)
+            .or(down_message)
+            .or(report.error.take());
         report.finish(started)
     }
 
     /// Takes images off the plan until none is left.
     fn work(&self, planned: &[Planned]) {
-        while let Some(image) = planned.get(self.next.fetch_add(1, Ordering::Relaxed)) {
+        loop {
+            let n = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(image) = planned.get(n) else { break };
             let report = self.image(image);
-            lock(&self.results).push(report);
+            lock(&self.results).push((n, report));
         }
     }
 
@@ -159,6 +166,7 @@ impl<'a> Run<'a> {
                 Some(image.target.clone()),
                 outcome,
             )
+            .entry(image.entry)
         };
         if self.stop_requested() {
             return report(Outcome::NotAttempted);
@@ -170,6 +178,8 @@ impl<'a> Run<'a> {
         let n = self.started.fetch_add(1, Ordering::Relaxed) + 1;
         let (verdict, seen) = if !self.ctx.mode.sink().is_registry() {
             (Verdict::Mirror("into the layout".into()), Seen::default())
+        } else if let Some(verdict) = self.immutable(image) {
+            (verdict, Seen::default())
         } else if self.ctx.force {
             (
                 Verdict::Mirror("--force".into()),
@@ -212,6 +222,15 @@ impl<'a> Run<'a> {
             }
             Err(f) => self.failed(report(Outcome::Failed).reason(reason), f, attempts),
         }
+    }
+
+    /// An immutable image already mirrored: up to date without a request
+    /// (`--force` asks all the same).
+    fn immutable(&self, image: &Planned) -> Option<Verdict> {
+        if !image.immutable || self.ctx.force {
+            return None;
+        }
+        self.checker.recorded(&image.reference, &image.target)
     }
 
     /// The progress line of `image`, number `n` of the run.

@@ -8,7 +8,7 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
-use picture_book::config::{API_KEYS, REGISTRY_KEYS, TOP_KEYS};
+use picture_book::config::{API_KEYS, IMAGE_KEYS, REGISTRY_KEYS, TOP_KEYS};
 use picture_book::exit::ExitCode;
 
 use crate::harness::{Outcome, Registry, Workspace, single};
@@ -18,6 +18,7 @@ use crate::harness::{Outcome, Registry, Workspace, single};
 enum Level {
     Top,
     Registry,
+    Image,
     Api,
 }
 
@@ -72,6 +73,14 @@ const WRONG_TYPE: &[(&str, &str)] = &[
     ("chunkSize", "[1MiB]"),
     ("rateLimitMin", "five"),
     ("createRepositoryScript", "{path: create.sh}"),
+    ("images", "{source: a/b}"),
+    ("source", "[a/b]"),
+    ("semver", "[1]"),
+    ("match", "[x]"),
+    ("exclude", "{a: b}"),
+    ("latest", "three"),
+    ("allTags", "yes"),
+    ("immutable", "[x]"),
     ("referrers", "sometimes"),
     ("referrerTypes", "application/x"),
     ("enabled", "maybe"),
@@ -120,6 +129,21 @@ const ACCEPTED: &[(&str, Kind, &str)] = &[
     ("engine", Kind::Empty, "the default, docker"),
     ("chunkSize", Kind::Empty, "no chunks: one PUT per blob"),
     ("createRepositoryScript", Kind::Empty, "no hook"),
+    ("source", Kind::HugeInteger, "digits are a repository name"),
+    ("source", Kind::HugeFloat, "'1e30' is a repository name"),
+    ("match", Kind::Empty, "'' matches every tag"),
+    ("match", Kind::HugeInteger, "digits are a pattern"),
+    ("match", Kind::HugeFloat, "'1e30' is a pattern"),
+    (
+        "exclude",
+        Kind::Empty,
+        "'' drops every tag, which a warning then says",
+    ),
+    ("exclude", Kind::HugeInteger, "digits are a pattern"),
+    ("exclude", Kind::HugeFloat, "'1e30' is a pattern"),
+    ("immutable", Kind::Empty, "'' marks every tag"),
+    ("immutable", Kind::HugeInteger, "digits are a pattern"),
+    ("immutable", Kind::HugeFloat, "'1e30' is a pattern"),
     ("address", Kind::Empty, "the default, 127.0.0.1"),
     ("authToken", Kind::Empty, "no token (needed for enableAuth)"),
     ("authToken", Kind::HugeInteger, "a token may be all digits"),
@@ -153,6 +177,7 @@ fn config_with(level: Level, key: &str, value: &str) -> (String, String) {
     let mut registry = vec![("hostname", "reg.example.com"), ("syncerScript", "sync.sh")];
     let mut api = Vec::new();
     let mut top = String::new();
+    let mut images = String::new();
     let path = match level {
         Level::Top => {
             top = format!("{key}: {value}\n");
@@ -162,6 +187,18 @@ fn config_with(level: Level, key: &str, value: &str) -> (String, String) {
             registry.retain(|(k, _)| *k != key);
             registry.push((key, value));
             format!("registries[0].{key}")
+        }
+        Level::Image => {
+            let mut entry = vec![("source", "reg.example.com/a/b"), ("latest", "1")];
+            entry.retain(|(k, _)| *k != key && (*k != "latest" || key != "allTags"));
+            entry.push((key, value));
+            let lines: Vec<String> = entry
+                .iter()
+                .enumerate()
+                .map(|(i, (k, v))| format!("{}{k}: {v}", if i == 0 { "- " } else { "  " }))
+                .collect();
+            images = lines.join("\n      ");
+            format!("registries[0].images[0].{key}")
         }
         Level::Api => {
             if key != "enabled" {
@@ -177,6 +214,9 @@ fn config_with(level: Level, key: &str, value: &str) -> (String, String) {
         for (i, (k, v)) in registry.iter().enumerate() {
             let lead = if i == 0 { "  - " } else { "    " };
             yaml.push_str(&format!("{lead}{k}: {v}\n"));
+        }
+        if !images.is_empty() {
+            yaml.push_str(&format!("    images:\n      {images}\n"));
         }
     }
     if !api.is_empty() {
@@ -227,6 +267,7 @@ fn every_config_key_refuses_bad_values() {
         .iter()
         .map(|k| (Level::Top, *k))
         .chain(REGISTRY_KEYS.iter().map(|k| (Level::Registry, *k)))
+        .chain(IMAGE_KEYS.iter().map(|k| (Level::Image, *k)))
         .chain(API_KEYS.iter().map(|k| (Level::Api, *k)));
     let mut failures = Vec::new();
     let mut cases = 0;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use picture_book::cli::HELP_TEXTS;
-use picture_book::config::{API_KEYS, REGISTRY_KEYS, TOP_KEYS};
+use picture_book::config::{API_KEYS, IMAGE_KEYS, REGISTRY_KEYS, TOP_KEYS};
 
 fn read(path: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -91,7 +91,12 @@ fn every_option_is_in_the_man_page_and_the_completions() {
 fn every_configuration_key_is_in_the_man_page() {
     let page = man("man/picture-book.yaml.5");
     let sample = read("config.yaml");
-    for key in TOP_KEYS.iter().chain(REGISTRY_KEYS).chain(API_KEYS) {
+    for key in TOP_KEYS
+        .iter()
+        .chain(REGISTRY_KEYS)
+        .chain(IMAGE_KEYS)
+        .chain(API_KEYS)
+    {
         assert!(
             has_word(&page, key),
             "{key} is missing from man/picture-book.yaml.5"

@@ -15,6 +15,7 @@ mod docs;
 mod export;
 mod faults;
 mod fresh;
+mod images;
 mod limits;
 mod load;
 mod native;

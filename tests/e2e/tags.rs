@@ -11,7 +11,7 @@ use crate::front::{Front, Reply};
 use crate::harness::{Registry, Workspace, auths};
 
 /// The issue's tags.
-const ISSUE_TAGS: [&str; 11] = [
+pub const ISSUE_TAGS: [&str; 11] = [
     "1.0.0",
     "1.1.0",
     "1.2.0",
@@ -26,11 +26,11 @@ const ISSUE_TAGS: [&str; 11] = [
 ];
 
 /// How many more tags cross the listing's page size.
-const MORE: usize = 1200;
+pub const MORE: usize = 1200;
 
 /// One small image pushed as `repo` under every tag of `tags`: the same
 /// manifest put under each tag.
-fn tagged(src: &Registry, repo: &str, tags: &[String]) {
+pub fn tagged(src: &Registry, repo: &str, tags: &[String]) {
     let [config, layer, manifest] = fixtures::small_image();
     fixtures::push_via_api(src, repo, &tags[0], &[&config, &layer], &[&manifest]);
     for tag in &tags[1..] {
@@ -40,7 +40,7 @@ fn tagged(src: &Registry, repo: &str, tags: &[String]) {
 }
 
 /// A registry whose `app` has the issue's tags and `build-0001`..`build-1200`.
-fn source() -> &'static Registry {
+pub fn source() -> &'static Registry {
     static SOURCE: OnceLock<Registry> = OnceLock::new();
     SOURCE.get_or_init(|| {
         let src = Registry::start();

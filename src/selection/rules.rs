@@ -14,19 +14,86 @@ use serde::Serialize;
 
 use super::version::{Range, Version};
 
-/// The rules as written, before they are checked.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The rules as written, before they are checked; serialized under the
+/// configuration's keys, each only when given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RuleText {
     /// `semver`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub semver: Option<String>,
     /// `match`.
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
     pub matching: Option<String>,
     /// `exclude`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
     /// `latest`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub latest: Option<usize>,
     /// `allTags`.
+    #[serde(rename = "allTags", skip_serializing_if = "std::ops::Not::not")]
     pub all_tags: bool,
+}
+
+impl RuleText {
+    /// The names of the rules given, in the order they apply.
+    pub fn given(&self) -> impl Iterator<Item = &'static str> {
+        [
+            ("match", self.matching.is_some()),
+            ("exclude", !self.exclude.is_empty()),
+            ("semver", self.semver.is_some()),
+            ("latest", self.latest.is_some()),
+            ("allTags", self.all_tags),
+        ]
+        .into_iter()
+        .filter_map(|(rule, given)| given.then_some(rule))
+    }
+
+    /// Whether any rule is given.
+    pub fn any(&self) -> bool {
+        self.given().next().is_some()
+    }
+}
+
+/// Which tags, once mirrored, are not asked about again (`immutable`).
+#[derive(Debug, Clone, Default)]
+pub enum Immutable {
+    /// None of them (`false`, or not given).
+    #[default]
+    None,
+    /// Every one (`true`).
+    All,
+    /// Those that match the pattern, unanchored as every pattern.
+    Matching(Regex),
+}
+
+impl Immutable {
+    /// `pattern` checked.
+    pub fn pattern(pattern: &str) -> Result<Immutable, String> {
+        Regex::new(pattern)
+            .map(Immutable::Matching)
+            .map_err(|e| not_a_pattern(pattern, &e))
+    }
+
+    /// Whether `tag` is marked immutable.
+    pub fn marks(&self, tag: &str) -> bool {
+        match self {
+            Immutable::None => false,
+            Immutable::All => true,
+            Immutable::Matching(pattern) => pattern.is_match(tag),
+        }
+    }
+}
+
+/// As written: `false`, `true`, or the pattern.
+impl Serialize for Immutable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Immutable::None => s.serialize_bool(false),
+            Immutable::All => s.serialize_bool(true),
+            Immutable::Matching(pattern) => s.serialize_str(pattern.as_str()),
+        }
+    }
 }
 
 /// Checked rules.
@@ -57,27 +124,19 @@ impl Rules {
     /// caller writes a rule's name, e.g. `--semver` or `semver`).
     pub fn new(text: &RuleText, key: &dyn Fn(&str) -> String) -> Result<Rules, String> {
         if text.all_tags {
-            let other = [
-                ("match", text.matching.is_some()),
-                ("exclude", !text.exclude.is_empty()),
-                ("semver", text.semver.is_some()),
-                ("latest", text.latest.is_some()),
-            ]
-            .into_iter()
-            .find(|(_, given)| *given);
-            if let Some((rule, _)) = other {
+            if let Some(rule) = text.given().find(|rule| *rule != "allTags") {
                 return Err(format!(
-                    "{} chooses every tag, so it cannot be combined with {}",
+                    "{}: chooses every tag, so it cannot be combined with {}",
                     key("allTags"),
                     key(rule)
                 ));
             }
         }
         if text.latest == Some(0) {
-            return Err(format!("{} must be at least 1", key("latest")));
+            return Err(format!("{}: must be at least 1", key("latest")));
         }
         let pattern = |p: &str, rule: &str| {
-            Regex::new(p).map_err(|e| format!("{} '{p}' is not a pattern: {e}", key(rule)))
+            Regex::new(p).map_err(|e| format!("{}: {}", key(rule), not_a_pattern(p, &e)))
         };
         let semver = text
             .semver
@@ -160,6 +219,14 @@ impl Rules {
             Some(_) => None,
         }
     }
+}
+
+/// `'(' is not a pattern: ...`, a long pattern cut.
+fn not_a_pattern(pattern: &str, e: &regex_lite::Error) -> String {
+    format!(
+        "'{}' is not a pattern: {e}",
+        crate::error::excerpt(pattern, 80)
+    )
 }
 
 fn drop(tag: &str, rule: &'static str, reason: String) -> Decision {
@@ -320,17 +387,17 @@ mod tests {
             matching: Some("(".into()),
             ..RuleText::default()
         });
-        assert!(e.starts_with("--match '(' is not a pattern"), "{e}");
+        assert!(e.starts_with("--match: '(' is not a pattern"), "{e}");
         let e = bad(RuleText {
             exclude: vec!["ok".into(), "[".into()],
             ..RuleText::default()
         });
-        assert!(e.starts_with("--exclude '['"), "{e}");
+        assert!(e.starts_with("--exclude: '['"), "{e}");
         let e = bad(RuleText {
             latest: Some(0),
             ..RuleText::default()
         });
-        assert_eq!(e, "--latest must be at least 1");
+        assert_eq!(e, "--latest: must be at least 1");
         let e = bad(RuleText {
             all_tags: true,
             matching: Some("x".into()),
