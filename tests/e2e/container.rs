@@ -71,11 +71,13 @@ fn the_image_builds_offline_and_runs_load_and_sync_as_non_root() {
     let (src, dst) = (Registry::start(), Registry::start());
     let id = src.push_image("app", "1", 1);
     let ws = Workspace::new();
-    ws.list_script("sync.sh", &[format!("{}/app:1", src.host)]);
+    let tool = src.push_image("tool", "1", 1);
+    src.push_image("app", "2-rc", 1);
+    ws.list_script("sync.sh", &[format!("{}/tool:1", src.host)]);
     let port = free_port();
     ws.config(&format!(
-        "registries:\n  - hostname: '{}'\n    repository: mirror\n    engine: native\n    syncerScript: /etc/picture-book/sync.sh\napi:\n  enabled: true\n  port: {port}\n",
-        dst.host
+        "registries:\n  - hostname: '{}'\n    repository: mirror\n    engine: native\n    images:\n      - source: '{}/app'\n        exclude: ['-rc']\n    syncerScript: /etc/picture-book/sync.sh\napi:\n  enabled: true\n  port: {port}\n",
+        dst.host, src.host
     ));
     let state = ws.dir.join("state-in-image");
     fs::create_dir(&state).unwrap();
@@ -92,7 +94,13 @@ fn the_image_builds_offline_and_runs_load_and_sync_as_non_root() {
     assert!(check.status.success(), "check: {}", text(&check));
     let load = run_in_image(&ws, &state, &["load", "--all"]);
     assert_eq!(load.status.code(), Some(0), "load: {}", text(&load));
-    assert_eq!(dst.config_digest("mirror/app", "1"), Some(id));
+    assert_eq!(dst.config_digest("mirror/app", "1"), Some(id), "by images");
+    assert_eq!(
+        dst.config_digest("mirror/tool", "1"),
+        Some(tool),
+        "by the script in busybox sh"
+    );
+    assert_eq!(dst.config_digest("mirror/app", "2-rc"), None, "excluded");
     let written: Vec<u32> = fs::read_dir(&state)
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().uid())
