@@ -25,6 +25,16 @@ fn section(target: &Registry, inner: &str) -> String {
     format!("section[data-host=\"{}\"] {inner}", target.host)
 }
 
+/// What the console says beyond answers with an error status (a 401, the
+/// 409 of a refused run, the browser's own `/favicon.ico`): errors of the
+/// script, and what the Content-Security-Policy refused.
+fn script_errors(console: &[String]) -> Vec<&String> {
+    console
+        .iter()
+        .filter(|m| !m.contains("Failed to load resource"))
+        .collect()
+}
+
 #[test]
 fn the_status_page_shows_and_controls_every_registry() {
     let src = Registry::start();
@@ -106,15 +116,11 @@ fn the_status_page_shows_and_controls_every_registry() {
     assert_eq!(load.wait(minute).code, 1, "one image is missing");
 
     let console = b.console();
-    let errors: Vec<_> = console
-        .iter()
-        .filter(|m| !m.contains("Failed to load resource"))
-        .collect();
-    assert!(errors.is_empty(), "the page met errors: {errors:#?}");
     assert!(
         console.iter().any(|m| m.contains("409 (Conflict)")),
         "{console:#?}"
     );
+    assert_eq!(script_errors(&console), Vec::<&String>::new());
     let border = b.script(&format!(
         "return getComputedStyle(document.querySelector('{}')).borderLeftStyle;",
         section(&failing, "")
@@ -150,4 +156,38 @@ fn the_status_page_shows_and_controls_every_registry() {
         !out.all().contains(TOKEN),
         "the token is in the daemon's log"
     );
+}
+
+#[test]
+fn without_auth_the_page_shows_at_once_with_its_headers() {
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    ws.list_script("sync.sh", &[]);
+    let d = Daemon::start_with(&ws, &entry(&dst, "sync.sh"), None, |run| {
+        run.without_daemon()
+    });
+    let page = format!("http://127.0.0.1:{}/", d.port());
+    let answer = ureq::get(&page).call().unwrap();
+    let header = |name: &str| {
+        let value = answer.headers().get(name).map(|v| v.to_str().unwrap());
+        value.unwrap_or_default().to_string()
+    };
+    assert_eq!(header("Content-Type"), "text/html; charset=utf-8");
+    assert_eq!(header("X-Content-Type-Options"), "nosniff");
+    assert_eq!(header("X-Frame-Options"), "DENY");
+    let policy = header("Content-Security-Policy");
+    for part in [
+        "default-src 'none'",
+        "script-src 'sha256-",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(policy.contains(part), "{policy}");
+    }
+
+    let b = Browser::start(900, 700);
+    b.open(&page);
+    let minute = Duration::from_secs(60);
+    b.wait_for(&section(&dst, ""), "Last run: none yet", minute);
+    assert_eq!(b.text("#login"), "", "no token is asked for");
+    assert_eq!(script_errors(&b.console()), Vec::<&String>::new());
 }
