@@ -111,8 +111,12 @@ fn the_status_page_shows_and_controls_every_registry() {
         b.text(&section(&slow, ".state"))
             .contains("another picture-book runs it")
     );
-    let refusal = "another picture-book is running this registry";
-    b.wait_for("#message", refusal, minute);
+    let refusal = format!(
+        "{}: another picture-book is running this registry",
+        slow.host
+    );
+    let said = b.wait_for("#message", &refusal, minute);
+    assert!(said.starts_with(&refusal), "{said}");
     assert_eq!(load.wait(minute).code, 1, "one image is missing");
 
     let console = b.console();
