@@ -3,6 +3,7 @@
 #   make test                                       the test suite (as root)
 #   make && sudo make install                       PREFIX and DESTDIR as usual
 #   make install DESTDIR=/tmp/root PREFIX=/usr      (for packaging)
+#   make image                                      the container image, offline
 # The sample configuration goes to $(SYSCONFDIR)/picture-book/ and never
 # replaces one that is already there.
 
@@ -19,7 +20,7 @@ CARGO ?= cargo
 BIN := target/release/picture-book
 CONF := $(DESTDIR)$(SYSCONFDIR)/picture-book
 
-.PHONY: all install uninstall test demo
+.PHONY: all install uninstall test demo image
 
 all: $(BIN)
 
@@ -38,6 +39,10 @@ demo:
 	scripts/deps.sh demo
 	$(CARGO) build --quiet
 	PICTURE_BOOK=target/debug/picture-book scripts/demo.sh
+
+# FROM scratch with the release binary; needs docker (DOCKER_HOST as usual).
+image: $(BIN)
+	packaging/container/build.sh
 
 install: $(BIN)
 	install -Dm755 $(BIN) $(DESTDIR)$(BINDIR)/picture-book

@@ -3,13 +3,14 @@
 # installs the missing ones (apt-get update first, then apt-get install);
 # as another user it prints the one apt-get line that is needed and exits 1.
 #   scripts/deps.sh test     what `make test` needs (the e2e tests start a
-#                            docker daemon, registries and podman)
+#                            docker daemon, registries, podman and a
+#                            headless chromium)
 #   scripts/deps.sh demo     what `make demo` needs
 # DEPS_PACKAGES replaces the list (for the test of this script).
 set -eu
 
 case ${1:-} in
-    test) packages="docker.io docker-registry apache2-utils podman skopeo openssl curl bash-completion zsh" ;;
+    test) packages="docker.io docker-registry apache2-utils podman skopeo openssl curl bash-completion zsh chromium chromium-driver busybox-static ca-certificates" ;;
     demo) packages="docker-registry skopeo curl" ;;
     *) echo "usage: $0 test|demo" >&2; exit 2 ;;
 esac

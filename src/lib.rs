@@ -354,6 +354,7 @@ fn run_selected(cli: &Cli, config: &config::Config, runs: &Runs<'_>) -> Result<R
         force: runs.force,
         stop: &stop,
         on_image: &|_, _, _| {},
+        on_moved: &|_| {},
         lock_wait: runs.wait.filter(|_| !runs.dry_run),
         readiness: &mirror::Readiness::once(),
         mode: runs.mode,

@@ -217,6 +217,7 @@ mod tests {
             running: false,
             current_image: None,
             progress: None,
+            bytes_sent: None,
             run_started: None,
             next_run: None,
             number_of_syncs: 0,

@@ -48,6 +48,8 @@ pub struct Running {
     pub image: Option<String>,
     pub n: usize,
     pub of: usize,
+    /// Bytes sent by the images that have moved so far (native engine).
+    pub bytes: u64,
 }
 
 impl Synchronizer {

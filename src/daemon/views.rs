@@ -32,6 +32,9 @@ pub struct Status {
     pub current_image: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<String>,
+    /// Bytes the run in progress has sent so far, once it has sent some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_sent: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_started: Option<String>,
     pub next_run: Option<String>,
@@ -118,6 +121,7 @@ pub fn status(sync: &Synchronizer, state_dir: &Path) -> Status {
             .as_ref()
             .filter(|r| r.n > 0)
             .map(|r| format!("{} of {}", r.n, r.of)),
+        bytes_sent: st.running.as_ref().map(|r| r.bytes).filter(|b| *b > 0),
         run_started: st.running.as_ref().map(|r| rfc3339(&r.started)),
         next_run: timing.next_run.as_ref().map(rfc3339),
         number_of_syncs: st.number_of_syncs,
@@ -193,6 +197,7 @@ mod tests {
         for absent in [
             "currentImage",
             "progress",
+            "bytesSent",
             "runStarted",
             "lockedBy",
             "lastSkipped",
@@ -210,19 +215,22 @@ mod tests {
             image: None,
             n: 0,
             of: 0,
+            bytes: 0,
         });
         let v = shown(&sync);
         assert_eq!(v["running"], true);
         assert_eq!(v["runStarted"], rfc3339(&started));
         assert!(v.get("progress").is_none(), "no image yet");
+        assert!(v.get("bytesSent").is_none(), "nothing sent yet");
         if let Some(r) = sync.lock().running.as_mut() {
-            (r.n, r.of, r.image) = (2, 5, Some("alpine:3".into()));
+            (r.n, r.of, r.image, r.bytes) = (2, 5, Some("alpine:3".into()), 4096);
         }
         let v = shown(&sync);
         assert_eq!(
             (v["progress"].clone(), v["currentImage"].clone()),
             (json!("2 of 5"), json!("alpine:3"))
         );
+        assert_eq!(v["bytesSent"], 4096);
     }
 
     #[test]

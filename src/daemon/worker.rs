@@ -85,6 +85,7 @@ fn wait_until_due(sync: &Synchronizer) -> Option<(Registry, Due)> {
         image: None,
         n: 0,
         of: 0,
+        bytes: 0,
     });
     let mut registry = st.registry.clone();
     registry.prune &= !std::mem::take(&mut st.no_prune);
@@ -160,6 +161,11 @@ fn run_once(
             r.image = Some(source.to_string());
         }
     };
+    let on_moved = |bytes: u64| {
+        if let Some(r) = sync.lock().running.as_mut() {
+            r.bytes += bytes;
+        }
+    };
     let started = Local::now();
     let ctx = mirror::Context {
         engines: &tools.engines,
@@ -171,6 +177,7 @@ fn run_once(
         force: false,
         stop: &stop,
         on_image: &on_image,
+        on_moved: &on_moved,
         lock_wait: Some(LOCK_WAIT),
         readiness: &mirror::Readiness::every_run(),
         mode: mirror::Mode::Mirror,

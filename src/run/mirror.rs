@@ -54,6 +54,9 @@ pub struct Context<'a> {
     pub stop: &'a (dyn Fn() -> Option<String> + Sync),
     /// Told when an image starts: its number, the total, its source.
     pub on_image: &'a (dyn Fn(usize, usize, &str) + Sync),
+    /// Told when an image has moved: the bytes it sent (by an engine that
+    /// counts them, else 0).
+    pub on_moved: &'a (dyn Fn(u64) + Sync),
     /// How long to wait for another process's run of the registry to end;
     /// None to take no lock (a dry run writes nothing).
     pub lock_wait: Option<Duration>,
@@ -452,7 +455,7 @@ mod tests {
     use std::path::PathBuf;
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use std::time::Instant;
 
     /// How the fake engine answers a call: given its number, from 0, and
@@ -464,6 +467,8 @@ mod tests {
     struct Fake {
         answer: Answer,
         calls: AtomicUsize,
+        /// The bytes `on_moved` was told of.
+        told: AtomicU64,
         ready: Result<(), String>,
         layouts: bool,
     }
@@ -473,6 +478,7 @@ mod tests {
             Fake {
                 answer: Box::new(answer),
                 calls: AtomicUsize::new(0),
+                told: AtomicU64::new(0),
                 ready: Ok(()),
                 layouts: false,
             }
@@ -508,7 +514,9 @@ mod tests {
                 let n = self.calls.fetch_add(1, Ordering::SeqCst);
                 (self.answer)(n, &job.source.to_string())
             })?;
-            Ok(Moved::default())
+            let mut moved = Moved::default();
+            moved.stats.bytes = 1000;
+            Ok(moved)
         }
     }
 
@@ -577,6 +585,9 @@ mod tests {
             force: false,
             stop,
             on_image: &|_, _, _| {},
+            on_moved: &|bytes| {
+                engine.told.fetch_add(bytes, Ordering::SeqCst);
+            },
             lock_wait: Some(Duration::from_secs(1)),
             readiness: &readiness,
             mode,
@@ -689,6 +700,7 @@ mod tests {
             [(Outcome::Failed, 1), (Outcome::Mirrored, 1)]
         );
         assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(fake.told.load(Ordering::SeqCst), 1000, "only b moved");
         assert!(
             report.images[0]
                 .error

@@ -212,6 +212,7 @@ impl<'a> Run<'a> {
         self.ctx.progress.finished(&item, error.as_deref());
         match result {
             Ok(moved) => {
+                (self.ctx.on_moved)(moved.stats.bytes);
                 if self.ctx.mode.sink().is_registry() {
                     self.recorded(image, &seen, &moved);
                 }

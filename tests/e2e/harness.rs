@@ -87,7 +87,8 @@ fn start_watchdog(dir: &Path) {
         .expect("start watchdog");
 }
 
-fn remember_pid(pid: u32) {
+/// Lists `pid` for the watchdog to stop when the test binary exits.
+pub fn remember_pid(pid: u32) {
     use std::io::Write;
     let mut f = fs::OpenOptions::new()
         .create(true)
@@ -273,6 +274,15 @@ fn tail(path: &Path, n: usize) -> String {
     let log = fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs docker against the shared daemon once, for a test that judges its
+/// outcome (a program run in a container).
+pub fn docker_once(args: &[&str]) -> Output {
+    docker_cmd(&dockerd().host)
+        .args(args)
+        .output()
+        .expect("run docker")
 }
 
 /// Runs docker against the shared daemon; true when it succeeded.

@@ -1,12 +1,14 @@
 //! End-to-end tests: the real `picture-book` binary against a real docker
 //! daemon and real registries on 127.0.0.1, all started by `harness`.
 
+mod browser;
 mod fixtures;
 mod front;
 mod harness;
 
 mod bad_input;
 mod cli;
+mod container;
 mod create_repository;
 mod demo;
 mod docs;
@@ -23,6 +25,7 @@ mod quirks;
 mod referrers;
 mod referrers_front;
 mod several;
+mod status;
 mod storage;
 mod sync;
 mod tags;

@@ -2,11 +2,13 @@
 //! file binds the address, takes each request from the listener, has it
 //! answered by [`route`] and queues the answer on its client's connection.
 //! The files beside it do one job each: `routes` (endpoints, methods, the
-//! token), `query` (query strings), `writers` (per-client write queues) and
-//! `listener` (the socket and its connections kept healthy). What the
-//! operations do is `daemon`'s business.
+//! token), `page` (the status page at `/`), `query` (query strings),
+//! `writers` (per-client write queues) and `listener` (the socket and its
+//! connections kept healthy). What the operations do is `daemon`'s
+//! business.
 
 pub mod listener;
+mod page;
 mod query;
 mod routes;
 mod writers;

@@ -1,6 +1,6 @@
 //! The API's routing: the seed's `/list` and `/ops` endpoints with their
-//! query parameters, plus `/healthz` and `/metrics`, the methods each takes
-//! and the bearer token that guards them. [`route`] is a plain function of
+//! query parameters, plus `/healthz`, `/metrics` and the status page at `/`,
+//! the methods each takes and the bearer token that guards them. [`route`] is a plain function of
 //! method, URL and `Authorization` header, so it is tested without a
 //! socket. What the operations do is `daemon`'s business; how answers reach
 //! the client, `writers`'.
@@ -8,6 +8,7 @@
 use serde_json::{Value, json};
 use tiny_http::Method;
 
+use crate::daemon::api::page;
 use crate::daemon::api::query::Query;
 use crate::daemon::{Daemon, Refusal};
 use crate::secret::Secret;
@@ -25,14 +26,24 @@ enum Endpoint {
     Ops,
     Healthz,
     Metrics,
+    Page,
+}
+
+impl Endpoint {
+    /// Whether it is answered without the token: `/healthz` for probes,
+    /// and the page, which holds no data and asks for the token itself.
+    fn open(self) -> bool {
+        matches!(self, Endpoint::Healthz | Endpoint::Page)
+    }
 }
 
 /// The endpoints and the methods each takes.
-const ENDPOINTS: [(&str, Endpoint, &str); 4] = [
+const ENDPOINTS: [(&str, Endpoint, &str); 5] = [
     ("/list", Endpoint::List, "GET, HEAD, OPTIONS"),
     ("/ops", Endpoint::Ops, "GET, HEAD, POST, OPTIONS"),
     ("/healthz", Endpoint::Healthz, "GET, HEAD, OPTIONS"),
     ("/metrics", Endpoint::Metrics, "GET, HEAD, OPTIONS"),
+    ("/", Endpoint::Page, "GET, HEAD, OPTIONS"),
 ];
 
 /// An answer: status, content type, body and extra headers.
@@ -126,7 +137,7 @@ pub fn route(method: &Method, url: &str, authorization: Option<&str>, daemon: &D
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let endpoint = ENDPOINTS.iter().find(|(p, _, _)| *p == path);
     let server_wide = path == "*" && *method == Method::Options;
-    if endpoint.is_none_or(|(_, e, _)| *e != Endpoint::Healthz) && !server_wide {
+    if endpoint.is_none_or(|(_, e, _)| !e.open()) && !server_wide {
         if let Some(token) = daemon.api_token() {
             if !authorized(authorization, &token) {
                 return Reply::error(
@@ -159,6 +170,7 @@ pub fn route(method: &Method, url: &str, authorization: Option<&str>, daemon: &D
     };
     match endpoint {
         Endpoint::Healthz => Reply::text("ok\n".into(), "text/plain; charset=utf-8"),
+        Endpoint::Page => page::reply(),
         Endpoint::Metrics => {
             Reply::text(daemon.metrics(), "text/plain; version=0.0.4; charset=utf-8")
         }
@@ -536,6 +548,26 @@ mod tests {
         assert!(r.body.lines().any(|l| {
             l.starts_with("picture_book_next_run_timestamp_seconds{registry=\"a.example.com\"} 1")
         }));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_page_is_served_without_the_token_and_holds_no_data() {
+        let (d, dir) = daemon("page", Some("s3cret-token"));
+        let page = get(&d, "/");
+        assert_eq!(page.status, 200);
+        assert_eq!(page.content_type, "text/html; charset=utf-8");
+        assert!(!page.body.contains("a.example.com"), "no data in the page");
+        assert!(
+            page.headers
+                .iter()
+                .any(|(k, v)| *k == "Content-Security-Policy" && v.contains("script-src 'sha256-"))
+        );
+        assert_eq!(get(&d, "/list?type=configured").status, 401);
+        assert_eq!(route(&Method::Post, "/", None, &d).status, 405);
+        assert_eq!(route(&Method::Head, "/", None, &d).status, 200);
+        assert_eq!(route(&Method::Options, "/", None, &d).status, 204);
+        assert_eq!(get(&d, "/index.html").status, 401, "only / is open");
         fs::remove_dir_all(dir).unwrap();
     }
 
