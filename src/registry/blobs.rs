@@ -121,10 +121,15 @@ impl Client {
             return Err(refused(repo, resp, &format!("GET {path}")));
         }
         let length = header(&resp, "Content-Length").and_then(|l| l.parse().ok());
-        Ok(BlobStream {
-            reader: Box::new(resp.into_body().into_reader()),
-            length,
-        })
+        let reader = resp.into_body().into_reader();
+        let reader: Box<dyn Read + Send> = match length {
+            Some(left) => Box::new(ToTheEnd {
+                inner: reader,
+                left,
+            }),
+            None => Box::new(reader),
+        };
+        Ok(BlobStream { reader, length })
     }
 
     /// Sends the whole blob `digest` (`length` bytes from `data`) to
@@ -237,6 +242,29 @@ impl Client {
     }
 }
 
+/// A blob's body that, once its last byte is read, reads on to its end:
+/// ureq pools a connection only then, and a `PUT` stops reading its body
+/// at its `Content-Length`.
+struct ToTheEnd<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for ToTheEnd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let before = self.left;
+        self.left = self.left.saturating_sub(n as u64);
+        if before > 0 && self.left == 0 && self.inner.read(&mut [0; 1])? > 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the blob is longer than its Content-Length",
+            ));
+        }
+        Ok(n)
+    }
+}
+
 /// `location` (whole, absolute-path or relative) as a whole URL, resolved
 /// against the URL `base` of the request it answered.
 fn resolve(base: &str, location: &str) -> String {
@@ -321,6 +349,30 @@ mod tests {
             resolve(at_store, "?sig=t"),
             "https://store.example/up/1?sig=t"
         );
+    }
+
+    #[test]
+    fn a_blob_is_read_to_its_end_with_its_last_byte() {
+        struct Counted<'a>(&'a [u8], usize);
+        impl Read for Counted<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.1 += 1;
+                self.0.read(buf)
+            }
+        }
+        let mut inner = Counted(b"abcd", 0);
+        let mut reader = ToTheEnd {
+            inner: &mut inner,
+            left: 4,
+        };
+        let mut buf = [0; 4];
+        assert_eq!(reader.read(&mut buf).unwrap(), 4);
+        assert_eq!(inner.1, 2, "the read that sees the end comes at once");
+        let mut longer = ToTheEnd {
+            inner: &b"abcde"[..],
+            left: 4,
+        };
+        assert!(longer.read(&mut buf).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod delete;
 pub mod limits;
 pub mod manifests;
 pub mod quirks;
+pub mod resolve;
 pub mod transport;
 
 use std::io::Read;

@@ -7,6 +7,13 @@
 //! retries whole steps of a move); blob streams have no overall limit, only
 //! a connect and an idle timeout, and are never repeated here. What the
 //! requests mean is for the other `registry` modules.
+//!
+//! Connections are kept for the next request: one agent (one pool) per
+//! kind of TLS trust serves small requests and streams alike, the pool
+//! keeps as many idle connections per host as the largest `parallel` plus
+//! the checks, and every answer's body is read to its end (a small one at
+//! once, into memory), since ureq pools a connection only then. Names are
+//! resolved without a thread per request (`resolve`).
 
 use std::collections::HashMap;
 use std::fs;
@@ -43,6 +50,16 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a blob stream may go without a byte in either direction.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The idle connections kept per host: the most images a registry moves
+/// at once (`parallel`, at most 32), plus the checks and uploads opened
+/// beside them.
+const IDLE_PER_HOST: usize = 36;
+/// The idle connections kept in all, for a source and a target at once.
+const IDLE_IN_ALL: usize = 2 * IDLE_PER_HOST;
+/// The largest answer body read into memory as it arrives, so that its
+/// connection returns to the pool whatever the caller reads of it (every
+/// answer but a blob's, in practice).
+const SMALL_BODY: u64 = 64 << 10;
 /// How often a small request refused with 429 or 503 is tried again.
 const RETRIES: u32 = 3;
 /// The longest `Retry-After` honoured here.
@@ -159,21 +176,20 @@ impl<'a> Request<'a> {
     }
 }
 
-/// The agents of one kind: verified, unverified (for insecure registries),
-/// and verified with a host's extra CAs.
+/// The agents, one per kind of trust: verified, unverified (for insecure
+/// registries), and verified with a host's extra CAs. Each serves small
+/// requests and streams, from one pool.
 struct Agents {
-    stream: bool,
     verified: ureq::Agent,
     unverified: ureq::Agent,
     with_cas: Mutex<HashMap<String, ureq::Agent>>,
 }
 
 impl Agents {
-    fn new(roots: &Arc<Vec<Certificate<'static>>>, stream: bool) -> Agents {
+    fn new(roots: &Arc<Vec<Certificate<'static>>>) -> Agents {
         Agents {
-            stream,
-            verified: agent(tls(roots, false), stream),
-            unverified: agent(tls(roots, true), stream),
+            verified: agent(tls(roots, false)),
+            unverified: agent(tls(roots, true)),
             with_cas: Mutex::new(HashMap::new()),
         }
     }
@@ -183,8 +199,7 @@ impl Agents {
 pub struct Transport {
     roots: Arc<Vec<Certificate<'static>>>,
     certs_dirs: Vec<PathBuf>,
-    small: Agents,
-    streams: Agents,
+    agents: Agents,
     schemes: Mutex<HashMap<String, &'static str>>,
 }
 
@@ -194,8 +209,7 @@ impl Transport {
     pub fn new(certs_dirs: &[PathBuf]) -> Transport {
         let roots = Arc::new(system_roots());
         Transport {
-            small: Agents::new(&roots, false),
-            streams: Agents::new(&roots, true),
+            agents: Agents::new(&roots),
             roots,
             certs_dirs: certs_dirs.to_vec(),
             schemes: Mutex::new(HashMap::new()),
@@ -230,7 +244,7 @@ impl Transport {
                 format!("{scheme}://{host}{}", req.target)
             };
             let https = url.starts_with("https://");
-            let agent = self.agent(host, insecure && https, req.stream);
+            let agent = self.agent(host, insecure && https);
             match self.send_retrying(&agent, &url, &mut req, authorization) {
                 Ok(resp) => {
                     if !absolute {
@@ -299,32 +313,36 @@ impl Transport {
         if let Some(a) = authorization {
             builder = builder.header("Authorization", a.expose());
         }
-        match &mut req.body {
+        let stream = req.stream;
+        let resp = match &mut req.body {
             Body::Empty => {
                 if matches!(req.method, Method::Put | Method::Post | Method::Patch) {
                     builder = builder.header("Content-Length", "0");
                 }
-                agent.run(builder.body(SendBody::none()).map_err(ureq::Error::from)?)
+                run(agent, builder.body(SendBody::none()), stream)?
             }
             Body::Bytes(b) => {
                 let mut bytes: &[u8] = b;
                 let builder = builder.header("Content-Length", bytes.len());
-                let body = SendBody::from_reader(&mut bytes);
-                agent.run(builder.body(body).map_err(ureq::Error::from)?)
+                run(
+                    agent,
+                    builder.body(SendBody::from_reader(&mut bytes)),
+                    stream,
+                )?
             }
             Body::Stream(reader, len) => {
                 let builder = builder.header("Content-Length", *len);
-                let body = SendBody::from_reader(*reader);
-                agent.run(builder.body(body).map_err(ureq::Error::from)?)
+                run(agent, builder.body(SendBody::from_reader(*reader)), stream)?
             }
-        }
+        };
+        settle(resp, req.method)
     }
 
     /// The agent for `host`: unverified for an insecure host's HTTPS, else
     /// verified with the host's extra CAs from `certs.d`, if any (built
     /// once, outside the cache's lock).
-    fn agent(&self, host: &str, unverified: bool, stream: bool) -> ureq::Agent {
-        let agents = if stream { &self.streams } else { &self.small };
+    fn agent(&self, host: &str, unverified: bool) -> ureq::Agent {
+        let agents = &self.agents;
         if unverified {
             return agents.unverified.clone();
         }
@@ -342,7 +360,7 @@ impl Transport {
             log::debug!("{host}: trusting {} extra CA certificates", extra.len());
             let mut all: Vec<Certificate<'static>> = self.roots.as_ref().clone();
             all.extend(extra);
-            agent(tls(&Arc::new(all), false), agents.stream)
+            agent(tls(&Arc::new(all), false))
         };
         lock(&agents.with_cas)
             .entry(host.to_string())
@@ -362,7 +380,7 @@ impl Transport {
             .nth(1)
             .and_then(|r| r.split('/').next())
             .unwrap_or_default();
-        let agent = self.agent(host, insecure, false);
+        let agent = self.agent(host, insecure);
         let mut req = Request::new(Method::Get, url);
         self.send_once(&agent, url, &mut req, authorization)
     }
@@ -402,21 +420,69 @@ pub fn header(resp: &http::Response<ureq::Body>, name: &str) -> Option<String> {
 pub static COPY_AGENT: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("picture-book/{} native", env!("CARGO_PKG_VERSION")));
 
-fn agent(tls: TlsConfig, stream: bool) -> ureq::Agent {
-    let builder = ureq::Agent::config_builder()
+/// An agent: its defaults are a small request's (an overall limit); a
+/// stream sets its own limits per request. Both share its pool.
+fn agent(tls: TlsConfig) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_global(Some(REQUEST_TIMEOUT))
         .max_redirects(3)
+        .max_idle_connections(IDLE_IN_ALL)
+        .max_idle_connections_per_host(IDLE_PER_HOST)
         .user_agent(format!("picture-book/{}", env!("CARGO_PKG_VERSION")))
-        .tls_config(tls);
-    let builder = if stream {
-        builder
-            .timeout_per_read(Some(IDLE_TIMEOUT))
-            .timeout_per_write(Some(IDLE_TIMEOUT))
-    } else {
-        builder.timeout_global(Some(REQUEST_TIMEOUT))
-    };
-    builder.build().into()
+        .tls_config(tls)
+        .build();
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        super::resolve::Cached::default(),
+    )
+}
+
+/// Sends `request` with `agent`: as a small request (the agent's overall
+/// limit), or as a stream (only an idle limit each way).
+fn run<S: ureq::AsSendBody>(
+    agent: &ureq::Agent,
+    request: Result<http::Request<S>, http::Error>,
+    stream: bool,
+) -> Result<http::Response<ureq::Body>, ureq::Error> {
+    let request = request.map_err(ureq::Error::from)?;
+    if !stream {
+        return agent.run(request);
+    }
+    let request = agent
+        .configure_request(request)
+        .timeout_global(None)
+        .timeout_per_read(Some(IDLE_TIMEOUT))
+        .timeout_per_write(Some(IDLE_TIMEOUT))
+        .build();
+    agent.run(request)
+}
+
+/// `resp` with its body read into memory when it is small (and a `HEAD`'s
+/// left alone: it has none), so that the connection returns to the pool
+/// now, whatever the caller reads of it.
+fn settle(
+    mut resp: http::Response<ureq::Body>,
+    method: Method,
+) -> Result<http::Response<ureq::Body>, ureq::Error> {
+    let small = header(&resp, "Content-Length")
+        .and_then(|l| l.trim().parse::<u64>().ok())
+        .is_some_and(|l| l <= SMALL_BODY);
+    if method == Method::Head || !small {
+        return Ok(resp);
+    }
+    let bytes = resp
+        .body_mut()
+        .with_config()
+        .limit(SMALL_BODY)
+        .read_to_vec()?;
+    let (parts, _) = resp.into_parts();
+    Ok(http::Response::from_parts(
+        parts,
+        ureq::Body::builder().data(bytes),
+    ))
 }
 
 fn tls(roots: &Arc<Vec<Certificate<'static>>>, unverified: bool) -> TlsConfig {
@@ -490,11 +556,11 @@ mod tests {
         );
         assert!(extra_cas(&dir.join("other.example.com")).is_empty());
         let transport = Transport::new(std::slice::from_ref(&dir));
-        transport.agent("reg.example.com:5000", false, false);
-        transport.agent("other.example.com", false, false);
-        transport.agent("other.example.com", false, true);
+        transport.agent("reg.example.com:5000", false);
+        transport.agent("other.example.com", false);
+        transport.agent("other.example.com", false);
         assert_eq!(
-            lock(&transport.small.with_cas).len(),
+            lock(&transport.agents.with_cas).len(),
             2,
             "agents are built once per host"
         );
