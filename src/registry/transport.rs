@@ -201,6 +201,7 @@ pub struct Transport {
     certs_dirs: Vec<PathBuf>,
     agents: Agents,
     schemes: Mutex<HashMap<String, &'static str>>,
+    probes: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl Transport {
@@ -213,6 +214,7 @@ impl Transport {
             roots,
             certs_dirs: certs_dirs.to_vec(),
             schemes: Mutex::new(HashMap::new()),
+            probes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -228,14 +230,15 @@ impl Transport {
         authorization: Option<&Secret>,
     ) -> Result<http::Response<ureq::Body>, Error> {
         let absolute = req.target.contains("://");
-        let known = lock(&self.schemes).get(host).copied();
-        let schemes: &[&'static str] = match (absolute, insecure, known) {
-            (true, _, _) => &[""],
-            (_, false, _) => &["https"],
-            (_, true, Some("http")) => &["http"],
-            (_, true, Some(_)) => &["https"],
-            (_, true, None) => &["https", "http"],
-        };
+        let mut known = lock(&self.schemes).get(host).copied();
+        // The first request to an insecure host finds out its scheme while
+        // the others wait for it: one TLS probe per host, not per worker.
+        let probe = (insecure && !absolute && known.is_none()).then(|| self.probe_lock(host));
+        let _probing = probe.as_ref().map(|p| lock(p));
+        if probe.is_some() {
+            known = lock(&self.schemes).get(host).copied();
+        }
+        let schemes = schemes(absolute, insecure, known);
         let mut last = None;
         for (i, scheme) in schemes.iter().enumerate() {
             let url = if absolute {
@@ -264,6 +267,12 @@ impl Transport {
             host: host.to_string(),
             detail: format!("no answer: {detail}"),
         })
+    }
+
+    /// The lock that the requests to `host` take while its scheme is not
+    /// known.
+    fn probe_lock(&self, host: &str) -> Arc<Mutex<()>> {
+        Arc::clone(lock(&self.probes).entry(host.to_string()).or_default())
     }
 
     /// The scheme (`https`, `http`) that reached `host`, once one has.
@@ -383,6 +392,20 @@ impl Transport {
         let agent = self.agent(host, insecure);
         let mut req = Request::new(Method::Get, url);
         self.send_once(&agent, url, &mut req, authorization)
+    }
+}
+
+/// The schemes to try, in turn, for a request: a whole URL as it is; a
+/// registry that is not insecure over HTTPS only, whatever else reached
+/// it; an insecure one by the scheme that reached it, else HTTPS and then
+/// plain HTTP.
+fn schemes(absolute: bool, insecure: bool, known: Option<&str>) -> &'static [&'static str] {
+    match (absolute, insecure, known) {
+        (true, _, _) => &[""],
+        (_, false, _) => &["https"],
+        (_, true, Some("http")) => &["http"],
+        (_, true, Some(_)) => &["https"],
+        (_, true, None) => &["https", "http"],
     }
 }
 
@@ -565,6 +588,21 @@ mod tests {
             "agents are built once per host"
         );
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn plain_http_is_for_insecure_registries_alone() {
+        assert_eq!(schemes(false, false, None), ["https"]);
+        assert_eq!(schemes(false, false, Some("http")), ["https"]);
+        assert_eq!(schemes(false, true, None), ["https", "http"]);
+        assert_eq!(schemes(false, true, Some("http")), ["http"]);
+        assert_eq!(schemes(false, true, Some("https")), ["https"]);
+        assert_eq!(schemes(true, true, None), [""]);
+    }
+
+    #[test]
+    fn the_pool_holds_the_largest_parallel_and_the_checks() {
+        const { assert!(IDLE_PER_HOST >= crate::config::MAX_PARALLEL + 4) };
     }
 
     #[test]

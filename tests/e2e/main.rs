@@ -8,6 +8,7 @@ mod harness;
 
 mod bad_input;
 mod cli;
+mod connections;
 mod container;
 mod create_repository;
 mod demo;

@@ -279,6 +279,8 @@ fn a_blob_another_repository_has_is_mounted_and_chunks_are_sent_when_asked() {
         .filter(|(m, p, _)| m == "POST" && p.contains("/v2/mirror/two/blobs/uploads/?mount="))
         .count();
     assert_eq!(mounts, blobs, "the target's log shows the mounts");
+    let heads = dst.count("HEAD", "/v2/mirror/two/blobs/", true);
+    assert_eq!(heads, 0, "no HEAD before a mount: the mount answers it");
     assert_eq!(dst.config_digest("mirror/big", "1"), Some(id));
     let patches = copy_requests(&dst)
         .iter()

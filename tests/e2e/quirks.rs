@@ -516,6 +516,13 @@ fn a_mount_refused_with_401_is_uploaded_and_one_answered_202_is_uploaded_there()
         count(&seen, "PUT", "/v2/mirror/three/blobs/uploads/", Some(201)),
         blobs
     );
+    for repo in ["two", "three"] {
+        assert_eq!(
+            count(&seen, "HEAD", &format!("/v2/mirror/{repo}/blobs/"), None),
+            blobs,
+            "{repo}: a HEAD of each blob once its mount did not do: {seen:#?}"
+        );
+    }
 }
 
 #[test]

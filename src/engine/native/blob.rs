@@ -1,7 +1,8 @@
 //! The native engine's blobs: each one copied from scratch on each attempt,
-//! as many at once as the run's slots allow. A blob the target has is
-//! skipped; one another repository of the target has is mounted (a refused
-//! mount becomes an upload); any other is streamed from the source into one
+//! as many at once as the run's slots allow. A blob another repository of
+//! the target is known to have is mounted from there, with no `HEAD` first
+//! (a mount that fails, or opens an upload instead, goes on as below); a
+//! blob the target has is skipped; any other is streamed from the source into one
 //! `PUT`, or into `PATCH`es of `chunkSize`, its sha256 checked as it passes.
 //! A registry that refuses one way (a single request, or chunks) gets the
 //! other, from then on.
@@ -115,12 +116,20 @@ impl<'a> Copy<'a> {
         }
         let client = self.job.client;
         let creds = self.job.access.push();
+        let opened = match self.mount(blob) {
+            Some(Mounted::Done) => return Ok(Arrived::Mounted),
+            Some(Mounted::Upload(u)) => Some(u),
+            None => None,
+        };
         if client.head_blob(&self.dst, &blob.digest, creds)?.is_some() {
+            if let Some(u) = &opened {
+                client.cancel_upload(&self.dst, u, creds);
+            }
             return Ok(Arrived::Present);
         }
-        let upload = match self.open_upload(blob)? {
-            Mounted::Done => return Ok(Arrived::Mounted),
-            Mounted::Upload(u) => u,
+        let upload = match opened {
+            Some(u) => u,
+            None => client.start_upload(&self.dst, creds)?,
         };
         let host = &self.dst.host;
         let first = way(
@@ -156,26 +165,34 @@ impl<'a> Copy<'a> {
         sent.map(|_| Arrived::Copied)
     }
 
-    /// An upload for `blob`: a mount from another repository of the target
-    /// that has it (which may open an upload instead), else a new upload. A
-    /// mount refused with 401 or 403 (Harbor has answered 401) is given up
-    /// for a plain upload.
-    fn open_upload(&self, blob: &Blob) -> Result<Mounted, Error> {
-        let client = self.job.client;
+    /// Mounts `blob` from another repository of the target that has it,
+    /// without asking first whether the target repository has it: a mount
+    /// answers that too (201). None when no repository is known to have it,
+    /// or the mount failed (Harbor has answered 401): then the blob goes
+    /// the way of one never seen, as does one the registry would not mount
+    /// (202, with the upload it opened).
+    fn mount(&self, blob: &Blob) -> Option<Mounted> {
+        let from = self
+            .job
+            .memory
+            .blob_elsewhere(&blob.digest, &self.dst.path)?;
         let creds = self.job.access.push();
-        let from = self.job.memory.blob_elsewhere(&blob.digest, &self.dst.path);
-        if let Some(from) = from {
-            match client.mount_blob(&self.dst, &blob.digest, &from, creds) {
-                Err(e) if matches!(e.http_status(), Some(401 | 403)) => log::info!(
-                    "{}: {} refused to mount {} from {from} ({e}); uploading it",
+        match self
+            .job
+            .client
+            .mount_blob(&self.dst, &blob.digest, &from, creds)
+        {
+            Ok(mounted) => Some(mounted),
+            Err(e) => {
+                log::info!(
+                    "{}: {} did not mount {} from {from} ({e}); uploading it unless it is there",
                     self.job.item.name(),
                     self.dst.host,
                     blob.digest
-                ),
-                mounted => return mounted,
+                );
+                None
             }
         }
-        client.start_upload(&self.dst, creds).map(Mounted::Upload)
     }
 
     /// Sends `blob` to `upload` the `way` chosen.
