@@ -2,14 +2,14 @@
 # What one native run costs in connections, threads and requests, on
 # loopback: a source and a target registry started here, N images of
 # three blobs each (a layer all images share, a layer and a config of
-# their own) pushed straight to the source over the registry API (no
-# docker needed), then `picture-book load` with the native engine, fresh
+# their own) pushed straight to the source over the registry API by
+# bench/push.py (no docker needed), then `picture-book load` with the native engine, fresh
 # and again (a no-op), each under `strace -f -e trace=connect,clone,clone3`.
 # Prints, per run: the connects to each registry, the threads started, and
 # the requests in each registry's access log, by method.
 #
-# Needs root (for the registries' ports? no: for strace of a child, any user
-# will do), the Debian packages docker-registry and strace, curl, python3.
+# Needs root (as bench/lib.sh does), the Debian packages docker-registry and
+# strace, curl, python3.
 # Usage: bench/connects.sh [IMAGES] [PARALLEL]   (defaults 40 and 4)
 # $PB names a picture-book binary; else target/release is built.
 set -euo pipefail
@@ -26,35 +26,7 @@ start_registry src SRC
 start_registry dst DST
 
 echo "pushing $N images of three blobs to the source..." >&2
-python3 - "$SRC" "$N" <<'PY'
-import hashlib, json, os, sys, urllib.request
-src, n = sys.argv[1], int(sys.argv[2])
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-def call(method, url, data=None, headers=None):
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    return opener.open(req)
-def blob(repo, data):
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    loc = call("POST", f"http://{src}/v2/{repo}/blobs/uploads/").headers["Location"]
-    if not loc.startswith("http"):
-        loc = f"http://{src}{loc}"
-    sep = "&" if "?" in loc else "?"
-    call("PUT", f"{loc}{sep}digest={digest}", data,
-         {"Content-Type": "application/octet-stream"})
-    return {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": len(data)}
-shared = os.urandom(256 << 10)
-for i in range(1, n + 1):
-    repo = f"bench/img{i}"
-    layers = [blob(repo, shared), blob(repo, os.urandom(64 << 10))]
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers",
-        "diff_ids": [l["digest"] for l in layers]}, "n": i}).encode()
-    cfg = blob(repo, config)
-    cfg["mediaType"] = "application/vnd.oci.image.config.v1+json"
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": cfg, "layers": layers}).encode()
-    call("PUT", f"http://{src}/v2/{repo}/manifests/1", manifest,
-         {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
-PY
+python3 "$HERE/bench/push.py" "http://$SRC" "$N"
 
 mkdir -p "$WORK/pb"
 {

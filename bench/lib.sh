@@ -74,8 +74,9 @@ build_images() {
 }
 
 # start_registry NAME VAR [USER PASS]: starts a registry (with htpasswd
-# authentication when USER and PASS are given) and sets VAR to its
-# host:port. Call it outside $(...), so that its pid reaches PIDS.
+# authentication when USER and PASS are given; over HTTPS with
+# $REGISTRY_TLS_DIR/server.crt and server.key when that is set) and sets VAR
+# to its host:port. Call it outside $(...), so that its pid reaches PIDS.
 start_registry() {
     local dir=$WORK/$1 port
     port=$(free_port)
@@ -92,6 +93,12 @@ storage:
 http:
   addr: 127.0.0.1:$port
 CFG
+    local scheme=http
+    if [ -n "${REGISTRY_TLS_DIR:-}" ]; then
+        scheme=https
+        printf '  tls:\n    certificate: %s\n    key: %s\n' \
+            "$REGISTRY_TLS_DIR/server.crt" "$REGISTRY_TLS_DIR/server.key" >>"$dir/config.yml"
+    fi
     if [ $# -ge 4 ]; then
         htpasswd -Bbn "$3" "$4" >"$dir/htpasswd" 2>/dev/null
         printf 'auth:\n  htpasswd:\n    realm: bench\n    path: %s\n' "$dir/htpasswd" >>"$dir/config.yml"
@@ -99,7 +106,7 @@ CFG
     docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 1 100); do
-        curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && break
+        curl -sk -o /dev/null "$scheme://127.0.0.1:$port/v2/" && break
         sleep 0.1
     done
     printf -v "$2" '%s' "127.0.0.1:$port"

@@ -4,10 +4,12 @@
 //! reloading the configuration and shutting down. The files beside it do
 //! one job each: `scheduler` decides when to run (pure, unit-tested),
 //! `synchronizer` holds a registry's shared state, `worker` is its thread,
-//! `views` and `metrics` are what the API shows, and `api` serves HTTP
-//! (routing, write queues, query decoding, the listening socket).
+//! `views` and `metrics` are what the API shows, `memory` keeps the idle
+//! daemon small, and `api` serves HTTP (routing, write queues, query
+//! decoding, the listening socket).
 
 pub mod api;
+mod memory;
 mod metrics;
 mod scheduler;
 mod synchronizer;
@@ -71,6 +73,7 @@ impl Daemon {
 
     /// Starts one thread per synchronizer.
     pub fn start(self: &Arc<Daemon>) {
+        memory::limit_arenas();
         for sync in self.syncs() {
             self.spawn(sync);
         }

@@ -54,10 +54,12 @@ pub fn serve(sync: &Synchronizer, tools: &Tools) {
             log::info!("{}: synchronizer stopped", sync.hostname);
             return;
         };
+        let busy = super::memory::Busy::start(&tools.client);
         match run_once(sync, &registry, tools) {
             Ok(report) => ended(sync, &due, report),
             Err(holder) => skip_held(sync, holder),
         }
+        drop(busy);
     }
 }
 

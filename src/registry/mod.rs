@@ -157,6 +157,11 @@ impl Client {
         }
     }
 
+    /// Closes the idle connections, for a daemon that has nothing to do.
+    pub fn forget_idle(&self) {
+        self.transport.forget_idle();
+    }
+
     /// The challenges learnt so far, by host, to keep for the next process.
     pub fn challenges(&self) -> Vec<(String, Challenge)> {
         self.auth.challenges()

@@ -199,7 +199,7 @@ impl Agents {
 pub struct Transport {
     roots: Arc<Vec<Certificate<'static>>>,
     certs_dirs: Vec<PathBuf>,
-    agents: Agents,
+    agents: Mutex<Arc<Agents>>,
     schemes: Mutex<HashMap<String, &'static str>>,
     probes: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
@@ -210,7 +210,7 @@ impl Transport {
     pub fn new(certs_dirs: &[PathBuf]) -> Transport {
         let roots = Arc::new(system_roots());
         Transport {
-            agents: Agents::new(&roots),
+            agents: Mutex::new(Arc::new(Agents::new(&roots))),
             roots,
             certs_dirs: certs_dirs.to_vec(),
             schemes: Mutex::new(HashMap::new()),
@@ -267,6 +267,13 @@ impl Transport {
             host: host.to_string(),
             detail: format!("no answer: {detail}"),
         })
+    }
+
+    /// Closes the idle connections (and drops their buffers): the pools
+    /// start afresh. For a daemon with nothing in progress; requests under
+    /// way finish on the connections they have.
+    pub fn forget_idle(&self) {
+        *lock(&self.agents) = Arc::new(Agents::new(&self.roots));
     }
 
     /// The lock that the requests to `host` take while its scheme is not
@@ -351,7 +358,7 @@ impl Transport {
     /// verified with the host's extra CAs from `certs.d`, if any (built
     /// once, outside the cache's lock).
     fn agent(&self, host: &str, unverified: bool) -> ureq::Agent {
-        let agents = &self.agents;
+        let agents = Arc::clone(&lock(&self.agents));
         if unverified {
             return agents.unverified.clone();
         }
@@ -583,7 +590,7 @@ mod tests {
         transport.agent("other.example.com", false);
         transport.agent("other.example.com", false);
         assert_eq!(
-            lock(&transport.agents.with_cas).len(),
+            lock(&lock(&transport.agents).with_cas).len(),
             2,
             "agents are built once per host"
         );
