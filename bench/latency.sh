@@ -104,26 +104,25 @@ for rtt in "${RTTS[@]}"; do
     sk() {
         skopeo sync --src yaml --dest docker --dest-cert-dir "$WORK/certs/$DST_FRONT" "$dir/skopeo.yaml" "$DST_FRONT/skopeo"
     }
-    c0=$(($(count "src$rtt") + $(count "dst$rtt")))
-    s0=$(lines src); d0=$(lines "dst$rtt")
-    pb_fresh=$(timed pb)
-    c1=$(($(count "src$rtt") + $(count "dst$rtt")))
-    s1=$(lines src); d1=$(lines "dst$rtt")
-    pb_noop=$(timed pb)
-    c2=$(($(count "src$rtt") + $(count "dst$rtt")))
-    s2=$(lines src); d2=$(lines "dst$rtt")
-    sk_fresh=$(timed sk)
-    c3=$(($(count "src$rtt") + $(count "dst$rtt")))
-    s3=$(lines src); d3=$(lines "dst$rtt")
-    sk_noop=$(timed sk)
-    s4=$(lines src); d4=$(lines "dst$rtt")
+    marks_c=(); marks_s=(); marks_d=()
+    # mark: the connections and access-log lines so far.
+    mark() {
+        marks_c+=($(($(count "src$rtt") + $(count "dst$rtt"))))
+        marks_s+=("$(lines src)")
+        marks_d+=("$(lines "dst$rtt")")
+    }
+    mark; pb_fresh=$(timed pb)
+    mark; pb_noop=$(timed pb)
+    mark; sk_fresh=$(timed sk)
+    mark; sk_noop=$(timed sk)
+    mark
+    connects() { echo $((marks_c[$2] - marks_c[$1])); }
     # per_image FROM TO: the requests at both registries between two marks, per image.
-    marks_s=("$s0" "$s1" "$s2" "$s3" "$s4"); marks_d=("$d0" "$d1" "$d2" "$d3" "$d4")
     per_image() {
         local n=$(($(requests_in "$WORK/src/log" "${marks_s[$1]}" "${marks_s[$2]}") + $(requests_in "$WORK/dst$rtt/log" "${marks_d[$1]}" "${marks_d[$2]}")))
         echo "scale=1; $n / $N" | bc | sed 's/^\./0./'
     }
-    ROWS+=("| $rtt ms | $pb_fresh s | $sk_fresh s | $(ratio "$pb_fresh" "$sk_fresh") | $pb_noop s | $sk_noop s | $(ratio "$pb_noop" "$sk_noop") | $((c1 - c0)), $((c2 - c1)), $((c3 - c2)) | $(per_image 0 1), $(per_image 2 3) | $(per_image 1 2), $(per_image 3 4) |")
+    ROWS+=("| $rtt ms | $pb_fresh s | $sk_fresh s | $(ratio "$pb_fresh" "$sk_fresh") | $pb_noop s | $sk_noop s | $(ratio "$pb_noop" "$sk_noop") | $(connects 0 1), $(connects 1 2), $(connects 2 3) | $(per_image 0 1), $(per_image 2 3) | $(per_image 1 2), $(per_image 3 4) |")
 done
 
 echo

@@ -25,28 +25,31 @@ use crate::registry::quirks::Quirk;
 const DEFAULT_CHUNK: u64 = 4 << 20;
 
 impl<'a> Copy<'a> {
-    /// Copies `blobs`, as many at once as the run's slots allow; the first
-    /// failure stops the others from starting more.
+    /// Copies `blobs`, as many at once as the run's slots allow (this
+    /// thread one of the copiers); the first failure stops the others from
+    /// starting more.
     pub(super) fn copy_blobs(&self, blobs: &[Blob], total: u64) -> Result<(), Failed> {
         let next = AtomicUsize::new(0);
         let failed: Mutex<Option<Failed>> = Mutex::new(None);
         let stop = AtomicBool::new(false);
         let workers = self.job.registry.parallel.clamp(1, blobs.len().max(1));
-        thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| {
-                    while let Some(blob) = blobs.get(next.fetch_add(1, Ordering::SeqCst)) {
-                        if stop.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        let _slot = self.job.slots.take();
-                        if let Err(f) = self.copy_blob(blob, total) {
-                            stop.store(true, Ordering::SeqCst);
-                            lock(&failed).get_or_insert(f);
-                        }
-                    }
-                });
+        let work = || {
+            while let Some(blob) = blobs.get(next.fetch_add(1, Ordering::SeqCst)) {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let _slot = self.job.slots.take();
+                if let Err(f) = self.copy_blob(blob, total) {
+                    stop.store(true, Ordering::SeqCst);
+                    lock(&failed).get_or_insert(f);
+                }
             }
+        };
+        thread::scope(|s| {
+            for _ in 1..workers {
+                s.spawn(work);
+            }
+            work();
         });
         match into_inner(failed) {
             Some(f) => Err(f),
