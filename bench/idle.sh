@@ -1,86 +1,97 @@
 #!/usr/bin/env bash
-# The idle daemon's memory: `picture-book sync` with R registries (default
-# 50), native engine, each mirroring the same K images (default 5, three
-# blobs each, bench/push.py) from one source. The targets are one registry
-# that listens on every loopback address, named 127.0.0.1:PORT to
-# 127.0.0.R:PORT, so that each entry is a host of its own to picture-book.
-# Every registry is asked to run over the API (a fresh round, then a no-op
-# round); after each round, once nothing moves, the daemon's VmRSS and
-# threads are read from /proc.
+# The idle daemon: `picture-book sync` with N target registries (default
+# 50), each run over the API once per round, and the daemon's resident
+# memory (VmRSS) and threads read from /proc when every run has ended: at
+# start, after each round, and after a quiet minute. Each registry mirrors
+# the same small image with the native engine (the first round copies, the
+# later ones are no-ops), so what is measured is what runs leave behind.
 #
-# Needs root (as bench/lib.sh does), the Debian package docker-registry,
-# curl, python3.
-# Usage: bench/idle.sh [REGISTRIES] [IMAGES]     (defaults 50 and 5)
-# $PB names a picture-book binary; else target/release is built.
+# Everything runs on loopback: a docker daemon only to build the image, one
+# source registry and N targets (distribution, one process each).
+#
+# Not part of `cargo test`; prints a table, exits 0 unless the setup fails
+# (exit 2). Needs root and the Debian packages docker.io and
+# docker-registry, plus curl and python3.
+# Usage: bench/idle.sh [N] [ROUNDS]   (PB=BINARY to use another binary;
+#        MALLOC_ARENA_MAX and other environment reach the daemon)
 set -euo pipefail
 
-R=${1:-50}
-K=${2:-5}
+N=${1:-50}
+ROUNDS=${2:-3}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
-. "$(dirname "$0")/lib.sh"
-bench_init idle docker-registry curl python3
+. "$HERE/bench/lib.sh"
+bench_init idle docker dockerd docker-registry curl python3
 
-export REGISTRY_ACCESS_LOG=true
+start_dockerd
 start_registry src SRC
-python3 "$HERE/bench/push.py" "http://$SRC" "$K"
+build_images 1 "$SRC"
 
-# The target, on every loopback address.
-PORT=$(free_port)
-mkdir -p "$WORK/dst"
-printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
-    "$WORK/dst/data" "$PORT" >"$WORK/dst/config.yml"
-sed -i "s/addr: 127.0.0.1:/addr: :/" "$WORK/dst/config.yml"
-docker-registry serve "$WORK/dst/config.yml" >"$WORK/dst/log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/v2/" && break; sleep 0.1; done
-
-PBDIR=$WORK/pb
-mkdir -p "$PBDIR"
-{
-    echo '#!/bin/sh'
-    for i in $(seq 1 "$K"); do echo "echo $SRC/bench/img$i:1"; done
-} >"$PBDIR/list.sh"
-chmod +x "$PBDIR/list.sh"
 API_PORT=$(free_port)
 {
     echo "registries:"
-    for r in $(seq 1 "$R"); do
-        printf "  - hostname: '127.0.0.%s:%s'\n    repository: mirror\n    syncerScript: list.sh\n    syncPeriod: '@yearly'\n    engine: native\n" "$r" "$PORT"
+    for i in $(seq 1 "$N"); do
+        start_registry "t$i" TARGET
+        printf "  - hostname: '%s'\n    engine: native\n    syncerScript: list.sh\n" "$TARGET"
+        echo "$TARGET" >>"$WORK/targets"
     done
-    printf 'api:\n  enabled: true\n  port: %s\n' "$API_PORT"
-} >"$PBDIR/config.yaml"
+    printf "api:\n  enabled: true\n  port: %s\n" "$API_PORT"
+} >"$WORK/config.yaml"
+printf '#!/bin/sh\necho %s/bench/img1:1\n' "$SRC" >"$WORK/list.sh"
+chmod +x "$WORK/list.sh"
+
 API=http://127.0.0.1:$API_PORT
-"$BIN" -q --config "$PBDIR/config.yaml" --state-dir "$PBDIR/state" sync >"$PBDIR/log" 2>&1 &
+"$BIN" --config "$WORK/config.yaml" --state-dir "$WORK/state" -q sync >"$WORK/daemon.log" 2>&1 &
 DAEMON=$!
 PIDS+=("$DAEMON")
-for _ in $(seq 1 100); do curl -sf -o /dev/null "$API/healthz" && break; sleep 0.1; done
+for _ in $(seq 1 100); do curl -sf "$API/healthz" >/dev/null && break; sleep 0.1; done
 
-status() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$DAEMON/status"; }
-# Waits until no registry has a run in progress (the API's active list).
-quiet() {
+# rss_threads: "VmRSS_KiB THREADS" of the daemon.
+rss_threads() {
+    awk '/^VmRSS:/ { r = $2 } /^Threads:/ { t = $2 } END { print r, t }' "/proc/$DAEMON/status"
+}
+
+# Runs every registry once over the API and waits until no run is going
+# and each has a last run newer than the round's start.
+round() {
+    local host pending
+    while read -r host; do
+        curl -s -o /dev/null -X POST "$API/ops?sync=$host&action=run"
+    done <"$WORK/targets"
     for _ in $(seq 1 600); do
-        if ! curl -s "$API/list?type=active" | grep -q '"running":true'; then
-            sleep 2
-            return
-        fi
+        pending=$(curl -s "$API/list?type=configured" >/dev/null &&
+            while read -r host; do
+                curl -s "$API/ops?sync=$host&action=details"
+                echo
+            done <"$WORK/targets" | python3 -c '
+import json, sys
+n = 0
+for line in sys.stdin:
+    if line.strip():
+        s = json.loads(line)["status"]
+        n += s["running"] or s["lastRun"] is None or s["numberOfSyncs"] < int(sys.argv[1])
+print(n)' "$1")
+        [ "$pending" = 0 ] && return
         sleep 0.5
     done
+    echo "round $1 did not end" >&2
+    exit 2
 }
-round() { # NAME
-    for r in $(seq 1 "$R"); do
-        curl -s -o /dev/null -X POST "$API/ops?sync=127.0.0.$r:$PORT&action=run"
-    done
-    sleep 1
-    quiet
-    echo "| $1 | $(($(status VmRSS) / 1024)) MiB | $(status Threads) |"
-}
-sleep 2
-echo "$R registries of $K images each, $BIN"
-echo
-echo "| after | VmRSS | threads |"
-echo "|---|---|---|"
-echo "| start | $(($(status VmRSS) / 1024)) MiB | $(status Threads) |"
-round "a fresh round"
-round "a no-op round"
-round "another no-op round"
+
+printf '%-26s %10s %8s\n' "moment" "RSS (KiB)" "threads"
+printf '%-26s %10s %8s\n' "start" $(rss_threads)
+for r in $(seq 1 "$ROUNDS"); do
+    round "$r"
+    sleep 2
+    printf '%-26s %10s %8s\n' "after round $r" $(rss_threads)
+done
+sleep 60
+printf '%-26s %10s %8s\n' "after a quiet minute" $(rss_threads)
+echo "registries: $N; environment: MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-unset}"
+grep -c ' failed' "$WORK/daemon.log" >/dev/null && echo "failures in the daemon's log: $(grep -c 'ERROR' "$WORK/daemon.log")" || true
+# SMAPS=1: where the memory is, the largest mappings by Rss.
+if [ "${SMAPS:-0}" = 1 ]; then
+    awk '/^[0-9a-f]+-[0-9a-f]+ / { name = ($6 == "" ? "[anon]" : $6); range = $1 }
+         /^Rss:/ { if ($2 > 0) print $2, range, name }' "/proc/$DAEMON/smaps" | sort -rn | head -25
+    awk '/^Rss:/ { if ($2 > 0) n[$2 >= 64 ? "64KiB+" : $2 "KiB"]++ } END { for (k in n) print k, n[k] }' "/proc/$DAEMON/smaps" | sort -rn -k2 | head
+fi

@@ -7,12 +7,15 @@
 //! script lists is `union`. Asking the registry is the caller's (`tags_of`).
 
 use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Serialize, Serializer};
 
 use crate::config::Image;
 use crate::error::Error;
 use crate::listing::script::{Listed, entry_name};
+use crate::mutex::lock;
 use crate::reference::Reference;
 use crate::selection::rules::Decision;
 
@@ -72,17 +75,22 @@ pub struct Chosen {
     pub selections: Vec<Selection>,
 }
 
-/// Lists what `images` names. `tags_of` lists a repository's tags;
-/// `keep_tags` keeps every decision in the selections (a dry run shows
-/// them); `stop` is asked before each repository is listed.
+/// How a repository's tags are listed: by the caller, from any thread.
+pub type TagsOf<'a> = dyn Fn(&Reference) -> Result<Vec<String>, Error> + Sync + 'a;
+
+/// Lists what `images` names. `tags_of` lists a repository's tags, up to
+/// `workers` repositories at once; `keep_tags` keeps every decision in the
+/// selections (a dry run shows them); `stop` is asked before each
+/// repository is listed, and what was not listed by then is left out.
 pub fn list(
     images: &[Image],
-    tags_of: &mut dyn FnMut(&Reference) -> Result<Vec<String>, Error>,
+    tags_of: &TagsOf<'_>,
+    workers: usize,
     keep_tags: bool,
-    stop: &dyn Fn() -> bool,
+    stop: &(dyn Fn() -> bool + Sync),
 ) -> Chosen {
+    let listed = listed_tags(images, tags_of, workers, stop);
     let mut chosen = Chosen::default();
-    let mut listed: HashMap<String, Result<Vec<String>, String>> = HashMap::new();
     for (i, image) in images.iter().enumerate() {
         let line = image.line.unwrap_or(0);
         let listing = |reference: Reference| Listed {
@@ -95,13 +103,10 @@ pub fn list(
             chosen.images.push(listing(image.source.clone()));
             continue;
         };
-        if stop() {
-            break;
-        }
         let name = image.source.name();
-        let tags = listed
-            .entry(name.clone())
-            .or_insert_with(|| tags_of(&image.source).map_err(|e| e.to_string()));
+        let Some(tags) = listed.get(&name) else {
+            break;
+        };
         let mut selection = Selection {
             entry: i,
             source: name.clone(),
@@ -131,6 +136,38 @@ pub fn list(
         chosen.selections.push(selection);
     }
     chosen
+}
+
+/// The tags of each repository an entry with rules names, each listed
+/// once, `workers` at a time; by repository name.
+fn listed_tags(
+    images: &[Image],
+    tags_of: &TagsOf<'_>,
+    workers: usize,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> HashMap<String, Result<Vec<String>, String>> {
+    let mut repositories: Vec<&Reference> = Vec::new();
+    for image in images.iter().filter(|i| i.rules.is_some()) {
+        if !repositories.iter().any(|r| r.name() == image.source.name()) {
+            repositories.push(&image.source);
+        }
+    }
+    let listed = Mutex::new(HashMap::new());
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..workers.clamp(1, repositories.len().max(1)) {
+            scope.spawn(|| {
+                while let Some(repo) = repositories.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if stop() {
+                        break;
+                    }
+                    let tags = tags_of(repo).map_err(|e| e.to_string());
+                    lock(&listed).insert(repo.name(), tags);
+                }
+            });
+        }
+    });
+    listed.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -165,9 +202,9 @@ mod tests {
             entry("r.example/a", latest(1), Immutable::None),
             entry("r.example/gone", latest(1), Immutable::None),
         ];
-        let mut asked = Vec::new();
-        let mut tags_of = |r: &Reference| {
-            asked.push(r.name());
+        let asked = Mutex::new(Vec::new());
+        let tags_of = |r: &Reference| {
+            lock(&asked).push(r.name());
             match r.name().as_str() {
                 "r.example/a" => Ok(vec!["1.0".into(), "1.2".into(), "1.1".into()]),
                 _ => Err(Error::RepositoryMissing {
@@ -176,8 +213,10 @@ mod tests {
                 }),
             }
         };
-        let chosen = list(&images, &mut tags_of, false, &|| false);
-        assert_eq!(asked, ["r.example/a", "r.example/gone"]);
+        let chosen = list(&images, &tags_of, 4, false, &|| false);
+        let mut asked = asked.into_inner().unwrap();
+        asked.sort();
+        assert_eq!(asked, ["r.example/a", "r.example/gone"], "each once");
         let shown: Vec<(String, Option<usize>, bool)> = chosen
             .images
             .iter()
@@ -217,8 +256,8 @@ mod tests {
             },
             Immutable::pattern("^1\\.").unwrap(),
         )];
-        let mut tags_of = |_: &Reference| Ok(vec!["1.0".into(), "2.0-rc".into(), "main".into()]);
-        let chosen = list(&images, &mut tags_of, true, &|| false);
+        let tags_of = |_: &Reference| Ok(vec!["1.0".into(), "2.0-rc".into(), "main".into()]);
+        let chosen = list(&images, &tags_of, 1, true, &|| false);
         let marked: Vec<(String, bool)> = chosen
             .images
             .iter()
@@ -238,10 +277,29 @@ mod tests {
     }
 
     #[test]
+    fn repositories_are_listed_up_to_workers_at_once() {
+        let images: Vec<Image> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|r| entry(&format!("r.example/{r}"), latest(1), Immutable::None))
+            .collect();
+        let (now, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let tags_of = |_: &Reference| {
+            let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(at_once, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            now.fetch_sub(1, Ordering::SeqCst);
+            Ok(vec!["1.0".to_string()])
+        };
+        let chosen = list(&images, &tags_of, 2, false, &|| false);
+        assert_eq!(chosen.images.len(), 4);
+        assert_eq!(most.load(Ordering::SeqCst), 2, "two at a time, never more");
+    }
+
+    #[test]
     fn a_stop_ends_the_listing() {
         let images = [entry("r.example/a", latest(1), Immutable::None)];
-        let mut tags_of = |_: &Reference| -> Result<Vec<String>, Error> { panic!("asked") };
-        let chosen = list(&images, &mut tags_of, false, &|| true);
+        let tags_of = |_: &Reference| -> Result<Vec<String>, Error> { panic!("asked") };
+        let chosen = list(&images, &tags_of, 2, false, &|| true);
         assert!(chosen.images.is_empty() && chosen.selections.is_empty());
     }
 }

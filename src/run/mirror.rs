@@ -347,14 +347,20 @@ fn chosen(
     report: &mut RegistryReport,
 ) -> Vec<script::Listed> {
     let host = &registry.hostname;
-    let mut tags_of = |source: &Reference| {
+    let tags_of = |source: &Reference| {
         let repo = access.source(source);
         let creds = access.pull(&repo.host);
         ctx.client
             .all_tags(&repo, creds.as_ref(), entries::MAX_LISTED_TAGS)
     };
     let stop = || ctx.stop_requested();
-    let chosen = entries::list(&registry.images, &mut tags_of, ctx.dry_run, &stop);
+    let chosen = entries::list(
+        &registry.images,
+        &tags_of,
+        registry.parallel,
+        ctx.dry_run,
+        &stop,
+    );
     for selection in &chosen.selections {
         let name = selection.name();
         let source = &selection.source;

@@ -47,7 +47,11 @@ fn the_status_page_shows_and_controls_every_registry() {
         &[good.clone(), format!("{}/missing:1", src.host)],
     );
     ws.script("slow.sh", &format!("sleep 3\necho '{good}'"));
-    let registries = entry(&failing, "failing.sh") + &entry(&slow, "slow.sh");
+    let chooser = format!(
+        "    images:\n      - source: {}/good\n        allTags: true\n",
+        src.host
+    );
+    let registries = entry(&failing, "failing.sh") + &chooser + &entry(&slow, "slow.sh");
     let d = Daemon::start_with(&ws, &registries, Some(TOKEN), |run| run.without_daemon());
     let page = format!("http://127.0.0.1:{}/", d.port());
     let minute = Duration::from_secs(60);
@@ -81,6 +85,12 @@ fn the_status_page_shows_and_controls_every_registry() {
     let shown = b.wait_for(&section(&failing, ".failed-images"), error, minute);
     assert!(shown.contains("missing:1"), "{shown}");
     assert!(b.text("#message").contains("run started"));
+    let chosen = b.wait_for(
+        &section(&failing, ".selections"),
+        "chose 1 of 1 tags",
+        minute,
+    );
+    assert!(chosen.contains("images[0]"), "{chosen}");
 
     b.click(&section(&slow, "button[data-action=run]"));
     b.wait_for(
