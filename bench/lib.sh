@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Shared by bench/run.sh, bench/big.sh, bench/gap.sh and bench/soak.sh
+# Shared by bench/run.sh, big.sh, gap.sh, soak.sh, idle.sh, connects.sh and
+# latency.sh
 # (sourced, not run): the setup of a run,
 # a private docker daemon and distribution registries on loopback, and
 # counts of the requests in the registries' access logs. Everything lives
