@@ -485,15 +485,7 @@ fn entries_list_an_htpasswd_source_with_the_pull_credentials() {
 
 #[test]
 fn a_hostile_tag_list_fails_its_entry_clearly_and_the_rest_mirrors() {
-    let looping = Front::start(
-        source(),
-        |_| None,
-        |seen, reply| {
-            if seen.path().ends_with("/tags/list") {
-                reply.set_header("Link", "</v2/app/tags/list?n=1000>; rel=\"next\"");
-            }
-        },
-    );
+    let looping = crate::tags::looping_front();
     let target = Registry::start();
     let images = format!(
         "      - source: {}/app\n        latest: 1\n      - source: {}/app:1.1.0\n",

@@ -183,9 +183,9 @@ fn bad_rules_exit_2_naming_them() {
     }
 }
 
-#[test]
-fn a_hostile_listing_fails_clearly() {
-    let looping = Front::start(
+/// A front before [`source`] whose every tag list links to itself again.
+pub fn looping_front() -> Front {
+    Front::start(
         source(),
         |_| None,
         |seen, reply| {
@@ -193,7 +193,12 @@ fn a_hostile_listing_fails_clearly() {
                 reply.set_header("Link", "</v2/app/tags/list?n=1000>; rel=\"next\"");
             }
         },
-    );
+    )
+}
+
+#[test]
+fn a_hostile_listing_fails_clearly() {
+    let looping = looping_front();
     let run = |front: &Front| {
         Workspace::new()
             .run()

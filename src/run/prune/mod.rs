@@ -12,6 +12,7 @@ pub mod decide;
 mod listed;
 mod referrers;
 
+use crate::listing::entries::MAX_LISTED_TAGS;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
@@ -24,9 +25,6 @@ use crate::run::report::RegistryReport;
 use crate::run::state::{Record, StateFile};
 use decide::{AtTarget, Staying, Verdict};
 pub use listed::{Listed, incomplete, layout_incomplete, unlisted};
-
-/// The most tags of one target repository read to learn which stay.
-const MAX_TAGS: usize = 100_000;
 
 /// What pruning needs of the run.
 pub struct Pruning<'a> {
@@ -128,7 +126,7 @@ impl Pruning<'_> {
         let creds = self.access.push();
         let tags = self
             .client
-            .all_tags(repo, creds, MAX_TAGS)
+            .all_tags(repo, creds, MAX_LISTED_TAGS)
             .map_err(|e| e.to_string())?;
         let mut staying = BTreeMap::new();
         for tag in tags {
