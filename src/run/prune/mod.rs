@@ -12,7 +12,6 @@ pub mod decide;
 mod listed;
 mod referrers;
 
-use crate::listing::entries::MAX_LISTED_TAGS;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
@@ -20,6 +19,7 @@ use serde_json::Value;
 use crate::config::Registry;
 use crate::digest::short;
 use crate::engine::Access;
+use crate::listing::entries::MAX_LISTED_TAGS;
 use crate::registry::{Client, Deletion, Repository};
 use crate::run::report::RegistryReport;
 use crate::run::state::{Record, StateFile};
