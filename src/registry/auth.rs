@@ -145,7 +145,7 @@ impl Auth {
                             service,
                         };
                         let (token, until) = got.fetch(transport, scopes, creds)?;
-                        lock(&self.tokens).insert(key, (token.clone(), until));
+                        self.keep(key, token.clone(), until);
                         token
                     }
                 };
@@ -153,6 +153,15 @@ impl Auth {
             }
             None => Ok(None),
         }
+    }
+
+    /// Caches `token` until `until`, and forgets the tokens that expired:
+    /// a daemon asks for new scopes (repository pairs of mounts) for weeks.
+    fn keep(&self, key: TokenKey, token: Secret, until: Instant) {
+        let now = Instant::now();
+        let mut tokens = lock(&self.tokens);
+        tokens.retain(|_, (_, expires)| *expires > now);
+        tokens.insert(key, (token, until));
     }
 }
 
@@ -339,6 +348,19 @@ mod tests {
             ("https://a/t", "s")
         );
         assert!(parse_challenge("").is_none());
+    }
+
+    #[test]
+    fn an_expired_token_is_forgotten_when_another_is_kept() {
+        let auth = Auth::default();
+        let key = |scope: &str| ("h".to_string(), scope.to_string(), String::new());
+        let now = Instant::now();
+        auth.keep(key("a"), Secret::new("x"), now);
+        auth.keep(key("b"), Secret::new("y"), now + Duration::from_secs(60));
+        auth.keep(key("c"), Secret::new("z"), now + Duration::from_secs(60));
+        let mut kept: Vec<String> = lock(&auth.tokens).keys().map(|k| k.1.clone()).collect();
+        kept.sort();
+        assert_eq!(kept, ["b", "c"]);
     }
 
     #[test]
