@@ -9,7 +9,8 @@
 //! counts what it moves, whether it reads and writes layouts) instead.
 //! Each move is told where its image comes from and goes to (`ends`: a
 //! registry or a layout) and who picture-book is at each host (`access`,
-//! resolved once per run).
+//! resolved once per run); the native engine copies blobs on the run's
+//! copiers (`pool`).
 
 pub mod access;
 pub mod config_dir;
@@ -18,6 +19,7 @@ pub mod ends;
 pub mod local;
 pub mod native;
 pub mod podman;
+pub mod pool;
 pub mod tool;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,7 +92,10 @@ impl Naming {
     }
 }
 
-/// One image to move, and everything the move needs to know.
+/// One image to move, and everything the move needs to know; what lives as
+/// long as the run is borrowed for `'a`, so that the run's blob copiers
+/// can hold a copy.
+#[derive(Clone)]
 pub struct Job<'a> {
     /// The registry whose run this is.
     pub registry: &'a Registry,
@@ -99,7 +104,7 @@ pub struct Job<'a> {
     /// The target, `host/path:tag`.
     pub target: &'a str,
     /// The image's place in the run, for progress.
-    pub item: &'a Item,
+    pub item: Arc<Item>,
     /// Where progress is shown.
     pub progress: &'a Progress,
     /// The registry API client.
@@ -108,6 +113,8 @@ pub struct Job<'a> {
     pub access: &'a Access,
     /// The run's shared limit on transfers in flight (`parallel`).
     pub slots: &'a Slots,
+    /// The run's blob copiers.
+    pub pool: Arc<pool::Pool<'a>>,
     /// What the run learnt that moves share (blobs for mounts, referrers).
     pub memory: &'a RunMemory,
     /// Where the image comes from: its source registry, or a layout
@@ -126,8 +133,9 @@ pub struct Step<'a> {
     pub host: &'a str,
 }
 
-/// What `mirror` offers an engine while it moves one image.
-pub trait Steps: Sync {
+/// What `mirror` offers an engine while it moves one image (shared with
+/// the run's blob copiers).
+pub trait Steps: Send + Sync {
     /// Runs `work` until it succeeds, again after each passing failure (a
     /// connection refused, a 5xx, a 429) while `retries` allows and the run
     /// is not asked to stop, waiting longer each time.
@@ -298,7 +306,7 @@ pub trait Engine: Sync {
     fn ready(&self) -> Result<Ready, Error>;
 
     /// Moves one image.
-    fn transfer(&self, job: &Job<'_>, steps: &dyn Steps) -> Result<Moved, Failed>;
+    fn transfer<'a>(&self, job: &Job<'a>, steps: Arc<dyn Steps + 'a>) -> Result<Moved, Failed>;
 
     /// For a dry run: what a move would do, where the engine can tell
     /// without moving anything.
@@ -310,10 +318,10 @@ pub trait Engine: Sync {
     /// With `referrers`: for an image that is up to date, copies what
     /// refers to it that changed since `known` (fingerprints by subject,
     /// from the last run; the image's `source_digest` alone when none).
-    fn refresh_referrers(
+    fn refresh_referrers<'a>(
         &self,
-        job: &Job<'_>,
-        steps: &dyn Steps,
+        job: &Job<'a>,
+        steps: Arc<dyn Steps + 'a>,
         source_digest: &str,
         known: &BTreeMap<String, String>,
     ) -> Result<Moved, Failed> {

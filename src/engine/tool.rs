@@ -310,7 +310,7 @@ impl ToolEngine {
         let registry = job.registry;
         let host = job.source.domain().unwrap_or("docker.io");
         let insecure = job.access.insecure(host);
-        let mut out = |line: &str| job.progress.output(job.item, line);
+        let mut out = |line: &str| job.progress.output(&job.item, line);
         let pull = Step { what: "pull", host };
         let mut once = || {
             attempt(steps, &pull, || {
@@ -391,7 +391,8 @@ impl Engine for ToolEngine {
         })
     }
 
-    fn transfer(&self, job: &Job<'_>, steps: &dyn Steps) -> Result<Moved, Failed> {
+    fn transfer<'a>(&self, job: &Job<'a>, steps: Arc<dyn Steps + 'a>) -> Result<Moved, Failed> {
+        let steps = &*steps;
         let registry = job.registry;
         let source = job.source.pull_name();
         let present = |name: &str| self.cli.has_image(name);
@@ -399,13 +400,13 @@ impl Engine for ToolEngine {
             local::Pin::new(&source, present),
             local::Pin::new(job.target, present),
         ];
-        job.progress.step(job.item, crate::display::Step::Pulling);
+        job.progress.step(&job.item, crate::display::Step::Pulling);
         paced(job, steps)?;
         self.pull_and_tag(job, steps, &source)?;
-        job.progress.step(job.item, crate::display::Step::Pushing);
+        job.progress.step(&job.item, crate::display::Step::Pushing);
         let host = &registry.hostname;
         let insecure = job.access.target_insecure();
-        let mut out = |line: &str| job.progress.output(job.item, line);
+        let mut out = |line: &str| job.progress.output(&job.item, line);
         let push = Step { what: "push", host };
         let digest = attempt(steps, &push, || {
             let auth = job.access.push_auth();

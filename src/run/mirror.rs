@@ -511,12 +511,12 @@ mod tests {
             })
         }
 
-        fn transfer(&self, job: &Job<'_>, steps: &dyn Steps) -> Result<Moved, Failed> {
+        fn transfer<'a>(&self, job: &Job<'a>, steps: Arc<dyn Steps + 'a>) -> Result<Moved, Failed> {
             let step = Step {
                 what: "fake move",
                 host: &job.registry.hostname,
             };
-            attempt(steps, &step, || {
+            attempt(&*steps, &step, || {
                 let n = self.calls.fetch_add(1, Ordering::SeqCst);
                 (self.answer)(n, &job.source.to_string())
             })?;

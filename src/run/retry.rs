@@ -151,10 +151,10 @@ pub struct Policy<'a> {
     /// How often a step is tried again.
     pub retries: u32,
     /// Whether the run is asked to stop.
-    pub stop: &'a (dyn Fn() -> bool + Sync),
+    pub stop: Box<dyn Fn() -> bool + Send + Sync + 'a>,
     /// After a 429 that did not say how long to wait: asks the registry
     /// (`host`) again with a `HEAD`, which waits as its `Retry-After` says.
-    pub served: &'a (dyn Fn(&str) + Sync),
+    pub served: Box<dyn Fn(&str) + Send + Sync + 'a>,
     /// Tries again made, over all steps.
     pub again: AtomicU32,
 }
@@ -210,7 +210,7 @@ impl Steps for Policy<'_> {
         work: &mut dyn FnMut() -> Result<(), Error>,
     ) -> Result<(), Failed> {
         let tries = self.retries + 1;
-        backoff::retry(tries, self.stop, work, |outcome, attempt| {
+        backoff::retry(tries, &*self.stop, work, |outcome, attempt| {
             self.next_wait(step, outcome.as_ref().err()?, attempt, tries)
         })
         .map_err(|error| Failed {
@@ -224,7 +224,7 @@ impl Steps for Policy<'_> {
     }
 
     fn wait(&self, wait: Duration) -> bool {
-        sleep(wait, self.stop)
+        sleep(wait, &*self.stop)
     }
 }
 
@@ -301,12 +301,11 @@ mod tests {
 
     #[test]
     fn a_policy_tries_passing_failures_again_and_no_others() {
-        let served = |_: &str| {};
-        let policy = |retries, stop: &'static (dyn Fn() -> bool + Sync)| Policy {
+        let policy = |retries, stopping: bool| Policy {
             label: "a".into(),
             retries,
-            stop,
-            served: &served,
+            stop: Box::new(move || stopping),
+            served: Box::new(|_| {}),
             again: AtomicU32::new(0),
         };
         let step = Step {
@@ -321,17 +320,17 @@ mod tests {
             });
             (result.map_err(|f| f.host), n, p.attempts())
         };
-        let down = policy(1, &|| false);
+        let down = policy(1, false);
         let (result, n, attempts) = tries(&down, &|_| Err(status(503)));
         assert_eq!((result, n, attempts), (Err("r.io".into()), 2, 2));
-        let back = policy(2, &|| false);
+        let back = policy(2, false);
         let (result, n, _) = tries(&back, &|n| if n < 2 { Err(status(500)) } else { Ok(()) });
         assert_eq!((result, n), (Ok(()), 2));
-        let denied = policy(3, &|| false);
+        let denied = policy(3, false);
         assert_eq!(tries(&denied, &|_| Err(status(403))).1, 1);
-        let stopping = policy(3, &|| true);
+        let stopping = policy(3, true);
         assert_eq!(tries(&stopping, &|_| Err(status(503))).1, 1);
-        let gone = policy(3, &|| false);
+        let gone = policy(3, false);
         let no_host = |_| Err(Error::EngineUnreachable { detail: "x".into() });
         assert_eq!(tries(&gone, &no_host).0, Err("src.io".into()));
     }

@@ -1,9 +1,11 @@
-//! The worker pool of one run: `parallel` scoped threads take images off
-//! the plan, decide each (see `freshness`), move it with the engine under
-//! the retry policy (see `retry`), one move at a time per target
-//! repository, and gather the reports; a stop request or an engine that is
-//! gone ends the run after the images in progress. Setting the run up and
-//! saving what it learnt is `mirror`'s.
+//! The workers of one run: `parallel` scoped threads take images off the
+//! plan, decide each (see `freshness`), move it with the engine under the
+//! retry policy (see `retry`), one move at a time per target repository,
+//! and gather the reports; a stop request or an engine that is gone ends
+//! the run after the images in progress. Beside them, the run's blob
+//! copiers (`engine::pool`, at most `parallel`) start with the first blob
+//! and end with the run. Setting the run up and saving what it learnt is
+//! `mirror`'s.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -14,7 +16,8 @@ use chrono::{DateTime, Local};
 
 use crate::config::Registry;
 use crate::display::Item;
-use crate::engine::{Engine, Failed, Job, Moved, RunMemory, Slots};
+use crate::engine::pool::Pool;
+use crate::engine::{Engine, Failed, Job, Moved, RunMemory, Slots, Steps};
 use crate::error::Error;
 use crate::mutex::{into_inner, lock};
 use crate::reference::Reference;
@@ -86,13 +89,18 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Works through `planned` on `parallel` threads; returns the panics of
-    /// those that panicked.
+    /// Works through `planned` on `parallel` threads, which hand their
+    /// blobs to the run's copiers; returns the panics of those that
+    /// panicked.
     pub fn work_all(&self, planned: &[Planned]) -> Vec<Box<dyn std::any::Any + Send>> {
         let workers = self.registry.parallel.clamp(1, planned.len().max(1));
         thread::scope(|scope| {
+            let copiers = Pool::open(scope, self.registry.parallel);
             let handles: Vec<_> = (0..workers)
-                .map(|_| scope.spawn(|| self.work(planned)))
+                .map(|_| {
+                    let pool = copiers.share();
+                    scope.spawn(move || self.work(planned, &pool))
+                })
                 .collect();
             handles.into_iter().filter_map(|h| h.join().err()).collect()
         })
@@ -123,11 +131,11 @@ impl<'a> Run<'a> {
     }
 
     /// Takes images off the plan until none is left.
-    fn work(&self, planned: &[Planned]) {
+    fn work<'p>(&'p self, planned: &'p [Planned], pool: &Arc<Pool<'p>>) {
         loop {
             let n = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(image) = planned.get(n) else { break };
-            let report = self.image(image);
+            let report = self.image(image, pool);
             lock(&self.results).push((n, report));
         }
     }
@@ -158,7 +166,7 @@ impl<'a> Run<'a> {
     }
 
     /// Decides on one image and moves it when it must be.
-    fn image(&self, image: &Planned) -> ImageReport {
+    fn image<'p>(&'p self, image: &'p Planned, pool: &Arc<Pool<'p>>) -> ImageReport {
         let report = |outcome| {
             ImageReport::new(
                 image.line,
@@ -193,21 +201,22 @@ impl<'a> Run<'a> {
         let reason = match verdict {
             Verdict::UpToDate(reason) => {
                 log::info!("{label} {source}: up to date ({reason})");
-                return self.up_to_date(image, n, &seen, report(Outcome::UpToDate).reason(reason));
+                let up_to_date = report(Outcome::UpToDate).reason(reason);
+                return self.up_to_date(image, n, &seen, up_to_date, pool);
             }
             Verdict::Refused(error) => {
                 log::error!("{label} {source}: {error}");
                 return report(Outcome::Failed).error(error);
             }
             Verdict::Mirror(reason) if self.ctx.dry_run => {
-                return self.planned(image, n, report(Outcome::Planned).reason(reason));
+                return self.planned(image, n, report(Outcome::Planned).reason(reason), pool);
             }
             Verdict::Mirror(reason) => reason,
         };
         (self.ctx.on_image)(n, self.total, &source);
         log::debug!("{label} {source}: mirroring ({reason})");
-        let item = self.item(image, n).done_as(self.ctx.mode.sink().done_as());
-        let (result, attempts) = self.transfer(&item, image);
+        let item = Arc::new(self.item(image, n).done_as(self.ctx.mode.sink().done_as()));
+        let (result, attempts) = self.transfer(&item, image, pool);
         let error = result.as_ref().err().map(|f| f.error.to_string());
         self.ctx.progress.finished(&item, error.as_deref());
         match result {
@@ -248,9 +257,15 @@ impl<'a> Run<'a> {
 
     /// A dry run's report of an image to mirror, with what the engine can
     /// tell of the move.
-    fn planned(&self, image: &Planned, n: usize, report: ImageReport) -> ImageReport {
-        let item = self.item(image, n);
-        let job = self.job(&item, image);
+    fn planned<'p>(
+        &'p self,
+        image: &'p Planned,
+        n: usize,
+        report: ImageReport,
+        pool: &Arc<Pool<'p>>,
+    ) -> ImageReport {
+        let item = Arc::new(self.item(image, n));
+        let job = self.job(&item, image, pool);
         match self.engine.plan(&job) {
             Ok(Some(plan)) => report.plan(plan),
             Ok(None) => report,
@@ -302,8 +317,13 @@ impl<'a> Run<'a> {
 
     /// Moves one image with the engine, one move at a time per target
     /// repository; returns what it did and how many attempts it took.
-    fn transfer(&self, item: &Item, image: &Planned) -> (Result<Moved, Failed>, u32) {
-        self.move_with(item, image, &|job, policy| {
+    fn transfer<'p>(
+        &'p self,
+        item: &Arc<Item>,
+        image: &'p Planned,
+        pool: &Arc<Pool<'p>>,
+    ) -> (Result<Moved, Failed>, u32) {
+        self.move_with(item, image, pool, &|job, policy| {
             self.targets.ensure(job, self.ctx.cancel)?;
             self.engine.transfer(job, policy)
         })
@@ -314,11 +334,12 @@ impl<'a> Run<'a> {
     /// step, waits that end when the run is asked to stop, and after a 429
     /// the registry asked with a `HEAD` how long to wait. Returns what it did
     /// and how many attempts it took.
-    fn move_with(
-        &self,
-        item: &Item,
-        image: &Planned,
-        work: &dyn Fn(&Job<'_>, &Policy<'_>) -> Result<Moved, Failed>,
+    fn move_with<'p>(
+        &'p self,
+        item: &Arc<Item>,
+        image: &'p Planned,
+        pool: &Arc<Pool<'p>>,
+        work: &Move<'_, 'p>,
     ) -> (Result<Moved, Failed>, u32) {
         let target = &image.target;
         let repository = target
@@ -330,33 +351,33 @@ impl<'a> Run<'a> {
                 .or_default(),
         );
         let _one_at_a_time = lock(&lock_for_repository);
-        let stop = || self.stop_requested();
-        let served = |host: &str| {
+        let served = move |host: &str| {
             let at_source = !host.eq_ignore_ascii_case(&self.registry.hostname);
             self.checker
-                .wait_until_served(&image.reference, target, at_source);
+                .wait_until_served(&image.reference, &image.target, at_source);
         };
-        let policy = Policy {
+        let policy = Arc::new(Policy {
             label: item.name(),
             retries: self.registry.retries,
-            stop: &stop,
-            served: &served,
+            stop: Box::new(|| self.stop_requested()),
+            served: Box::new(served),
             again: AtomicU32::new(0),
-        };
-        let job = self.job(item, image);
-        let result = work(&job, &policy);
+        });
+        let job = self.job(item, image, pool);
+        let result = work(&job, Arc::clone(&policy) as Arc<dyn Steps + 'p>);
         (result, policy.attempts())
     }
 
     /// With `referrers`: what refers to an image that is up to date and
     /// changed since the last run is copied (one request per subject when
     /// nothing did).
-    fn up_to_date(
-        &self,
-        image: &Planned,
+    fn up_to_date<'p>(
+        &'p self,
+        image: &'p Planned,
         n: usize,
         seen: &Seen,
         report: ImageReport,
+        pool: &Arc<Pool<'p>>,
     ) -> ImageReport {
         let Some(digest) = seen.source_digest.as_deref() else {
             return report;
@@ -366,8 +387,8 @@ impl<'a> Run<'a> {
         }
         let known = self.checker.referred(&image.target);
         let source = image.reference.to_string();
-        let item = self.item(image, n);
-        let (result, attempts) = self.move_with(&item, image, &|job, policy| {
+        let item = Arc::new(self.item(image, n));
+        let (result, attempts) = self.move_with(&item, image, pool, &|job, policy| {
             self.engine.refresh_referrers(job, policy, digest, &known)
         });
         match result {
@@ -401,22 +422,26 @@ impl<'a> Run<'a> {
     }
 
     /// The job of moving `image`: what an engine is given.
-    fn job<'j>(&'j self, item: &'j Item, image: &'j Planned) -> Job<'j> {
+    fn job<'p>(&'p self, item: &Arc<Item>, image: &'p Planned, pool: &Arc<Pool<'p>>) -> Job<'p> {
         Job {
             registry: self.registry,
             source: &image.reference,
             target: &image.target,
-            item,
+            item: Arc::clone(item),
             progress: self.ctx.progress,
             client: self.ctx.client,
             access: self.checker.access,
             slots: &self.slots,
+            pool: Arc::clone(pool),
             memory: self.memory,
             from: self.ctx.mode.source(),
             to: self.ctx.mode.sink(),
         }
     }
 }
+
+/// A move of one image by the engine, under a retry policy.
+type Move<'w, 'p> = dyn Fn(&Job<'p>, Arc<dyn Steps + 'p>) -> Result<Moved, Failed> + 'w;
 
 /// The registry a source is pulled from.
 fn source_host(reference: &Reference) -> &str {

@@ -1,8 +1,10 @@
-//! What a run costs in connections: a counting TCP front before the source
-//! and one before the target count the connections the native engine
-//! opens, fresh and in a no-op run. Connections are kept and reused, so a
-//! run opens no more than `parallel` plus the checks to each registry,
-//! however many images it moves.
+//! What a run costs in connections and threads: a counting TCP front
+//! before the source and one before the target count the connections the
+//! native engine opens, fresh and in a no-op run. Connections are kept and
+//! reused, so a run opens no more than `parallel` plus the checks to each
+//! registry, however many images it moves. The threads a run starts, which
+//! strace counts, are as many for many images as for few: its blob copiers
+//! live as long as the run.
 
 use std::io;
 use std::net::{Shutdown, TcpStream};
@@ -11,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
 use crate::fixtures::{push_via_api, small_image};
-use crate::harness::{Registry, Workspace, listen};
+use crate::harness::{Registry, Workspace, fresh_dir, listen};
 
 /// A TCP front on 127.0.0.1 that passes every byte on to a registry and
 /// counts the connections it accepted.
@@ -98,4 +100,62 @@ fn a_run_connects_to_each_registry_no_more_than_parallel_and_the_checks() {
             "app{i} arrived"
         );
     }
+}
+
+/// The threads (not processes) a run of picture-book ARGS in `ws` starts:
+/// its `clone` and `clone3` calls with `CLONE_THREAD`, as strace sees them.
+fn threads_started(ws: &Workspace, args: &[&str]) -> usize {
+    let trace = fresh_dir("strace").join("trace");
+    let trace_arg = trace.to_str().unwrap();
+    let wrapper = [
+        "strace",
+        "-f",
+        "-qq",
+        "-e",
+        "trace=clone,clone3",
+        "-o",
+        trace_arg,
+    ];
+    let out = ws.run_under(&wrapper).without_daemon().args(args).run();
+    assert_eq!(out.code, 0, "{args:?}: {out:?}");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    text.lines().filter(|l| l.contains("CLONE_THREAD")).count()
+}
+
+#[test]
+fn a_run_starts_as_many_threads_for_many_images_as_for_few() {
+    let src = Registry::start();
+    let parallel = 2;
+    let mut started = Vec::new();
+    for images in [3, 24] {
+        let dst = Registry::start();
+        let refs: Vec<String> = (0..images)
+            .map(|i| {
+                let [config, layer, manifest] = small_image();
+                let repo = format!("of{images}/app{i}");
+                push_via_api(&src, &repo, "1", &[&config, &layer], &[&manifest]);
+                format!("{}/{repo}:1", src.host)
+            })
+            .collect();
+        let ws = Workspace::new();
+        ws.list_script("sync.sh", &refs);
+        ws.config(&format!(
+            "registries:\n  - hostname: '{}'\n    repository: mirror\n    syncerScript: sync.sh\n    engine: native\n    parallel: {parallel}\n",
+            dst.host
+        ));
+        let args = ["load", "--all"];
+        let (fresh, no_op) = (threads_started(&ws, &args), threads_started(&ws, &args));
+        eprintln!("{images} images: {fresh} threads started fresh, {no_op} in a no-op run");
+        assert!(
+            fresh <= no_op + parallel,
+            "{images} images: {fresh} threads fresh, {no_op} in a no-op: more than {parallel} blob copiers"
+        );
+        assert!(no_op >= parallel, "{no_op} threads: strace saw the workers");
+        for i in 0..images {
+            let repo = format!("mirror/of{images}/app{i}");
+            assert!(dst.manifest_digest(&repo, "1").is_some(), "{repo} arrived");
+        }
+        started.push((fresh, no_op));
+    }
+    assert_eq!(started[0], started[1], "threads for 3 images and for 24");
 }

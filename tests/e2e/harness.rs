@@ -654,6 +654,12 @@ impl Workspace {
     pub fn run_without_daemon(&self, args: &[&str]) -> Outcome {
         self.run().without_daemon().args(args).run()
     }
+
+    /// A run of picture-book as the last argument of `wrapper` (`strace
+    /// -f -o FILE`, say), with this workspace as working directory.
+    pub fn run_under(&self, wrapper: &[&str]) -> Run {
+        Run::under(&self.dir, wrapper)
+    }
 }
 
 /// What the binary did.
@@ -699,7 +705,20 @@ pub struct Run {
 
 impl Run {
     fn new(dir: &Path) -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_picture-book"));
+        Run::under(dir, &[])
+    }
+
+    /// A run of the binary as the last argument of `wrapper`, if any.
+    fn under(dir: &Path, wrapper: &[&str]) -> Run {
+        let binary = env!("CARGO_BIN_EXE_picture-book");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(binary);
+                cmd
+            }
+            None => Command::new(binary),
+        };
         // Every request not to loopback goes to a closed local port, so no
         // test reaches for the internet, not even for a DNS lookup.
         let runtime = dir.join("run");

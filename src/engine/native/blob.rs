@@ -8,15 +8,13 @@
 //! other, from then on.
 
 use std::io::{self, Read};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread;
+use std::sync::Arc;
 
 use super::{Blob, Copy};
 use crate::digest::Hashing;
 use crate::engine::{Failed, Sink, Source, Step, attempt};
 use crate::error::Error;
-use crate::mutex::{into_inner, lock};
+use crate::mutex::lock;
 use crate::registry::blobs::{Mounted, Upload};
 use crate::registry::quirks::Quirk;
 
@@ -25,36 +23,19 @@ use crate::registry::quirks::Quirk;
 const DEFAULT_CHUNK: u64 = 4 << 20;
 
 impl<'a> Copy<'a> {
-    /// Copies `blobs`, as many at once as the run's slots allow (this
-    /// thread one of the copiers); the first failure stops the others from
-    /// starting more.
+    /// Copies `blobs` on the run's blob copiers, as many at once as the
+    /// run's slots allow, and waits for them; the first failure keeps the
+    /// others from starting.
     pub(super) fn copy_blobs(&self, blobs: &[Blob], total: u64) -> Result<(), Failed> {
-        let next = AtomicUsize::new(0);
-        let failed: Mutex<Option<Failed>> = Mutex::new(None);
-        let stop = AtomicBool::new(false);
-        let workers = self.job.registry.parallel.clamp(1, blobs.len().max(1));
-        let work = || {
-            while let Some(blob) = blobs.get(next.fetch_add(1, Ordering::SeqCst)) {
-                if stop.load(Ordering::SeqCst) {
-                    return;
-                }
-                let _slot = self.job.slots.take();
-                if let Err(f) = self.copy_blob(blob, total) {
-                    stop.store(true, Ordering::SeqCst);
-                    lock(&failed).get_or_insert(f);
-                }
+        let copy = Arc::new(self.clone());
+        let tasks = blobs.iter().map(|blob| {
+            let (copy, blob) = (Arc::clone(&copy), blob.clone());
+            move || {
+                let _slot = copy.job.slots.take();
+                copy.copy_blob(&blob, total)
             }
-        };
-        thread::scope(|s| {
-            for _ in 1..workers {
-                s.spawn(work);
-            }
-            work();
         });
-        match into_inner(failed) {
-            Some(f) => Err(f),
-            None => Ok(()),
-        }
+        self.job.pool.all(tasks)
     }
 
     /// Copies one blob, from scratch on each attempt.
@@ -64,7 +45,12 @@ impl<'a> Copy<'a> {
             what: &what,
             host: &self.dst.host,
         };
-        let how = attempt(self.steps, &step, || self.blob_once(blob, total))?;
+        let how = attempt(&*self.steps, &step, || {
+            if self.steps.stopping() {
+                return Err(self.interrupted());
+            }
+            self.blob_once(blob, total)
+        })?;
         self.job.memory.note_blob(&blob.digest, &self.dst.path);
         let mut stats = lock(&self.stats);
         match how {
@@ -260,7 +246,7 @@ impl<'a> Copy<'a> {
     fn verdict(
         &self,
         sent: Result<(), Error>,
-        checked: Checked<'_>,
+        checked: Checked<'_, '_>,
         upload: &Upload,
     ) -> Result<(), Error> {
         let error = match (sent, checked.mismatch()) {
@@ -275,12 +261,10 @@ impl<'a> Copy<'a> {
     }
 
     /// A read of the source stream failed: why, in the terms of the stream.
-    fn stream_error(&self, checked: &Checked<'_>, e: io::Error) -> Error {
+    fn stream_error(&self, checked: &Checked<'_, '_>, e: io::Error) -> Error {
         checked.mismatch().unwrap_or_else(|| {
             if e.kind() == io::ErrorKind::Interrupted {
-                Error::Interrupted {
-                    command: format!("the copy of {}", self.job.source),
-                }
+                self.interrupted()
             } else {
                 Error::Network {
                     host: self.src.host.clone(),
@@ -290,7 +274,19 @@ impl<'a> Copy<'a> {
         })
     }
 
-    fn checked(&'a self, reader: Box<dyn Read + Send>, blob: &Blob, total: u64) -> Checked<'a> {
+    /// The copy was asked to stop (or ran out of time: see `Bounded`).
+    fn interrupted(&self) -> Error {
+        Error::Interrupted {
+            command: format!("the copy of {}", self.job.source),
+        }
+    }
+
+    fn checked<'c>(
+        &'c self,
+        reader: Box<dyn Read + Send>,
+        blob: &Blob,
+        total: u64,
+    ) -> Checked<'c, 'a> {
         Checked {
             inner: Hashing::new(reader),
             blob: blob.clone(),
@@ -365,15 +361,15 @@ enum Arrived {
 /// passes, cut after its declared size, checked as its last byte is read,
 /// and stopped when the run is asked to stop. A stream that does not match
 /// its digest fails that last read, so that the upload is never completed.
-struct Checked<'a> {
+struct Checked<'c, 'a> {
     inner: Hashing<Box<dyn Read + Send>>,
     blob: Blob,
-    copy: &'a Copy<'a>,
+    copy: &'c Copy<'a>,
     total: u64,
     mismatch: Option<String>,
 }
 
-impl Checked<'_> {
+impl Checked<'_, '_> {
     fn mismatch(&self) -> Option<Error> {
         self.mismatch.as_ref().map(|detail| Error::Corrupt {
             detail: detail.clone(),
@@ -395,7 +391,7 @@ impl Checked<'_> {
     }
 }
 
-impl Read for Checked<'_> {
+impl Read for Checked<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.copy.steps.stopping() {
             return Err(io::Error::from(io::ErrorKind::Interrupted));
@@ -404,8 +400,8 @@ impl Read for Checked<'_> {
         let room = (size + 1).saturating_sub(self.inner.count());
         let max = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..max])?;
-        let job = self.copy.job;
-        job.progress.advance(job.item, n as u64, self.total);
+        let job = &self.copy.job;
+        job.progress.advance(&job.item, n as u64, self.total);
         let done = self.inner.count();
         if done > size {
             return Err(self.refuse(format!("it is longer than its {size} bytes")));

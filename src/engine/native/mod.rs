@@ -13,7 +13,7 @@ mod blob;
 mod referrers;
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::Value;
@@ -48,27 +48,27 @@ impl Engine for Native {
         })
     }
 
-    fn transfer(&self, job: &Job<'_>, steps: &dyn Steps) -> Result<Moved, Failed> {
+    fn transfer<'a>(&self, job: &Job<'a>, steps: Arc<dyn Steps + 'a>) -> Result<Moved, Failed> {
         let bounded = Bounded {
             inner: steps,
             until: Instant::now() + job.registry.transfer_timeout,
             limit: job.registry.transfer_timeout,
             what: format!("the copy of {}", job.source),
         };
-        Copy::new(job, &bounded).run()
+        Copy::new(job, Arc::new(bounded)).run()
     }
 
     fn plan(&self, job: &Job<'_>) -> Result<Option<Plan>, Error> {
-        Copy::new(job, &NoRetries)
+        Copy::new(job, Arc::new(NoRetries))
             .plan()
             .map(Some)
             .map_err(|f| f.error)
     }
 
-    fn refresh_referrers(
+    fn refresh_referrers<'a>(
         &self,
-        job: &Job<'_>,
-        steps: &dyn Steps,
+        job: &Job<'a>,
+        steps: Arc<dyn Steps + 'a>,
         source_digest: &str,
         known: &BTreeMap<String, String>,
     ) -> Result<Moved, Failed> {
@@ -129,19 +129,21 @@ impl Tree {
     }
 }
 
-/// One copy of one image.
+/// One copy of one image; a clone shares its counts, and is what the run's
+/// blob copiers hold.
+#[derive(Clone)]
 struct Copy<'a> {
-    job: &'a Job<'a>,
-    steps: &'a dyn Steps,
+    job: Job<'a>,
+    steps: Arc<dyn Steps + 'a>,
     src: Repository,
     dst: Repository,
     tag: String,
     src_creds: Option<Credentials>,
-    stats: Mutex<Stats>,
+    stats: Arc<Mutex<Stats>>,
 }
 
 impl<'a> Copy<'a> {
-    fn new(job: &'a Job<'a>, steps: &'a dyn Steps) -> Copy<'a> {
+    fn new(job: &Job<'a>, steps: Arc<dyn Steps + 'a>) -> Copy<'a> {
         let src = job.access.source(job.source).for_copying();
         let (name, tag) = job
             .target
@@ -150,13 +152,13 @@ impl<'a> Copy<'a> {
         let dst = job.access.target(name).for_copying();
         let src_creds = job.access.pull(&src.host);
         Copy {
-            job,
+            job: job.clone(),
             steps,
             src,
             dst,
             tag: tag.to_string(),
             src_creds,
-            stats: Mutex::new(Stats::default()),
+            stats: Arc::default(),
         }
     }
 
@@ -166,7 +168,7 @@ impl<'a> Copy<'a> {
             return self.export(layout, tree);
         }
         let total: u64 = tree.blobs.iter().map(|b| b.size).sum();
-        self.job.progress.bytes(self.job.item, 0, total);
+        self.job.progress.bytes(&self.job.item, 0, total);
         self.copy_blobs(&tree.blobs, total)?;
         for child in &tree.children {
             self.put(&child.digest, child)?;
@@ -230,7 +232,7 @@ impl<'a> Copy<'a> {
         );
         written(layout.announce(&entry))?;
         let total: u64 = tree.blobs.iter().map(|b| b.size).sum();
-        self.job.progress.bytes(self.job.item, 0, total);
+        self.job.progress.bytes(&self.job.item, 0, total);
         self.copy_blobs(&tree.blobs, total)?;
         let moved = self.finish(tree)?;
         layout.add_entry(entry);
@@ -454,7 +456,7 @@ impl<'a> Copy<'a> {
             what: &what,
             host: &self.src.host,
         };
-        let got = attempt(self.steps, &step, || {
+        let got = attempt(&*self.steps, &step, || {
             self.paced(&self.src, reference, self.src_creds.as_ref())?;
             self.job
                 .client
@@ -508,7 +510,7 @@ impl<'a> Copy<'a> {
             what: &what,
             host: &self.dst.host,
         };
-        attempt(self.steps, &step, || {
+        attempt(&*self.steps, &step, || {
             self.job
                 .client
                 .put_manifest(&self.dst, reference, manifest, self.job.access.push())
@@ -570,7 +572,7 @@ fn keep(entries: &[Value], filters: &[Platform]) -> Vec<Value> {
 /// `mirror`'s retry policy with the end of `transferTimeout`: past it no
 /// step starts, a stream stops, and the failure says so.
 struct Bounded<'a> {
-    inner: &'a dyn Steps,
+    inner: Arc<dyn Steps + 'a>,
     until: Instant,
     limit: std::time::Duration,
     what: String,

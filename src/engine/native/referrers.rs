@@ -32,8 +32,8 @@ const MAX_TAGS: usize = 100_000;
 /// The referrers of one image's move. Whether the source has the referrers
 /// API, and the tags of its repository, are learnt once a run (see
 /// `RunMemory`).
-pub(super) struct Referring<'c> {
-    copy: &'c Copy<'c>,
+pub(super) struct Referring<'c, 'a> {
+    copy: &'c Copy<'a>,
     /// How many manifests were copied.
     copied: Mutex<usize>,
     /// What was copied (or found in place) for each subject.
@@ -54,8 +54,8 @@ struct Found {
     fingerprint: String,
 }
 
-impl<'c> Referring<'c> {
-    pub(super) fn new(copy: &'c Copy<'c>) -> Referring<'c> {
+impl<'c, 'a> Referring<'c, 'a> {
+    pub(super) fn new(copy: &'c Copy<'a>) -> Referring<'c, 'a> {
         Referring {
             copy,
             copied: Mutex::new(0),
@@ -390,7 +390,7 @@ impl<'c> Referring<'c> {
         host: &str,
         work: impl FnMut() -> Result<T, Error>,
     ) -> Result<T, Failed> {
-        attempt(self.copy.steps, &Step { what, host }, work)
+        attempt(&*self.copy.steps, &Step { what, host }, work)
     }
 }
 
