@@ -2,8 +2,11 @@
 //! learnt from a 401 (`Basic`, or `Bearer` with a token service), and bearer
 //! tokens fetched for the scopes a request needs (`pull`; `pull,push` on a
 //! target; plus `pull` on the repository a blob is mounted from), cached per
-//! host, scope and credentials until they expire. Credentials themselves
-//! come from `credentials`.
+//! host, scope and credentials until they expire. Workers that start at
+//! once ask once: the first request to a host whose challenge is unknown
+//! goes alone (one 401), and one token is fetched per scope while the
+//! others that need it wait for it. Credentials themselves come from
+//! `credentials`.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -16,6 +19,7 @@ use serde_json::Value;
 use super::transport::{Transport, header};
 use crate::credentials::Credentials;
 use crate::error::Error;
+use crate::inflight::{InFlight, Lead};
 use crate::mutex::lock;
 use crate::secret::Secret;
 
@@ -72,6 +76,10 @@ pub struct Auth {
     /// Hosts that answered without asking for credentials.
     open: Mutex<HashSet<String>>,
     tokens: Mutex<HashMap<TokenKey, (Secret, Instant)>>,
+    /// Hosts whose first request is on its way, to learn their challenge.
+    asking: InFlight<String>,
+    /// Tokens being fetched.
+    fetching: InFlight<TokenKey>,
 }
 
 impl Auth {
@@ -94,6 +102,22 @@ impl Auth {
         lock(&self.challenges).contains_key(host) || lock(&self.open).contains(host)
     }
 
+    /// For a host whose challenge is not known yet: the lead of its first
+    /// request, which learns it (one 401, not one per worker), or None once
+    /// the challenge is known (the first request waited for when another
+    /// worker sends it).
+    pub fn first_request(&self, host: &str) -> Option<Lead<'_, String>> {
+        let host = host.to_string();
+        loop {
+            if self.knows(&host) {
+                return None;
+            }
+            if let Some(lead) = self.asking.lead(&host) {
+                return Some(lead);
+            }
+        }
+    }
+
     /// Notes that `host` answered a request without credentials.
     pub fn open(&self, host: &str) {
         if !lock(&self.open).contains(host) {
@@ -107,6 +131,18 @@ impl Auth {
             .iter()
             .map(|(h, c)| (h.clone(), c.clone()))
             .collect()
+    }
+
+    /// The hosts that answered without asking for credentials.
+    pub fn open_hosts(&self) -> Vec<String> {
+        lock(&self.open).iter().cloned().collect()
+    }
+
+    /// Hosts an earlier process found open: their first request need not
+    /// go alone (a host that asks for credentials now is answered as ever,
+    /// after its 401).
+    pub fn remember_open(&self, hosts: impl IntoIterator<Item = String>) {
+        lock(&self.open).extend(hosts);
     }
 
     /// Challenges an earlier process learnt, so that no request of this one
@@ -133,26 +169,33 @@ impl Auth {
             Some(Challenge::Basic) => Ok(creds.map(basic)),
             Some(Challenge::Bearer { realm, service }) => {
                 let key = (host.to_string(), scopes.join(" "), who(creds));
-                let cached = lock(&self.tokens).get(&key).cloned();
-                let token = match cached {
-                    Some((token, until)) if Instant::now() < until => token,
-                    _ => {
-                        let service = service.as_deref();
+                let token = self.fetching.once(
+                    &key,
+                    || self.cached(&key),
+                    || {
                         let got = TokenRequest {
                             host,
                             insecure,
                             realm: &realm,
-                            service,
+                            service: service.as_deref(),
                         };
                         let (token, until) = got.fetch(transport, scopes, creds)?;
-                        self.keep(key, token.clone(), until);
-                        token
-                    }
-                };
+                        self.keep(key.clone(), token.clone(), until);
+                        Ok::<_, Error>(token)
+                    },
+                )?;
                 Ok(Some(Secret::new(format!("Bearer {}", token.expose()))))
             }
             None => Ok(None),
         }
+    }
+
+    /// The token cached under `key`, unless it expired.
+    fn cached(&self, key: &TokenKey) -> Option<Secret> {
+        lock(&self.tokens)
+            .get(key)
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(token, _)| token.clone())
     }
 
     /// Caches `token` until `until`, and forgets the tokens that expired:
