@@ -78,6 +78,9 @@ pub struct Auth {
     tokens: Mutex<HashMap<TokenKey, (Secret, Instant)>>,
     /// Hosts whose first request is on its way, to learn their challenge.
     asking: InFlight<String>,
+    /// Hosts whose first request went: later ones never wait, whatever it
+    /// learnt (a host that is down costs one wait, not one per worker).
+    asked: Mutex<HashSet<String>>,
     /// Tokens being fetched.
     fetching: InFlight<TokenKey>,
 }
@@ -103,19 +106,24 @@ impl Auth {
     }
 
     /// For a host whose challenge is not known yet: the lead of its first
-    /// request, which learns it (one 401, not one per worker), or None once
-    /// the challenge is known (the first request waited for when another
-    /// worker sends it).
-    pub fn first_request(&self, host: &str) -> Option<Lead<'_, String>> {
+    /// request, which learns it (one 401, not one per worker); None for any
+    /// other request (after waiting for the first, when another worker
+    /// sends it).
+    pub fn first_request(&self, host: &str) -> Option<First<'_>> {
         let host = host.to_string();
-        loop {
-            if self.knows(&host) {
-                return None;
-            }
-            if let Some(lead) = self.asking.lead(&host) {
-                return Some(lead);
-            }
+        let asked = || self.knows(&host) || lock(&self.asked).contains(&host);
+        if asked() {
+            return None;
         }
+        let lead = self.asking.lead(&host)?;
+        if asked() {
+            return None;
+        }
+        Some(First {
+            auth: self,
+            host,
+            _lead: lead,
+        })
     }
 
     /// Notes that `host` answered a request without credentials.
@@ -205,6 +213,20 @@ impl Auth {
         let mut tokens = lock(&self.tokens);
         tokens.retain(|_, (_, expires)| *expires > now);
         tokens.insert(key, (token, until));
+    }
+}
+
+/// The lead of a host's first request: when it ends, whatever it learnt,
+/// the host's later requests never wait.
+pub struct First<'a> {
+    auth: &'a Auth,
+    host: String,
+    _lead: Lead<'a, String>,
+}
+
+impl Drop for First<'_> {
+    fn drop(&mut self) {
+        lock(&self.auth.asked).insert(self.host.clone());
     }
 }
 
@@ -404,6 +426,37 @@ mod tests {
         let mut kept: Vec<String> = lock(&auth.tokens).keys().map(|k| k.1.clone()).collect();
         kept.sort();
         assert_eq!(kept, ["b", "c"]);
+    }
+
+    #[test]
+    fn a_hosts_first_request_goes_alone_and_only_the_first() {
+        let auth = Auth::default();
+        auth.open("open:5000");
+        assert!(
+            auth.first_request("open:5000").is_none(),
+            "known: nobody waits"
+        );
+        let first = auth.first_request("new:5000").expect("the first leads");
+        let waited = std::thread::scope(|s| {
+            let other = s.spawn(|| {
+                let started = Instant::now();
+                let lead = auth.first_request("new:5000");
+                (lead.is_none(), started.elapsed())
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            drop(first);
+            other.join().unwrap()
+        });
+        assert!(waited.0, "the second does not lead");
+        assert!(
+            waited.1 >= Duration::from_millis(40),
+            "it waited: {:?}",
+            waited.1
+        );
+        assert!(
+            auth.first_request("new:5000").is_none(),
+            "the first went, whatever it learnt: later ones never wait"
+        );
     }
 
     #[test]
