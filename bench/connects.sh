@@ -10,12 +10,15 @@
 #
 # Needs root (as bench/lib.sh does), the Debian packages docker-registry and
 # strace, curl, python3.
-# Usage: bench/connects.sh [IMAGES] [PARALLEL]   (defaults 40 and 4)
+# With TAGS, each of the N repositories has that many tags, sharing their
+# repository's layer (each tag an image of its own: N x TAGS images).
+# Usage: bench/connects.sh [IMAGES] [PARALLEL] [TAGS]   (defaults 40, 4, 1)
 # $PB names a picture-book binary; else target/release is built.
 set -euo pipefail
 
 N=${1:-40}
 PARALLEL=${2:-4}
+TAGS=${3:-1}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -25,13 +28,15 @@ export REGISTRY_ACCESS_LOG=true
 start_registry src SRC
 start_registry dst DST
 
-echo "pushing $N images of three blobs to the source..." >&2
-python3 "$HERE/bench/push.py" "http://$SRC" "$N"
+echo "pushing $N repositories of $TAGS tags of three blobs to the source..." >&2
+TAGS=$TAGS python3 "$HERE/bench/push.py" "http://$SRC" "$N"
 
 mkdir -p "$WORK/pb"
 {
     echo '#!/bin/sh'
-    for i in $(seq 1 "$N"); do echo "echo $SRC/bench/img$i:1"; done
+    for i in $(seq 1 "$N"); do
+        for t in $(seq 1 "$TAGS"); do echo "echo $SRC/bench/img$i:$t"; done
+    done
 } >"$WORK/pb/list.sh"
 chmod +x "$WORK/pb/list.sh"
 cat >"$WORK/pb/config.yaml" <<EOF
@@ -70,7 +75,7 @@ run() { # NAME
     echo "  requests at the target: $(by_method "$WORK/dst/log" "$d0" "$d1")"
 }
 
-echo "$N images, parallel $PARALLEL, $BIN"
+echo "$N repositories of $TAGS tags, parallel $PARALLEL, $BIN"
 run fresh
 run no-op
 # $OUT, when set, keeps the access logs and the traces.

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Pushes N images straight to a registry over its API (no docker needed):
 bench/imgI:1, each of three blobs, a layer that all of them share (256 KiB),
-and a layer (64 KiB) and a config of its own.
+and a layer (64 KiB) and a config of its own. With TAGS=T in the
+environment, each repository gets the tags 1 to T: its layer is shared by
+its tags, and each tag has a config of its own.
 
-Usage: push.py BASE_URL N [CA_FILE]    (BASE_URL: http://HOST:PORT or https://...)
+Usage: [TAGS=T] push.py BASE_URL N [CA_FILE]    (BASE_URL: http://HOST:PORT or https://...)
 """
 import hashlib
 import json
@@ -36,11 +38,15 @@ def blob(repo, data, media_type):
 
 LAYER = "application/vnd.oci.image.layer.v1.tar"
 shared = os.urandom(256 << 10)
-for i in range(1, n + 1):
+tags = int(os.environ.get("TAGS", "1"))
+for i, tag in ((i, t) for i in range(1, n + 1) for t in range(1, tags + 1)):
     repo = f"bench/img{i}"
-    layers = [blob(repo, shared, LAYER), blob(repo, os.urandom(64 << 10), LAYER)]
+    if tag == 1:
+        own = os.urandom(64 << 10)
+    layers = [blob(repo, shared, LAYER), blob(repo, own, LAYER)]
+    fields = {"n": i} if tag == 1 else {"n": i, "tag": tag}
     config = json.dumps({
-        "architecture": "amd64", "os": "linux", "n": i,
+        "architecture": "amd64", "os": "linux", **fields,
         "rootfs": {"type": "layers", "diff_ids": [l["digest"] for l in layers]},
     }).encode()
     cfg = blob(repo, config, "application/vnd.oci.image.config.v1+json")
@@ -48,5 +54,5 @@ for i in range(1, n + 1):
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": cfg, "layers": layers,
     }).encode()
-    call("PUT", f"{base}/v2/{repo}/manifests/1", manifest,
+    call("PUT", f"{base}/v2/{repo}/manifests/{tag}", manifest,
          {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})

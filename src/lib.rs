@@ -4,7 +4,8 @@
 //! and an engine moves them. This crate root wires the commands together.
 //! The modules are layers; each imports only from those below it:
 //! - leaves: `reference`, `platform`, `digest`, `secret`, `error`, `exit`,
-//!   `mutex`, `flock` (the run lock), `process` (the one spawner) and
+//!   `mutex`, `inflight` (one asks, the others wait for its answer), `flock`
+//!   (the run lock), `process` (the one spawner) and
 //!   `descendants`, `signals`, `credentials`, `display`, `commands` (what
 //!   may be run as a script);
 //! - `selection`: how tags read as versions, and the rules that choose
@@ -31,6 +32,7 @@ pub mod engine;
 pub mod error;
 pub mod exit;
 pub mod flock;
+pub mod inflight;
 pub mod layout;
 pub mod listing;
 pub mod mutex;

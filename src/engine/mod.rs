@@ -29,11 +29,13 @@ pub use crate::config::Choice;
 use crate::config::Registry;
 use crate::display::{Item, Progress};
 use crate::error::Error;
+use crate::inflight::{InFlight, Lead};
 use crate::mutex::{lock, wait};
 use crate::platform::Platform;
 use crate::process::Cancel;
 use crate::reference::Reference;
-use crate::registry::Client;
+use crate::registry::blobs::Upload;
+use crate::registry::{Client, Repository};
 pub use access::Access;
 pub use ends::{Sink, Source};
 
@@ -70,6 +72,9 @@ pub struct Capabilities {
     pub counts: bool,
     /// Whether it can read images from a layout and write them into one.
     pub layouts: bool,
+    /// Whether it sends blobs through the registry's upload API itself: the
+    /// upload the repository check opens is kept for its first blob there.
+    pub uploads: bool,
 }
 
 /// How an engine names the target of an image listed by digest alone (see
@@ -415,11 +420,19 @@ impl Drop for Slot<'_> {
 
 /// What a run learns that its images' moves share: the blobs known to be
 /// in a repository of the target (for mounts; filled from the state file
-/// and as blobs arrive), which source registries have the referrers API,
-/// and the tags of source repositories (for cosign's).
+/// and as blobs arrive), those that arrived in this run and those on their
+/// way, the uploads the repository check opened and kept, which source
+/// registries have the referrers API, and the tags of source repositories
+/// (for cosign's).
 #[derive(Default)]
 pub struct RunMemory {
     blobs: Mutex<std::collections::HashMap<String, String>>,
+    /// (digest, repository) of the blobs that arrived in this run.
+    arrived: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Blobs on their way to the target, by digest.
+    sending: InFlight<String>,
+    /// Uploads opened and not used yet, by repository path.
+    uploads: Mutex<std::collections::HashMap<String, (Repository, Upload)>>,
     referrers_api: Mutex<std::collections::HashMap<String, bool>>,
     tags: Mutex<std::collections::HashMap<String, Tags>>,
 }
@@ -441,9 +454,37 @@ impl RunMemory {
         lock(&self.blobs).get(digest).filter(|r| *r != not).cloned()
     }
 
-    /// Notes that `repository` holds blob `digest`.
+    /// Notes that `repository` holds blob `digest`, as this run found.
     pub fn note_blob(&self, digest: &str, repository: &str) {
         lock(&self.blobs).insert(digest.to_string(), repository.to_string());
+        lock(&self.arrived).insert((digest.to_string(), repository.to_string()));
+    }
+
+    /// Whether this run found blob `digest` in `repository` (sent, mounted
+    /// or there already): nothing more to ask.
+    pub fn arrived(&self, digest: &str, repository: &str) -> bool {
+        lock(&self.arrived).contains(&(digest.to_string(), repository.to_string()))
+    }
+
+    /// The lead of sending blob `digest` to the target; None after waiting
+    /// for the move that was sending it (see where it arrived).
+    pub fn sending(&self, digest: &str) -> Option<Lead<'_, String>> {
+        self.sending.lead(&digest.to_string())
+    }
+
+    /// Keeps `upload`, opened in `repo`, for the first blob sent there.
+    pub fn keep_upload(&self, repo: &Repository, upload: Upload) {
+        lock(&self.uploads).insert(repo.path.clone(), (repo.clone(), upload));
+    }
+
+    /// The upload kept for `repository`, taken.
+    pub fn kept_upload(&self, repository: &str) -> Option<Upload> {
+        lock(&self.uploads).remove(repository).map(|(_, u)| u)
+    }
+
+    /// The uploads kept and never used, taken (to cancel at the run's end).
+    pub fn unused_uploads(&self) -> Vec<(Repository, Upload)> {
+        lock(&self.uploads).drain().map(|(_, kept)| kept).collect()
     }
 
     /// Every (digest, repository) pair of blobs known.
@@ -502,6 +543,61 @@ mod tests {
             }
         });
         assert_eq!(most.into_inner(), 2);
+    }
+
+    #[test]
+    fn a_run_remembers_where_blobs_arrived_and_hands_a_kept_upload_out_once() {
+        let memory = RunMemory::new([("sha256:old".to_string(), "m/a".to_string())]);
+        assert!(
+            !memory.arrived("sha256:old", "m/a"),
+            "an earlier run's word is not this run's"
+        );
+        memory.note_blob("sha256:b", "m/a");
+        assert!(memory.arrived("sha256:b", "m/a"));
+        assert!(
+            !memory.arrived("sha256:b", "m/c"),
+            "another repository still asks"
+        );
+        assert_eq!(
+            memory.blob_elsewhere("sha256:b", "m/c").as_deref(),
+            Some("m/a")
+        );
+        let repo = Repository::target("r.example.com/m/a", false);
+        let upload = |n: &str| Upload {
+            location: format!("https://r.example.com/v2/m/a/blobs/uploads/{n}"),
+            min_chunk: None,
+        };
+        memory.keep_upload(&repo, upload("1"));
+        assert_eq!(memory.kept_upload("m/c"), None);
+        assert_eq!(memory.kept_upload("m/a"), Some(upload("1")));
+        assert_eq!(memory.kept_upload("m/a"), None, "taken once");
+        memory.keep_upload(&repo, upload("2"));
+        let unused = memory.unused_uploads();
+        assert_eq!(unused, [(repo, upload("2"))]);
+        assert!(memory.unused_uploads().is_empty());
+    }
+
+    #[test]
+    fn a_blob_on_its_way_is_waited_for_by_the_other_moves() {
+        let memory = RunMemory::default();
+        let sent = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for repo in ["m/a", "m/b", "m/c"] {
+                let (memory, sent) = (&memory, &sent);
+                s.spawn(move || {
+                    let Some(_turn) = memory.sending("sha256:x") else {
+                        assert!(memory.blob_elsewhere("sha256:x", repo).is_some());
+                        return;
+                    };
+                    if memory.blob_elsewhere("sha256:x", repo).is_none() {
+                        std::thread::sleep(std::time::Duration::from_millis(30));
+                        sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    memory.note_blob("sha256:x", repo);
+                });
+            }
+        });
+        assert_eq!(sent.into_inner(), 1, "sent once; the others find it there");
     }
 
     #[test]

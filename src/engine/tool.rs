@@ -379,6 +379,7 @@ impl Engine for ToolEngine {
             naming: Naming::DigestTag,
             counts: false,
             layouts: false,
+            uploads: false,
         }
     }
 

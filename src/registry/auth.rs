@@ -2,8 +2,11 @@
 //! learnt from a 401 (`Basic`, or `Bearer` with a token service), and bearer
 //! tokens fetched for the scopes a request needs (`pull`; `pull,push` on a
 //! target; plus `pull` on the repository a blob is mounted from), cached per
-//! host, scope and credentials until they expire. Credentials themselves
-//! come from `credentials`.
+//! host, scope and credentials until they expire. Workers that start at
+//! once ask once: the first request to a host whose challenge is unknown
+//! goes alone (one 401), and one token is fetched per scope while the
+//! others that need it wait for it. Credentials themselves come from
+//! `credentials`.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -16,6 +19,7 @@ use serde_json::Value;
 use super::transport::{Transport, header};
 use crate::credentials::Credentials;
 use crate::error::Error;
+use crate::inflight::{InFlight, Lead};
 use crate::mutex::lock;
 use crate::secret::Secret;
 
@@ -72,6 +76,13 @@ pub struct Auth {
     /// Hosts that answered without asking for credentials.
     open: Mutex<HashSet<String>>,
     tokens: Mutex<HashMap<TokenKey, (Secret, Instant)>>,
+    /// Hosts whose first request is on its way, to learn their challenge.
+    asking: InFlight<String>,
+    /// Hosts whose first request went: later ones never wait, whatever it
+    /// learnt (a host that is down costs one wait, not one per worker).
+    asked: Mutex<HashSet<String>>,
+    /// Tokens being fetched.
+    fetching: InFlight<TokenKey>,
 }
 
 impl Auth {
@@ -94,6 +105,27 @@ impl Auth {
         lock(&self.challenges).contains_key(host) || lock(&self.open).contains(host)
     }
 
+    /// For a host whose challenge is not known yet: the lead of its first
+    /// request, which learns it (one 401, not one per worker); None for any
+    /// other request (after waiting for the first, when another worker
+    /// sends it).
+    pub fn first_request(&self, host: &str) -> Option<First<'_>> {
+        let host = host.to_string();
+        let asked = || self.knows(&host) || lock(&self.asked).contains(&host);
+        if asked() {
+            return None;
+        }
+        let lead = self.asking.lead(&host)?;
+        if asked() {
+            return None;
+        }
+        Some(First {
+            auth: self,
+            host,
+            _lead: lead,
+        })
+    }
+
     /// Notes that `host` answered a request without credentials.
     pub fn open(&self, host: &str) {
         if !lock(&self.open).contains(host) {
@@ -107,6 +139,18 @@ impl Auth {
             .iter()
             .map(|(h, c)| (h.clone(), c.clone()))
             .collect()
+    }
+
+    /// The hosts that answered without asking for credentials.
+    pub fn open_hosts(&self) -> Vec<String> {
+        lock(&self.open).iter().cloned().collect()
+    }
+
+    /// Hosts an earlier process found open: their first request need not
+    /// go alone (a host that asks for credentials now is answered as ever,
+    /// after its 401).
+    pub fn remember_open(&self, hosts: impl IntoIterator<Item = String>) {
+        lock(&self.open).extend(hosts);
     }
 
     /// Challenges an earlier process learnt, so that no request of this one
@@ -133,26 +177,33 @@ impl Auth {
             Some(Challenge::Basic) => Ok(creds.map(basic)),
             Some(Challenge::Bearer { realm, service }) => {
                 let key = (host.to_string(), scopes.join(" "), who(creds));
-                let cached = lock(&self.tokens).get(&key).cloned();
-                let token = match cached {
-                    Some((token, until)) if Instant::now() < until => token,
-                    _ => {
-                        let service = service.as_deref();
+                let token = self.fetching.once(
+                    &key,
+                    || self.cached(&key),
+                    || {
                         let got = TokenRequest {
                             host,
                             insecure,
                             realm: &realm,
-                            service,
+                            service: service.as_deref(),
                         };
                         let (token, until) = got.fetch(transport, scopes, creds)?;
-                        self.keep(key, token.clone(), until);
-                        token
-                    }
-                };
+                        self.keep(key.clone(), token.clone(), until);
+                        Ok::<_, Error>(token)
+                    },
+                )?;
                 Ok(Some(Secret::new(format!("Bearer {}", token.expose()))))
             }
             None => Ok(None),
         }
+    }
+
+    /// The token cached under `key`, unless it expired.
+    fn cached(&self, key: &TokenKey) -> Option<Secret> {
+        lock(&self.tokens)
+            .get(key)
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(token, _)| token.clone())
     }
 
     /// Caches `token` until `until`, and forgets the tokens that expired:
@@ -162,6 +213,20 @@ impl Auth {
         let mut tokens = lock(&self.tokens);
         tokens.retain(|_, (_, expires)| *expires > now);
         tokens.insert(key, (token, until));
+    }
+}
+
+/// The lead of a host's first request: when it ends, whatever it learnt,
+/// the host's later requests never wait.
+pub struct First<'a> {
+    auth: &'a Auth,
+    host: String,
+    _lead: Lead<'a, String>,
+}
+
+impl Drop for First<'_> {
+    fn drop(&mut self) {
+        lock(&self.auth.asked).insert(self.host.clone());
     }
 }
 
@@ -361,6 +426,37 @@ mod tests {
         let mut kept: Vec<String> = lock(&auth.tokens).keys().map(|k| k.1.clone()).collect();
         kept.sort();
         assert_eq!(kept, ["b", "c"]);
+    }
+
+    #[test]
+    fn a_hosts_first_request_goes_alone_and_only_the_first() {
+        let auth = Auth::default();
+        auth.open("open:5000");
+        assert!(
+            auth.first_request("open:5000").is_none(),
+            "known: nobody waits"
+        );
+        let first = auth.first_request("new:5000").expect("the first leads");
+        let waited = std::thread::scope(|s| {
+            let other = s.spawn(|| {
+                let started = Instant::now();
+                let lead = auth.first_request("new:5000");
+                (lead.is_none(), started.elapsed())
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            drop(first);
+            other.join().unwrap()
+        });
+        assert!(waited.0, "the second does not lead");
+        assert!(
+            waited.1 >= Duration::from_millis(40),
+            "it waited: {:?}",
+            waited.1
+        );
+        assert!(
+            auth.first_request("new:5000").is_none(),
+            "the first went, whatever it learnt: later ones never wait"
+        );
     }
 
     #[test]

@@ -106,16 +106,7 @@ impl Client {
                 self.no_head(repo, status);
                 return self.digest_by_get(repo, reference, creds);
             }
-            HeadAnswer::Confirm => {
-                let found = self.digest_by_get(repo, reference, creds)?;
-                match found {
-                    Some(_) => self.no_head(repo, status),
-                    None => {
-                        self.quirks.note(&repo.host, Quirk::ManifestHead);
-                    }
-                }
-                return Ok(found);
-            }
+            HeadAnswer::Confirm => return self.confirm_404(repo, reference, creds),
             HeadAnswer::Trust => {}
         }
         match status {
@@ -132,6 +123,48 @@ impl Client {
             }
             404 => Ok(None),
             _ => Err(refused(repo, resp, &path)),
+        }
+    }
+
+    /// The digest of `repo:reference` after a `HEAD` answered 404 by a
+    /// host whose `HEAD` never answered 200: a `GET` tells whether that
+    /// means "not there" or "no `HEAD`". One request asks it per host; the
+    /// others that meet a 404 meanwhile wait for its answer and take it
+    /// (a `GET` of their own when the host has no `HEAD`).
+    fn confirm_404(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<Option<String>, Error> {
+        let host = &repo.host;
+        let learnt = || {
+            if self.quirks.has(host, Quirk::NoManifestHead) {
+                Some(true)
+            } else {
+                self.quirks.has(host, Quirk::ManifestHead).then_some(false)
+            }
+        };
+        loop {
+            match learnt() {
+                Some(true) => return self.digest_by_get(repo, reference, creds),
+                Some(false) => return Ok(None),
+                None => {}
+            }
+            let Some(_lead) = self.quirks.confirming(host) else {
+                continue;
+            };
+            if learnt().is_some() {
+                continue;
+            }
+            let found = self.digest_by_get(repo, reference, creds)?;
+            match found {
+                Some(_) => self.no_head(repo, 404),
+                None => {
+                    self.quirks.note(host, Quirk::ManifestHead);
+                }
+            }
+            return Ok(found);
         }
     }
 

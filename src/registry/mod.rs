@@ -167,6 +167,17 @@ impl Client {
         self.auth.challenges()
     }
 
+    /// The hosts that answered without asking for credentials, to keep for
+    /// the next process.
+    pub fn open_hosts(&self) -> Vec<String> {
+        self.auth.open_hosts()
+    }
+
+    /// Hosts an earlier process found open.
+    pub fn remember_open(&self, hosts: impl IntoIterator<Item = String>) {
+        self.auth.remember_open(hosts);
+    }
+
     /// Challenges an earlier process learnt, so that no request of this one
     /// has to be refused first.
     pub fn remember_challenges(&self, known: impl IntoIterator<Item = (String, Challenge)>) {
@@ -181,20 +192,17 @@ impl Client {
     /// and answered once, when the body can be sent again. A stream is sent
     /// only once the host's challenge is known. A URL on another host (an
     /// upload `Location` at a storage front) gets no `Authorization`: the
-    /// registry's credentials are for the registry alone.
+    /// registry's credentials are for the registry alone. While a host's
+    /// challenge is unknown, its first request goes alone: the others wait
+    /// for what it learns.
     fn send(
         &self,
         repo: &Repository,
-        mut req: Request<'_>,
+        req: Request<'_>,
         creds: Option<&Credentials>,
         extra: &[String],
     ) -> Result<http::Response<ureq::Body>, Error> {
-        let mut scopes = vec![repo.scope()];
-        scopes.extend_from_slice(extra);
-        if repo.copying {
-            req.headers
-                .push(("User-Agent", transport::COPY_AGENT.clone()));
-        }
+        let req = agent(repo, req);
         if elsewhere(repo, req.target) {
             log::debug!(
                 "{}: a {} to another host, without the registry's credentials",
@@ -203,14 +211,25 @@ impl Client {
             );
             return self.transport.send(&repo.host, repo.insecure, req, None);
         }
+        let _first = self.auth.first_request(&repo.host);
         if !req.body.replayable() && !self.auth.knows(&repo.host) {
-            self.send(
-                repo,
-                Request::new(transport::Method::Get, "/v2/"),
-                creds,
-                &[],
-            )?;
+            let root = agent(repo, Request::new(transport::Method::Get, "/v2/"));
+            self.answered(repo, root, creds, &[])?;
         }
+        self.answered(repo, req, creds, extra)
+    }
+
+    /// Sends `req` to `repo`'s registry with the `Authorization` its known
+    /// challenge asks for, and once more after a 401 that taught a new one.
+    fn answered(
+        &self,
+        repo: &Repository,
+        mut req: Request<'_>,
+        creds: Option<&Credentials>,
+        extra: &[String],
+    ) -> Result<http::Response<ureq::Body>, Error> {
+        let mut scopes = vec![repo.scope()];
+        scopes.extend_from_slice(extra);
         let mut answered = false;
         loop {
             let authorization = self.auth.authorization(
@@ -270,6 +289,15 @@ impl Client {
             }
         }
     }
+}
+
+/// `req` with the native engine's user agent when it is part of a copy.
+fn agent<'r>(repo: &Repository, mut req: Request<'r>) -> Request<'r> {
+    if repo.copying {
+        req.headers
+            .push(("User-Agent", transport::COPY_AGENT.clone()));
+    }
+    req
 }
 
 /// Whether `target` is a whole URL on another host than `repo`'s (an

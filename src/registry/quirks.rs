@@ -3,11 +3,13 @@
 //! a `sync` until it restarts), so that a fallback is found once and then
 //! taken straight away. Each quirk is learnt from an answer, never assumed:
 //! a normal registry never pays for a fallback (a manifest `GET` counts
-//! against Docker Hub's pull limit where a `HEAD` does not).
+//! against Docker Hub's pull limit where a `HEAD` does not). What one
+//! answer settles is asked once per host, not once per worker.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+use crate::inflight::{InFlight, Lead};
 use crate::mutex::lock;
 
 /// One thing a registry was seen to do.
@@ -33,6 +35,8 @@ pub enum Quirk {
 #[derive(Default)]
 pub struct Quirks {
     seen: Mutex<HashSet<(String, Quirk)>>,
+    /// Hosts whose manifest `HEAD` 404 a `GET` is confirming.
+    confirming: InFlight<String>,
 }
 
 impl Quirks {
@@ -45,6 +49,12 @@ impl Quirks {
     /// fallback is said once.
     pub fn note(&self, host: &str, quirk: Quirk) -> bool {
         lock(&self.seen).insert((host.to_string(), quirk))
+    }
+
+    /// The lead of the `GET` that confirms a manifest `HEAD` 404 of
+    /// `host`; None after waiting for another's (see what it noted).
+    pub fn confirming(&self, host: &str) -> Option<Lead<'_, String>> {
+        self.confirming.lead(&host.to_string())
     }
 }
 

@@ -204,7 +204,7 @@ fn engine_ready<'e>(
 }
 
 /// The registry's state file, its problem told once in `report`, and the
-/// registries' challenges it remembers given to the client.
+/// registries' challenges (and open hosts) it remembers given to the client.
 fn load_state(registry: &Registry, ctx: &Context<'_>, report: &mut RegistryReport) -> StateFile {
     let state = StateFile::load(ctx.state_dir, &registry.hostname);
     if let Some(problem) = state.problem().filter(|_| report.warnings.is_empty()) {
@@ -212,13 +212,15 @@ fn load_state(registry: &Registry, ctx: &Context<'_>, report: &mut RegistryRepor
         report.warnings.push(problem);
     }
     ctx.client.remember_challenges(state.challenges());
+    ctx.client.remember_open(state.open_hosts());
     state
 }
 
-/// Keeps what the run learnt (challenges, blobs) in `state` and writes it,
+/// Keeps what the run learnt (challenges, open hosts, blobs) in `state` and writes it,
 /// unless the run is a dry run or an export.
 fn save_state(registry: &Registry, ctx: &Context<'_>, state: &StateFile, memory: &RunMemory) {
     state.set_challenges(ctx.client.challenges());
+    state.set_open_hosts(ctx.client.open_hosts());
     state.set_blobs(memory.blobs());
     if ctx.dry_run || !ctx.mode.sink().is_registry() {
         log::debug!(
@@ -498,6 +500,7 @@ mod tests {
                 naming: Naming::DigestTag,
                 counts: false,
                 layouts: self.layouts,
+                uploads: false,
             }
         }
 

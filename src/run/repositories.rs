@@ -7,7 +7,9 @@
 //! tried once more; without the hook, or when it fails, the image fails
 //! with a message that names the repository to create. This holds for
 //! every engine alike, and comes before the source is pulled; how images
-//! move is the engines' business.
+//! move is the engines' business. An engine that uploads blobs itself (the
+//! native one) keeps the upload for its first blob there instead; what no
+//! blob used is cancelled when the run ends.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,7 +17,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::credentials::Credentials;
-use crate::engine::{Failed, Job};
+use crate::engine::{Access, Failed, Job, RunMemory};
 use crate::error::{Error, excerpt, human_duration};
 use crate::mutex::lock;
 use crate::process::{self, Cancel, Failure, Spec, Stream};
@@ -28,9 +30,26 @@ pub const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Default)]
 pub struct Targets {
     known: Mutex<HashMap<String, Result<(), String>>>,
+    /// Whether the upload a check opens is kept for the engine's first blob.
+    keep: bool,
 }
 
 impl Targets {
+    /// For a run whose engine sends blobs itself (`keep`) or not.
+    pub fn new(keep: bool) -> Targets {
+        Targets {
+            keep,
+            ..Targets::default()
+        }
+    }
+
+    /// Cancels the uploads checks kept that no blob used.
+    pub fn cancel_unused(&self, client: &Client, access: &Access, memory: &RunMemory) {
+        for (repo, upload) in memory.unused_uploads() {
+            client.cancel_upload(&repo, &upload, access.push());
+        }
+    }
+
     /// Makes sure the registry takes uploads into `job`'s target
     /// repository, running `createRepositoryScript` when it must (its
     /// children honour `cancel`); once per repository and run.
@@ -71,8 +90,9 @@ impl Targets {
         repo: &Repository,
         cancel: &Cancel,
     ) -> Result<Result<(), String>, Failed> {
+        let keep = self.keep.then_some(job.memory);
         let creds = job.access.push();
-        let Some(refusal) = refused(job.client, repo, creds) else {
+        let Some(refusal) = refused(job.client, repo, creds, keep) else {
             return Ok(Ok(()));
         };
         let host = &repo.host;
@@ -103,7 +123,7 @@ impl Targets {
                 )));
             }
         }
-        Ok(match refused(job.client, repo, creds) {
+        Ok(match refused(job.client, repo, creds, keep) {
             None => {
                 log::info!("{}: {host} created {}", job.item.name(), repo.path);
                 Ok(())
@@ -119,12 +139,20 @@ impl Targets {
 
 /// How the registry refused to open an upload in `repo` because the
 /// repository does not exist (`404 NAME_UNKNOWN`, `403 DENIED`); None when
-/// it opened one (cancelled at once) or failed otherwise, which the move
-/// itself will meet and report.
-fn refused(client: &Client, repo: &Repository, creds: Option<&Credentials>) -> Option<String> {
+/// it opened one (kept in `keep` when given, else cancelled at once) or
+/// failed otherwise, which the move itself will meet and report.
+fn refused(
+    client: &Client,
+    repo: &Repository,
+    creds: Option<&Credentials>,
+    keep: Option<&RunMemory>,
+) -> Option<String> {
     match client.start_upload(repo, creds) {
         Ok(upload) => {
-            client.cancel_upload(repo, &upload, creds);
+            match keep {
+                Some(memory) => memory.keep_upload(repo, upload),
+                None => client.cancel_upload(repo, &upload, creds),
+            }
             None
         }
         Err(e) => {

@@ -106,6 +106,10 @@ struct Document {
     /// How each registry host asked to be authenticated.
     #[serde(default)]
     challenges: BTreeMap<String, Challenge>,
+    /// Registry hosts that answered without asking for credentials: their
+    /// first request need not go alone to learn a challenge.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    open: BTreeSet<String>,
     /// Blobs known to be in a repository of the target, by digest: what the
     /// native engine mounts from. Losing them costs only copies.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -195,6 +199,7 @@ impl StateFile {
             registry: hostname.to_string(),
             images: doc.images,
             challenges: doc.challenges,
+            open: doc.open,
             blobs: doc.blobs,
         };
         StateFile {
@@ -272,6 +277,21 @@ impl StateFile {
         }
     }
 
+    /// The hosts remembered to answer without asking for credentials.
+    pub fn open_hosts(&self) -> Vec<String> {
+        self.lock().doc.open.iter().cloned().collect()
+    }
+
+    /// Remembers hosts that answered without asking for credentials.
+    pub fn set_open_hosts(&self, hosts: Vec<String>) {
+        let mut inner = self.lock();
+        for host in hosts {
+            if inner.doc.open.insert(host) {
+                inner.generation += 1;
+            }
+        }
+    }
+
     /// The blobs known to be in repositories of the target, by digest.
     pub fn blobs(&self) -> Vec<(String, String)> {
         self.lock()
@@ -323,6 +343,7 @@ impl StateFile {
                 registry: inner.doc.registry.clone(),
                 images: inner.doc.images.clone(),
                 challenges: inner.doc.challenges.clone(),
+                open: inner.doc.open.clone(),
                 blobs: inner.doc.blobs.clone(),
             };
             (inner.generation, mine, inner.changed.clone())
@@ -385,6 +406,8 @@ fn merge(disk: Document, mine: Document, changed: &BTreeSet<String>) -> Document
     }
     let mut challenges = disk.challenges;
     challenges.extend(mine.challenges);
+    let mut open = disk.open;
+    open.extend(mine.open);
     let mut blobs = disk.blobs;
     for (digest, repository) in mine.blobs {
         if blobs.len() < MAX_BLOBS || blobs.contains_key(&digest) {
@@ -396,6 +419,7 @@ fn merge(disk: Document, mine: Document, changed: &BTreeSet<String>) -> Document
         registry: mine.registry,
         images,
         challenges,
+        open,
         blobs,
     }
 }
@@ -498,7 +522,7 @@ mod tests {
     }
 
     #[test]
-    fn challenges_are_kept_and_leftovers_of_dead_writers_removed() {
+    fn challenges_and_open_hosts_are_kept_and_leftovers_of_dead_writers_removed() {
         let d = dir("challenges");
         fs::create_dir_all(&d).unwrap();
         let leftover = d.join(".r.example.com.json.3999999999.tmp");
@@ -509,11 +533,14 @@ mod tests {
             "a dead writer's temporary file is removed"
         );
         s.set_challenges(vec![("reg.io".into(), Challenge::Basic)]);
+        s.set_open_hosts(vec!["open.io".into()]);
         s.save().unwrap();
+        let again = StateFile::load(&d, "r.example.com");
         assert_eq!(
-            StateFile::load(&d, "r.example.com").challenges(),
+            again.challenges(),
             [("reg.io".to_string(), Challenge::Basic)]
         );
+        assert_eq!(again.open_hosts(), ["open.io"]);
         fs::remove_dir_all(d).unwrap();
     }
 

@@ -85,16 +85,17 @@ impl<'a> Run<'a> {
             repositories: Mutex::new(HashMap::new()),
             down: Mutex::new(HashMap::new()),
             failed_hosts: Mutex::new(Vec::new()),
-            targets: Default::default(),
+            targets: crate::run::repositories::Targets::new(engine.capabilities().uploads),
         }
     }
 
     /// Works through `planned` on `parallel` threads, which hand their
-    /// blobs to the run's copiers; returns the panics of those that
+    /// blobs to the run's copiers, then cancels the uploads the repository
+    /// checks kept and no blob used; returns the panics of those that
     /// panicked.
     pub fn work_all(&self, planned: &[Planned]) -> Vec<Box<dyn std::any::Any + Send>> {
         let workers = self.registry.parallel.clamp(1, planned.len().max(1));
-        thread::scope(|scope| {
+        let panics = thread::scope(|scope| {
             let copiers = Pool::open(scope, self.registry.parallel);
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
@@ -103,7 +104,11 @@ impl<'a> Run<'a> {
                 })
                 .collect();
             handles.into_iter().filter_map(|h| h.join().err()).collect()
-        })
+        });
+        let access = self.checker.access;
+        self.targets
+            .cancel_unused(self.ctx.client, access, self.memory);
+        panics
     }
 
     /// Adds what the run did to `report`, and closes it.

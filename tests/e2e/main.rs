@@ -25,6 +25,7 @@ mod prune;
 mod quirks;
 mod referrers;
 mod referrers_front;
+mod requests;
 mod several;
 mod status;
 mod storage;

@@ -1,11 +1,14 @@
 //! The native engine's blobs: each one copied from scratch on each attempt,
-//! as many at once as the run's slots allow. A blob another repository of
-//! the target is known to have is mounted from there, with no `HEAD` first
-//! (a mount that fails, or opens an upload instead, goes on as below); a
-//! blob the target has is skipped; any other is streamed from the source into one
-//! `PUT`, or into `PATCH`es of `chunkSize`, its sha256 checked as it passes.
-//! A registry that refuses one way (a single request, or chunks) gets the
-//! other, from then on.
+//! as many at once as the run's slots allow. A blob the run already brought
+//! to the target repository costs nothing; one another image's move is
+//! sending is waited for, then mounted from there. A blob another
+//! repository of the target is known to have is mounted from there, with
+//! no `HEAD` first (a mount that fails, or opens an upload instead, goes on
+//! as below); a blob the target has is skipped; any other is streamed from
+//! the source into one `PUT` (into the upload the repository check kept,
+//! for the first), or into `PATCH`es of `chunkSize`, its sha256 checked as
+//! it passes. A registry that refuses one way (a single request, or chunks)
+//! gets the other, from then on.
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use super::{Blob, Copy};
 use crate::digest::Hashing;
 use crate::engine::{Failed, Sink, Source, Step, attempt};
 use crate::error::Error;
+use crate::inflight::Lead;
 use crate::mutex::lock;
 use crate::registry::blobs::{Mounted, Upload};
 use crate::registry::quirks::Quirk;
@@ -103,6 +107,33 @@ impl<'a> Copy<'a> {
         if let Sink::Layout(layout) = self.job.to {
             return self.blob_into(layout, blob, total);
         }
+        let Some(_turn) = self.turn(blob) else {
+            return Ok(Arrived::Present);
+        };
+        let how = self.blob_to_target(blob, total)?;
+        self.job.memory.note_blob(&blob.digest, &self.dst.path);
+        Ok(how)
+    }
+
+    /// This move's turn to send `blob` to the target, held while it does;
+    /// None when the run found it in the target repository already (sent
+    /// for another tag, say), after waiting for another image's move that
+    /// was sending it: then it is mounted from there, not sent twice.
+    fn turn(&self, blob: &Blob) -> Option<Lead<'_, String>> {
+        let memory = self.job.memory;
+        let here = || memory.arrived(&blob.digest, &self.dst.path);
+        loop {
+            if here() {
+                return None;
+            }
+            if let Some(turn) = memory.sending(&blob.digest) {
+                return (!here()).then_some(turn);
+            }
+        }
+    }
+
+    /// Brings `blob` to the target: mounted, found there, or sent.
+    fn blob_to_target(&self, blob: &Blob, total: u64) -> Result<Arrived, Error> {
         let client = self.job.client;
         let creds = self.job.access.push();
         let opened = match self.mount(blob) {
@@ -116,17 +147,24 @@ impl<'a> Copy<'a> {
             }
             return Ok(Arrived::Present);
         }
-        let upload = match opened {
+        let upload = match opened.or_else(|| self.job.memory.kept_upload(&self.dst.path)) {
             Some(u) => u,
             None => client.start_upload(&self.dst, creds)?,
         };
+        self.upload(blob, upload, total).map(|_| Arrived::Copied)
+    }
+
+    /// Sends `blob` into `upload`, the way the registry takes blobs; when it
+    /// refuses that way, again into a new upload the other way.
+    fn upload(&self, blob: &Blob, upload: Upload, total: u64) -> Result<(), Error> {
+        let client = self.job.client;
         let host = &self.dst.host;
         let first = way(
             self.job.registry.chunk_size.or(upload.min_chunk),
             client.has_quirk(host, Quirk::NoSingleUpload),
             client.has_quirk(host, Quirk::NoChunkedUpload),
         );
-        let sent = match self.send_way(blob, upload, first, total) {
+        match self.send_way(blob, upload, first, total) {
             Err(e) if refuses(first, &e) => {
                 let (quirk, then) = match first {
                     Way::Whole => (Quirk::NoSingleUpload, Way::Chunks(DEFAULT_CHUNK)),
@@ -142,7 +180,7 @@ impl<'a> Copy<'a> {
                         then.name()
                     );
                 }
-                let again = client.start_upload(&self.dst, creds)?;
+                let again = client.start_upload(&self.dst, self.job.access.push())?;
                 let then = match then {
                     Way::Chunks(size) => Way::Chunks(again.min_chunk.unwrap_or(0).max(size)),
                     whole => whole,
@@ -150,8 +188,7 @@ impl<'a> Copy<'a> {
                 self.send_way(blob, again, then, total)
             }
             other => other,
-        };
-        sent.map(|_| Arrived::Copied)
+        }
     }
 
     /// Mounts `blob` from another repository of the target that has it,

@@ -1,9 +1,9 @@
 //! The native engine: picture-book copies an image registry to registry
 //! over HTTP itself, with no daemon and nothing on the local disk. It reads
 //! the source's manifest (an index is walked to every child), copies every
-//! blob the target lacks (a `HEAD` first, then a cross-repository mount when
-//! another repository of the target has it, else a stream from the source
-//! checked against its digest as it passes), then puts the manifests by
+//! blob the target lacks (mounted when another repository of the target has
+//! it, else a `HEAD` first, then a stream from the source checked against
+//! its digest as it passes; see `blob`), then puts the manifests by
 //! digest, children before their index, and the tag last: an interruption
 //! never leaves a tag that points at missing blobs. Indexes stay whole and
 //! digests unchanged unless a `platforms` filter makes a new index (or, when
@@ -38,6 +38,7 @@ impl Engine for Native {
             naming: Naming::PinnedTag,
             counts: true,
             layouts: true,
+            uploads: true,
         }
     }
 

@@ -263,7 +263,8 @@ impl<'c, 'a> Referring<'c, 'a> {
 
     /// Copies the manifest `reference` (`digest`) of the source, its blobs,
     /// and what refers to it; returns its descriptor for the target's
-    /// fallback index when the target keeps no referrers itself.
+    /// fallback index when the target keeps no referrers itself. One the
+    /// target registry holds already is not read from the source.
     fn copy_manifest(
         &self,
         subject: &str,
@@ -282,9 +283,14 @@ impl<'c, 'a> Referring<'c, 'a> {
                 })?
             }
         };
+        let there = at_target.as_deref() == Some(digest);
+        if there && copy.job.to.is_registry() {
+            self.copy_referring_to(digest, depth)?;
+            return Ok(None);
+        }
         let manifest = copy.fetch(copy.job.from.manifest_key(reference, digest))?;
         let mut entry = None;
-        if at_target.as_deref() != Some(digest) {
+        if !there {
             let mut tree = Tree::of(manifest.clone());
             let mut seen = HashSet::new();
             copy.add_blobs(&manifest, &mut tree, &mut seen)?;
@@ -307,11 +313,18 @@ impl<'c, 'a> Referring<'c, 'a> {
                 .map_err(|e| Failed::new(e, &copy.dst.host))?;
             layout.add_entry(listed);
         }
-        if depth + 1 < MAX_DEPTH {
-            let found = self.find(&manifest.digest)?;
-            self.copy_found(&manifest.digest, &found, depth + 1)?;
-        }
+        self.copy_referring_to(&manifest.digest, depth)?;
         Ok(entry)
+    }
+
+    /// Copies what refers to the referrer `digest` (found at `depth`), up
+    /// to [`MAX_DEPTH`].
+    fn copy_referring_to(&self, digest: &str, depth: usize) -> Result<(), Failed> {
+        if depth + 1 < MAX_DEPTH {
+            let found = self.find(digest)?;
+            self.copy_found(digest, &found, depth + 1)?;
+        }
+        Ok(())
     }
 
     /// Notes with `add` what was brought for `subject`.
