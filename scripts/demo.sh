@@ -26,10 +26,13 @@ trap cleanup EXIT
 trap 'echo; echo "demo: interrupted; cleaning up" >&2; exit 130' INT TERM
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+# A port below Linux's ephemeral range (32768 and up), so that no outgoing
+# connection's own port (many linger in TIME-WAIT on a busy machine) takes
+# it between this probe and the bind.
 free_port() {
     local port
     while :; do
-        port=$((20000 + RANDOM % 20000))
+        port=$((20000 + RANDOM % 12000))
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
     done
 }
