@@ -57,18 +57,25 @@ fn the_demo_mirrors_for_real_and_cleans_up_even_when_interrupted() {
     assert!(leftovers(&tmp).is_empty(), "{:?}", leftovers(&tmp));
 
     let log = tmp.join("interrupted.log");
+    let errors = tmp.join("interrupted.err");
     let mut running = demo(&tmp)
         .stdout(fs::File::create(&log).unwrap())
-        .stderr(Stdio::null())
+        .stderr(fs::File::create(&errors).unwrap())
         .spawn()
         .unwrap();
-    assert!(
-        eventually(Duration::from_secs(30), || {
-            fs::read_to_string(&log)
-                .unwrap_or_default()
+    let mut ended = None;
+    let reached = eventually(Duration::from_secs(60), || {
+        ended = ended.or_else(|| running.try_wait().unwrap());
+        ended.is_some()
+            || fs::read_to_string(&log)
+                .unwrap()
                 .contains("picture-book sync")
-        }),
-        "the demo never reached sync"
+    });
+    assert!(
+        reached && ended.is_none(),
+        "the demo never reached sync (ended: {ended:?})\n{}\n{}",
+        fs::read_to_string(&log).unwrap(),
+        fs::read_to_string(&errors).unwrap()
     );
     let interrupt = Command::new("kill")
         .args(["-INT", &running.id().to_string()])
@@ -83,6 +90,7 @@ fn the_demo_mirrors_for_real_and_cleans_up_even_when_interrupted() {
         fs::read_to_string(&log).unwrap()
     );
     fs::remove_file(&log).unwrap();
+    fs::remove_file(&errors).unwrap();
     assert!(
         eventually(Duration::from_secs(10), || leftovers(&tmp).is_empty()),
         "{:?}",
