@@ -51,25 +51,38 @@ impl<K: Eq + Hash + Clone> InFlight<K> {
         None
     }
 
+    /// The lead on `key` unless `settled()`: None once it is, at once or
+    /// after waiting for whoever works on `key` (`settled` looked at once
+    /// more with the lead, in case the last leader finished just before).
+    pub fn lead_unless(&self, key: &K, mut settled: impl FnMut() -> bool) -> Option<Lead<'_, K>> {
+        loop {
+            if settled() {
+                return None;
+            }
+            if let Some(lead) = self.lead(key) {
+                return (!settled()).then_some(lead);
+            }
+        }
+    }
+
     /// `settled()` once it is Some: found at once, or after waiting for
-    /// whoever works on `key`, or else worked out with `work` while leading
-    /// (`settled` looked at once more with the lead, in case the last
-    /// leader finished just before).
+    /// whoever works on `key`, or else worked out with `work` while leading.
     pub fn once<T, E>(
         &self,
         key: &K,
         mut settled: impl FnMut() -> Option<T>,
         work: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E> {
-        loop {
-            if let Some(known) = settled() {
-                return Ok(known);
-            }
-            if let Some(_lead) = self.lead(key) {
-                return match settled() {
-                    Some(known) => Ok(known),
-                    None => work(),
-                };
+        let mut known = None;
+        let lead = self.lead_unless(key, || {
+            known = settled();
+            known.is_some()
+        });
+        match known {
+            Some(known) => Ok(known),
+            None => {
+                let _lead = lead;
+                work()
             }
         }
     }

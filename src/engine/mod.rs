@@ -466,10 +466,12 @@ impl RunMemory {
         lock(&self.arrived).contains(&(digest.to_string(), repository.to_string()))
     }
 
-    /// The lead of sending blob `digest` to the target; None after waiting
-    /// for the move that was sending it (see where it arrived).
-    pub fn sending(&self, digest: &str) -> Option<Lead<'_, String>> {
-        self.sending.lead(&digest.to_string())
+    /// The lead of sending blob `digest` to `repository` of the target;
+    /// None once this run found it there (at once, or after waiting for
+    /// the move that was sending it).
+    pub fn sending(&self, digest: &str, repository: &str) -> Option<Lead<'_, String>> {
+        let here = || self.arrived(digest, repository);
+        self.sending.lead_unless(&digest.to_string(), here)
     }
 
     /// Keeps `upload`, opened in `repo`, for the first blob sent there.
@@ -585,7 +587,7 @@ mod tests {
             for repo in ["m/a", "m/b", "m/c"] {
                 let (memory, sent) = (&memory, &sent);
                 s.spawn(move || {
-                    let Some(_turn) = memory.sending("sha256:x") else {
+                    let Some(_turn) = memory.sending("sha256:x", repo) else {
                         assert!(memory.blob_elsewhere("sha256:x", repo).is_some());
                         return;
                     };

@@ -112,13 +112,7 @@ impl Auth {
     pub fn first_request(&self, host: &str) -> Option<First<'_>> {
         let host = host.to_string();
         let asked = || self.knows(&host) || lock(&self.asked).contains(&host);
-        if asked() {
-            return None;
-        }
-        let lead = self.asking.lead(&host)?;
-        if asked() {
-            return None;
-        }
+        let lead = self.asking.lead_unless(&host, asked)?;
         Some(First {
             auth: self,
             host,

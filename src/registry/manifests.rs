@@ -145,27 +145,21 @@ impl Client {
                 self.quirks.has(host, Quirk::ManifestHead).then_some(false)
             }
         };
-        loop {
-            match learnt() {
-                Some(true) => return self.digest_by_get(repo, reference, creds),
-                Some(false) => return Ok(None),
-                None => {}
-            }
-            let Some(_lead) = self.quirks.confirming(host) else {
-                continue;
-            };
-            if learnt().is_some() {
-                continue;
-            }
-            let found = self.digest_by_get(repo, reference, creds)?;
-            match found {
-                Some(_) => self.no_head(repo, 404),
-                None => {
-                    self.quirks.note(host, Quirk::ManifestHead);
-                }
-            }
-            return Ok(found);
+        let lead = self.quirks.confirming(host, || learnt().is_some());
+        match learnt() {
+            Some(true) => return self.digest_by_get(repo, reference, creds),
+            Some(false) => return Ok(None),
+            None => {}
         }
+        let _lead = lead;
+        let found = self.digest_by_get(repo, reference, creds)?;
+        match found {
+            Some(_) => self.no_head(repo, 404),
+            None => {
+                self.quirks.note(host, Quirk::ManifestHead);
+            }
+        }
+        Ok(found)
     }
 
     /// Notes that `repo`'s registry has no manifest `HEAD` (it answered

@@ -52,9 +52,14 @@ impl Quirks {
     }
 
     /// The lead of the `GET` that confirms a manifest `HEAD` 404 of
-    /// `host`; None after waiting for another's (see what it noted).
-    pub fn confirming(&self, host: &str) -> Option<Lead<'_, String>> {
-        self.confirming.lead(&host.to_string())
+    /// `host`, unless `settled()`: None once it is (at once, or after
+    /// waiting for another's `GET`).
+    pub fn confirming(
+        &self,
+        host: &str,
+        settled: impl FnMut() -> bool,
+    ) -> Option<Lead<'_, String>> {
+        self.confirming.lead_unless(&host.to_string(), settled)
     }
 }
 

@@ -17,7 +17,6 @@ use super::{Blob, Copy};
 use crate::digest::Hashing;
 use crate::engine::{Failed, Sink, Source, Step, attempt};
 use crate::error::Error;
-use crate::inflight::Lead;
 use crate::mutex::lock;
 use crate::registry::blobs::{Mounted, Upload};
 use crate::registry::quirks::Quirk;
@@ -107,29 +106,17 @@ impl<'a> Copy<'a> {
         if let Sink::Layout(layout) = self.job.to {
             return self.blob_into(layout, blob, total);
         }
-        let Some(_turn) = self.turn(blob) else {
+        // This move's turn to send `blob`, held while it does; none when the
+        // run found it in the target repository already (sent for another
+        // tag, say), after waiting for another image's move that was sending
+        // it: then it is mounted from there, not sent twice.
+        let memory = self.job.memory;
+        let Some(_turn) = memory.sending(&blob.digest, &self.dst.path) else {
             return Ok(Arrived::Present);
         };
         let how = self.blob_to_target(blob, total)?;
         self.job.memory.note_blob(&blob.digest, &self.dst.path);
         Ok(how)
-    }
-
-    /// This move's turn to send `blob` to the target, held while it does;
-    /// None when the run found it in the target repository already (sent
-    /// for another tag, say), after waiting for another image's move that
-    /// was sending it: then it is mounted from there, not sent twice.
-    fn turn(&self, blob: &Blob) -> Option<Lead<'_, String>> {
-        let memory = self.job.memory;
-        let here = || memory.arrived(&blob.digest, &self.dst.path);
-        loop {
-            if here() {
-                return None;
-            }
-            if let Some(turn) = memory.sending(&blob.digest) {
-                return (!here()).then_some(turn);
-            }
-        }
     }
 
     /// Brings `blob` to the target: mounted, found there, or sent.
