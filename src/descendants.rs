@@ -161,6 +161,14 @@ mod tests {
         std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut text).unwrap();
         child.wait().unwrap();
         let sleeper: u32 = text.trim().parse().unwrap();
+        // The sleeper may still be between execs (sh's fork, setsid, sleep),
+        // when its environment reads empty: look once it is `sleep`.
+        let comm = format!("/proc/{sleeper}/comm");
+        let asleep = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
+        });
+        assert!(asleep, "{sleeper} never ran sleep");
         assert_eq!(Marks::environment(&value).find(), [sleeper]);
         assert_eq!(by_pipe.find(), [sleeper]);
         signal_each(&[sleeper], libc::SIGKILL);
