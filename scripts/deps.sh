@@ -10,7 +10,7 @@
 set -eu
 
 case ${1:-} in
-    test) packages="docker.io docker-registry apache2-utils podman skopeo openssl curl bash-completion zsh chromium chromium-driver busybox-static ca-certificates strace" ;;
+    test) packages="docker.io docker-registry apache2-utils podman skopeo openssl curl bash-completion zsh chromium chromium-driver busybox-static ca-certificates strace gdb" ;;
     demo) packages="docker-registry skopeo curl" ;;
     *) echo "usage: $0 test|demo" >&2; exit 2 ;;
 esac

@@ -442,6 +442,53 @@ fn sigterm_during_a_run_exits_0_and_leaves_no_docker_child() {
     assert!(ws.private_dirs().is_empty(), "{:?}", ws.private_dirs());
 }
 
+/// A debugger that calls a function in the daemon interrupts the system
+/// call its main thread waits for signals in; the kernel can then end that
+/// call with its internal ERESTARTSYS (512), as it does here whether or not
+/// gdb manages the call (on some machines it cannot restore the registers:
+/// "Couldn't write extended state status"). The daemon lives on, and its
+/// signals still work: a reload, then a stop with exit 0.
+#[test]
+fn a_debugger_calling_into_the_daemon_leaves_it_running() {
+    let (one, two) = (Registry::start(), Registry::start());
+    let ws = Workspace::new();
+    ws.list_script("sync.sh", &[]);
+    let d = Daemon::start(&ws, &registry_entry(&one, "0 0 1 1 *", ""), None);
+    for _ in 0..3 {
+        let gdb = std::process::Command::new("gdb")
+            .args(["-batch", "-p", &d.pid().to_string()])
+            .args(["-ex", "call (int)getpid()"])
+            .output()
+            .expect("run gdb (Debian package gdb)");
+        let said = String::from_utf8_lossy(&gdb.stdout);
+        assert!(
+            said.contains(&format!("process {}) detached", d.pid())),
+            "gdb did not attach: {said}{}",
+            String::from_utf8_lossy(&gdb.stderr)
+        );
+        let health = d.raw("GET", "/healthz", None).map(|(status, _, _)| status);
+        assert!(
+            matches!(health, Ok(200)),
+            "the daemon stopped answering after gdb: {health:?}"
+        );
+    }
+    ws.config(&config_text(
+        &registry_entry(&two, "0 0 1 1 *", ""),
+        d.port,
+        None,
+    ));
+    d.signal("HUP");
+    let hosts = || d.get("/list?type=configured")["registries"][0]["hostname"].clone();
+    assert!(
+        eventually(Duration::from_secs(10), || hosts() == two.host.as_str()),
+        "no reload after the debugger: {}",
+        hosts()
+    );
+    let out = d.stop();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
 #[test]
 fn sighup_reloads_and_a_broken_config_keeps_the_old_one() {
     let (one, two) = (Registry::start(), Registry::start());
