@@ -51,6 +51,12 @@
 # configuration directories were left after the daemon stopped, or the
 # daemon did not exit 0 on SIGTERM. Exit 2: a setup problem.
 #
+# The daemon runs with the environment the packaged systemd unit gives it:
+# its GLIBC_TUNABLES line (glibc's per-thread cache off; see
+# src/daemon/memory.rs) is read from packaging/systemd/picture-book.service,
+# or taken from $TUNABLES when that is set (`TUNABLES= bench/soak.sh`
+# measures the daemon with glibc's defaults).
+#
 # Not part of `cargo test`. Needs root and the Debian packages docker.io,
 # docker-registry and apache2-utils (htpasswd), plus curl and python3.
 # Usage: bench/soak.sh [SECONDS] [BINARY]      (default 600; BINARY or $PB
@@ -59,6 +65,9 @@ set -euo pipefail
 
 DURATION=${1:-600}
 PB=${2:-${PB:-}}
+UNIT_TUNABLES=$(sed -n 's/^Environment=GLIBC_TUNABLES=//p' \
+    "$(dirname "$0")/../packaging/systemd/picture-book.service")
+TUNABLES=${TUNABLES-$UNIT_TUNABLES}
 WARMUP=${WARMUP:-20}
 CHANGE_EVERY=${CHANGE_EVERY:-20}
 POLLERS=${POLLERS:-2}
@@ -214,8 +223,8 @@ HOSTS=("$T1" "$T2" "$T3")
 # directories must carry the logins) and a mark in its environment that its
 # children inherit, to find any left behind.
 MARK=PB_SOAK_MARK=$WORK
-say "starting picture-book sync for $DURATION s"
-env "$MARK" TMPDIR="$PBDIR/tmp" XDG_RUNTIME_DIR="$PBDIR/tmp" DOCKER_CONFIG="$PBDIR/docker" \
+say "starting picture-book sync for $DURATION s (GLIBC_TUNABLES='$TUNABLES')"
+env "$MARK" GLIBC_TUNABLES="$TUNABLES" TMPDIR="$PBDIR/tmp" XDG_RUNTIME_DIR="$PBDIR/tmp" DOCKER_CONFIG="$PBDIR/docker" \
     "$PB" --config "$PBDIR/config.yaml" --state-dir "$PBDIR/state" sync >"$PBDIR/log" 2>&1 &
 DAEMON=$!
 STARTED=$SECONDS

@@ -417,27 +417,11 @@ fn state_dir(cli: &Cli, config: &config::Config) -> PathBuf {
         .unwrap_or_else(state::default_dir)
 }
 
-/// Keeps the daemon's memory flat over months: every docker command it runs
-/// comes with short-lived threads that drain its output, and glibc gives
-/// threads arenas of their own whose fragments are rarely returned (a
-/// ten-minute `bench/soak.sh` grew by 3.8 MiB and still rising with them,
-/// by 0.7 MiB and flat after the third minute with one arena).
-/// The daemon allocates little, so one arena costs nothing measurable.
-#[allow(unsafe_code)]
-fn one_malloc_arena() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tunable of the allocator; it is called
-    // before the daemon starts any thread.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
-
 /// `sync`: the daemon. Validates the configuration, serves the API, runs
 /// every registry on its schedule, re-reads the configuration on SIGHUP and
 /// stops on SIGTERM or SIGINT.
 fn sync(cli: &Cli) -> Result<ExitCode, Error> {
-    one_malloc_arena();
+    daemon::limit_arenas();
     let path = config::locate(cli.config.as_deref())?;
     let config = config::load(&path)?;
     engine::config_dir::remove_stale_dirs();

@@ -16,6 +16,8 @@ mod synchronizer;
 mod views;
 mod worker;
 
+pub use memory::limit_arenas;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -73,7 +75,6 @@ impl Daemon {
 
     /// Starts one thread per synchronizer.
     pub fn start(self: &Arc<Daemon>) {
-        memory::limit_arenas();
         for sync in self.syncs() {
             self.spawn(sync);
         }

@@ -128,6 +128,15 @@ fn the_image_builds_offline_and_runs_load_and_sync_as_non_root() {
     assert!(up, "no /healthz: {}", docker(&["logs", &name]));
     let listed = api("/list?type=configured").unwrap_or_default();
     assert!(listed.contains(&dst.host), "{listed}");
+    let pid = docker(&["inspect", "-f", "{{.State.Pid}}", &name]);
+    let environ = fs::read(format!("/proc/{}/environ", pid.trim())).unwrap();
+    assert!(
+        environ
+            .split(|&b| b == 0)
+            .any(|v| v == b"GLIBC_TUNABLES=glibc.malloc.tcache_count=0"),
+        "sync runs with glibc's per-thread cache: {}",
+        String::from_utf8_lossy(&environ)
+    );
     docker(&["stop", "-t", "30", &name]);
     let code = docker(&["inspect", "-f", "{{.State.ExitCode}}", &name]);
     let logs = docker(&["logs", &name]);
