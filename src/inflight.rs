@@ -2,8 +2,9 @@
 //! something (a token for a scope, a host's answer to a confirming `GET`, a
 //! blob on its way to the target) leads; any other that needs the same
 //! thing meanwhile waits until the leader is done, then looks again at what
-//! it left (a cache, a quirk, the run's memory). Where the answer is kept,
-//! and what to do when the leader failed, is the caller's business.
+//! it left (a cache, a quirk, the run's memory). Where the answer is kept
+//! is the caller's business, and what to do when the leader failed too,
+//! except in [`InFlight::once`].
 
 use std::collections::HashSet;
 use std::hash::Hash;
@@ -66,19 +67,21 @@ impl<K: Eq + Hash + Clone> InFlight<K> {
     }
 
     /// `settled()` once it is Some: found at once, or after waiting for
-    /// whoever works on `key`, or else worked out with `work` while leading.
+    /// whoever works on `key`, or else worked out with `work`. When the one
+    /// waited for failed, those who waited ask side by side rather than one
+    /// after another: a service that hangs costs them two timeouts, not one
+    /// each.
     pub fn once<T, E>(
         &self,
         key: &K,
         mut settled: impl FnMut() -> Option<T>,
         work: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut known = None;
-        let lead = self.lead_unless(key, || {
-            known = settled();
-            known.is_some()
-        });
-        match known {
+        if let Some(known) = settled() {
+            return Ok(known);
+        }
+        let lead = self.lead(key);
+        match settled() {
             Some(known) => Ok(known),
             None => {
                 let _lead = lead;
@@ -135,34 +138,56 @@ mod tests {
     }
 
     #[test]
-    fn when_the_leader_fails_the_next_one_asks() {
+    fn when_the_leader_fails_those_who_waited_ask_side_by_side() {
         let flight = InFlight::default();
-        let answer: Mutex<Option<u32>> = Mutex::new(None);
-        let tries = AtomicUsize::new(0);
-        let results: Vec<Result<u32, u32>> = thread::scope(|s| {
+        let start = std::sync::Barrier::new(4);
+        let (tries, asking, most) = (
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        );
+        let failed = thread::scope(|s| {
             let handles: Vec<_> = (0..4)
-                .map(|_| {
-                    s.spawn(|| {
+                .map(|i| {
+                    let (start, tries, asking, most) = (&start, &tries, &asking, &most);
+                    let flight = &flight;
+                    s.spawn(move || {
+                        start.wait();
+                        if i > 0 {
+                            // The first to get there leads; the rest wait.
+                            thread::sleep(Duration::from_millis(50));
+                        }
                         flight.once(
                             &1,
-                            || *lock(&answer),
+                            || None::<u32>,
                             || {
-                                thread::sleep(Duration::from_millis(20));
-                                if tries.fetch_add(1, Ordering::SeqCst) == 0 {
-                                    return Err(0);
-                                }
-                                *lock(&answer) = Some(9);
-                                Ok(9)
+                                tries.fetch_add(1, Ordering::SeqCst);
+                                let now = asking.fetch_add(1, Ordering::SeqCst) + 1;
+                                most.fetch_max(now, Ordering::SeqCst);
+                                thread::sleep(Duration::from_millis(300));
+                                asking.fetch_sub(1, Ordering::SeqCst);
+                                Err::<u32, u32>(0)
                             },
                         )
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(Result::is_err)
+                .count()
         });
-        assert_eq!(tries.into_inner(), 2, "one failure, then one success");
-        assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
-        assert_eq!(results.iter().filter(|r| **r == Ok(9)).count(), 3);
+        assert_eq!(failed, 4, "everyone learns of the failure");
+        assert_eq!(
+            tries.into_inner(),
+            4,
+            "the leader, then the three who waited"
+        );
+        assert!(
+            most.into_inner() >= 2,
+            "those who waited asked one after another"
+        );
     }
 
     #[test]
