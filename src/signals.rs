@@ -2,7 +2,6 @@
 //! ask it to stop (after the images in progress; a second one stops children
 //! at once), SIGHUP asks the daemon to re-read its configuration. What
 //! stopping or reloading involves is the caller's business.
-
 //!
 //! Delivery is a self-pipe of our own: each signal's handler sets its flag,
 //! then writes a byte to a socket that [`Signals::wait`] sleeps on. Any
