@@ -54,7 +54,6 @@ impl<'a> Copy<'a> {
             }
             self.blob_once(blob, total)
         })?;
-        self.job.memory.note_blob(&blob.digest, &self.dst.path);
         let mut stats = lock(&self.stats);
         match how {
             Arrived::Present => stats.blobs_present += 1,
@@ -102,6 +101,9 @@ impl<'a> Copy<'a> {
         }
     }
 
+    /// One attempt at `blob`; at a registry, the run notes where it arrived
+    /// (for mounts, and for the moves waiting for it) before letting them
+    /// look.
     fn blob_once(&self, blob: &Blob, total: u64) -> Result<Arrived, Error> {
         if let Sink::Layout(layout) = self.job.to {
             return self.blob_into(layout, blob, total);
@@ -115,7 +117,7 @@ impl<'a> Copy<'a> {
             return Ok(Arrived::Present);
         };
         let how = self.blob_to_target(blob, total)?;
-        self.job.memory.note_blob(&blob.digest, &self.dst.path);
+        memory.note_blob(&blob.digest, &self.dst.path);
         Ok(how)
     }
 
